@@ -1,0 +1,263 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/parser"
+
+	"github.com/narrate/narrate/auth"
+	"github.com/narrate/narrate/graph"
+)
+
+// writeGraphQLError answers a whole request with one GraphQL error.
+func writeGraphQLError(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"errors": []map[string]any{{"message": message, "extensions": map[string]any{"code": code}}},
+	})
+}
+
+// authenticate verifies the bearer token of HTTP GraphQL requests. No
+// header is an anonymous request; a present but invalid token fails the
+// whole request with 401, never a silent fallback to anonymous. Websocket
+// upgrades carry their token in connection_init instead, where the
+// websocket transport checks it.
+func authenticate(v *auth.Verifier, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isWebsocket(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		token, ok, err := auth.BearerToken(r.Header.Get("Authorization"))
+		if ok && err == nil {
+			var id *auth.Identity
+			if id, err = v.Verify(r.Context(), token); err == nil {
+				r = r.WithContext(graph.WithViewer(r.Context(), ViewerOf(id)))
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, auth.ErrInvalidToken) {
+				slog.ErrorContext(r.Context(), "verify token", "err", err)
+				writeGraphQLError(w, http.StatusInternalServerError, graph.CodeInternal, "could not verify the token")
+				return
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			writeGraphQLError(w, http.StatusUnauthorized, graph.CodeUnauthenticated, err.Error())
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func isWebsocket(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+// rejectGetMutations answers 405 to a GET carrying a mutation (or
+// subscription): GET must be safe, so browsers, caches and prefetchers can
+// never change state. gqlgen's GET transport would answer 406.
+func rejectGetMutations(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && !isWebsocket(r) {
+			if query := r.URL.Query().Get("query"); query != "" {
+				doc, err := parser.ParseQuery(&ast.Source{Input: query})
+				if err == nil {
+					op := doc.Operations.ForName(r.URL.Query().Get("operationName"))
+					if op == nil && len(doc.Operations) == 1 {
+						op = doc.Operations[0]
+					}
+					if op != nil && op.Operation != ast.Query {
+						w.Header().Set("Allow", http.MethodPost)
+						writeGraphQLError(w, http.StatusMethodNotAllowed, graph.CodeBadUserInput,
+							"GET requests may only carry queries; send "+string(op.Operation)+"s with POST")
+						return
+					}
+				}
+			}
+		}
+		if r.Method == http.MethodPost && !strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/") {
+			r.Body = http.MaxBytesReader(w, r.Body, maxJSONBody)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// cors allows cross-origin requests from the listed origins (any when the
+// list is empty). Tokens travel in headers, not cookies, so credentials are
+// never allowed.
+func cors(origins []string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Add("Vary", "Origin")
+		if !OriginAllowed(origins, origin) {
+			if r.Method == http.MethodOptions {
+				w.WriteHeader(http.StatusForbidden)
+				return
+			}
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Access-Control-Allow-Origin", origin)
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			w.Header().Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Apollo-Require-Preflight, X-Request-Id")
+			w.Header().Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// OriginAllowed reports whether origin may call the API: any origin when
+// origins is empty, otherwise an exact (case-insensitive) match.
+func OriginAllowed(origins []string, origin string) bool {
+	if len(origins) == 0 {
+		return true
+	}
+	return slices.ContainsFunc(origins, func(o string) bool { return strings.EqualFold(o, origin) })
+}
+
+type requestIDKey struct{}
+
+// RequestID returns the id of the request ctx belongs to.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// requestID gives every request an id: the caller's X-Request-Id when it
+// is sane, a random one otherwise. Logs carry it, and so does the response.
+func requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if !validRequestID.MatchString(id) {
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		w.Header().Set("X-Request-Id", id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+	})
+}
+
+// LogHandler adds the request id of the record's context to every log
+// record, so everything a request logs can be found by its id.
+type LogHandler struct{ slog.Handler }
+
+// Handle adds request_id.
+func (h LogHandler) Handle(ctx context.Context, r slog.Record) error {
+	if id := RequestID(ctx); id != "" {
+		r.AddAttrs(slog.String("request_id", id))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// WithAttrs keeps the wrapper.
+func (h LogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return LogHandler{h.Handler.WithAttrs(attrs)}
+}
+
+// WithGroup keeps the wrapper.
+func (h LogHandler) WithGroup(name string) slog.Handler {
+	return LogHandler{h.Handler.WithGroup(name)}
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (websocket
+// hijacking, flushing).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// logRequests logs every request once it is answered.
+func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		level := slog.LevelInfo
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics" {
+			level = slog.LevelDebug
+		}
+		logger.Log(r.Context(), level, "http request",
+			"method", r.Method, "path", r.URL.Path, "status", sw.status,
+			"duration", time.Since(start), "remote", r.RemoteAddr)
+	})
+}
+
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "narrate_http_requests_total", Help: "HTTP requests by route, method and status code.",
+		}, []string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "narrate_http_request_duration_seconds", Help: "HTTP request latency by route.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route"}),
+	}
+	reg.MustRegister(m.requests, m.duration)
+	return m
+}
+
+// wrap records every request under its route pattern, never its raw path,
+// so label cardinality stays bounded.
+func (m *httpMetrics) wrap(mux *http.ServeMux, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		_, route := mux.Handler(r)
+		if route == "" {
+			route = "unmatched"
+		}
+		if isWebsocket(r) {
+			// A websocket's duration is its lifetime, not a latency.
+			m.requests.WithLabelValues(route, "WS", strconv.Itoa(sw.status)).Inc()
+			return
+		}
+		m.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Inc()
+		m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	})
+}

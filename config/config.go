@@ -1,0 +1,108 @@
+// Package config reads the server's configuration from the environment, as
+// the contract lists it.
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Config is the server's configuration.
+type Config struct {
+	// DatabaseURL is empty when the server should run its own local
+	// PostgreSQL cluster under DataDir.
+	DatabaseURL string
+	DataDir     string
+	Port        int
+	// JWTSecret is the HS256 secret; empty means a dev secret in DataDir
+	// when JWKSURL is empty too.
+	JWTSecret         string
+	JWKSURL           string
+	JWTAudience       string
+	ElevenLabsAPIKey  string
+	ElevenLabsBaseURL string
+	MigrateOnStart    bool
+	WorkerConcurrency int
+	PublicURL         string
+	// CORSOrigins lists the allowed browser origins; empty allows any.
+	CORSOrigins []string
+}
+
+// Defaults.
+const (
+	DefaultPort              = 8080
+	DefaultDataDir           = ".data"
+	DefaultAudience          = "authenticated"
+	DefaultElevenLabsBaseURL = "https://api.elevenlabs.io"
+	DefaultWorkerConcurrency = 2
+)
+
+// FromEnv reads the configuration from the process environment.
+func FromEnv() (Config, error) { return Parse(os.Getenv) }
+
+// Parse reads the configuration through getenv.
+func Parse(getenv func(string) string) (Config, error) {
+	c := Config{
+		DatabaseURL:       getenv("DATABASE_URL"),
+		DataDir:           or(getenv("DATA_DIR"), DefaultDataDir),
+		JWTSecret:         getenv("JWT_SECRET"),
+		JWKSURL:           getenv("JWKS_URL"),
+		JWTAudience:       or(getenv("JWT_AUDIENCE"), DefaultAudience),
+		ElevenLabsAPIKey:  getenv("ELEVENLABS_API_KEY"),
+		ElevenLabsBaseURL: strings.TrimRight(or(getenv("ELEVENLABS_BASE_URL"), DefaultElevenLabsBaseURL), "/"),
+	}
+	var err error
+	if c.DataDir, err = filepath.Abs(c.DataDir); err != nil {
+		return c, fmt.Errorf("DATA_DIR: %w", err)
+	}
+	if c.Port, err = intVar(getenv, "PORT", DefaultPort, 0, 65535); err != nil {
+		return c, err
+	}
+	if c.WorkerConcurrency, err = intVar(getenv, "WORKER_CONCURRENCY", DefaultWorkerConcurrency, 0, 256); err != nil {
+		return c, err
+	}
+	c.MigrateOnStart = true
+	if v := getenv("MIGRATE_ON_START"); v != "" {
+		if c.MigrateOnStart, err = strconv.ParseBool(v); err != nil {
+			return c, fmt.Errorf("MIGRATE_ON_START: %q is not a boolean", v)
+		}
+	}
+	c.PublicURL = strings.TrimRight(or(getenv("PUBLIC_URL"), fmt.Sprintf("http://localhost:%d", c.Port)), "/")
+	if u, err := url.Parse(c.PublicURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return c, fmt.Errorf("PUBLIC_URL: %q is not an absolute http(s) URL", c.PublicURL)
+	}
+	for _, o := range strings.Split(getenv("CORS_ORIGINS"), ",") {
+		if o = strings.TrimSpace(o); o != "" && o != "*" {
+			c.CORSOrigins = append(c.CORSOrigins, strings.TrimRight(o, "/"))
+		}
+	}
+	if c.JWKSURL != "" {
+		if u, err := url.Parse(c.JWKSURL); err != nil || u.Host == "" {
+			return c, fmt.Errorf("JWKS_URL: %q is not an absolute URL", c.JWKSURL)
+		}
+	}
+	return c, nil
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func intVar(getenv func(string) string, name string, def, lo, hi int) (int, error) {
+	v := getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("%s: %q is not a number between %d and %d", name, v, lo, hi)
+	}
+	return n, nil
+}

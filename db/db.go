@@ -1,0 +1,201 @@
+// Package db is the data layer: a pgx pool whose every transaction runs as
+// the API role and JWT claims of the caller, so PostgreSQL's row-level
+// security decides what each request sees, and the queries the API needs.
+package db
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// The roles the server's login switches to, as Supabase names them.
+const (
+	RoleAnon          = "anon"
+	RoleAuthenticated = "authenticated"
+	RoleService       = "service_role"
+)
+
+// Session is the identity database work runs under: the role to switch to
+// and the verified JWT claims that auth.uid() and auth.jwt() read.
+type Session struct {
+	Role   string
+	Claims json.RawMessage
+	// UserID is the claims' subject, uuid.Nil for anonymous and service work.
+	UserID uuid.UUID
+}
+
+// Anonymous is the session of a request without a token.
+func Anonymous() Session { return Session{Role: RoleAnon} }
+
+// Service is the privileged session of the worker and the listener.
+func Service() Session {
+	return Session{Role: RoleService, Claims: json.RawMessage(`{"role":"service_role"}`)}
+}
+
+// User is the session of a signed-in user with their verified claims.
+func UserSession(userID uuid.UUID, claims json.RawMessage) Session {
+	return Session{Role: RoleAuthenticated, Claims: claims, UserID: userID}
+}
+
+// setSessionSQL switches role and claims for the current transaction only.
+// SET LOCAL cannot take parameters, set_config can; is_local=true makes both
+// revert at commit or rollback, so a pooled connection never carries one
+// user's identity into the next transaction.
+const setSessionSQL = `SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)`
+
+// Querier is what code running inside a transaction may use.
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// DB is the application's connection pool.
+type DB struct {
+	Pool *pgxpool.Pool
+}
+
+// Options tune Open.
+type Options struct {
+	// Tracer observes every query, e.g. to count statements in tests.
+	Tracer pgx.QueryTracer
+	// MaxConns caps the pool; 0 keeps pgxpool's default.
+	MaxConns int32
+}
+
+// Open connects a pool to url. It does not wait for the database to answer.
+func Open(ctx context.Context, url string, opts Options) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if opts.Tracer != nil {
+		cfg.ConnConfig.Tracer = opts.Tracer
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open pool: %w", err)
+	}
+	return &DB{Pool: pool}, nil
+}
+
+// Close closes the pool.
+func (d *DB) Close() { d.Pool.Close() }
+
+// Ping reports whether the database answers.
+func (d *DB) Ping(ctx context.Context) error { return d.Pool.Ping(ctx) }
+
+// Batch runs the statements queue adds in one transaction under s, in a
+// single round trip: BEGIN, the session settings, the statements and COMMIT
+// are pipelined together. The statements' callbacks (QueuedQuery.Query,
+// QueryRow, Exec) run as results arrive; the first error aborts the
+// transaction and is returned.
+func (d *DB) Batch(ctx context.Context, s Session, queue func(b *pgx.Batch)) error {
+	conn, err := d.Pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire connection: %w", err)
+	}
+	defer conn.Release()
+
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(setSessionSQL, s.Role, claimsText(s.Claims))
+	queue(b)
+	b.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		abort(ctx, conn)
+		return err
+	}
+	return nil
+}
+
+// Tx runs fn in a transaction under s, for work that needs several
+// round trips (read, decide, write). BEGIN and the session settings share
+// the first round trip.
+func (d *DB) Tx(ctx context.Context, s Session, fn func(q Querier) error) error {
+	conn, err := d.Pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire connection: %w", err)
+	}
+	defer conn.Release()
+
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(setSessionSQL, s.Role, claimsText(s.Claims))
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		abort(ctx, conn)
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(conn); err != nil {
+		abort(ctx, conn)
+		return err
+	}
+	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+		abort(ctx, conn)
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// abort rolls back whatever transaction the connection is left in. If that
+// fails the pool discards the connection on release, because pgxpool never
+// reuses a connection that is not idle outside a transaction.
+func abort(ctx context.Context, conn *pgxpool.Conn) {
+	if conn.Conn().PgConn().TxStatus() == 'I' {
+		return
+	}
+	_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+}
+
+func claimsText(c json.RawMessage) string {
+	if len(c) == 0 {
+		return ""
+	}
+	return string(c)
+}
+
+// Errors callers branch on.
+var (
+	// ErrNotFound: no such row, or not one the session may see.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a unique key is taken or a precondition no longer holds.
+	ErrConflict = errors.New("conflict")
+	// ErrInvalid: the database rejected a value (a CHECK constraint).
+	ErrInvalid = errors.New("invalid value")
+	// ErrForbidden: a row-level security policy refused the write.
+	ErrForbidden = errors.New("forbidden")
+)
+
+// classify maps PostgreSQL errors to the errors above, keeping the original
+// for logs.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNotFound
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "23505":
+			return fmt.Errorf("%w: %s", ErrConflict, pgErr.ConstraintName)
+		case "23514", "22001", "23502":
+			return fmt.Errorf("%w: %s", ErrInvalid, pgErr.ConstraintName)
+		case "42501":
+			return fmt.Errorf("%w: %s", ErrForbidden, pgErr.Message)
+		}
+	}
+	return err
+}

@@ -1,0 +1,111 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/narrate/narrate/db"
+)
+
+// The error codes of the contract, carried in extensions.code.
+const (
+	CodeUnauthenticated  = "UNAUTHENTICATED"
+	CodeForbidden        = "FORBIDDEN"
+	CodeNotFound         = "NOT_FOUND"
+	CodeBadUserInput     = "BAD_USER_INPUT"
+	CodeConflict         = "CONFLICT"
+	CodeVoiceNotVerified = "VOICE_NOT_VERIFIED"
+	CodeRateLimited      = "RATE_LIMITED"
+	CodeQueryTooComplex  = "QUERY_TOO_COMPLEX"
+	CodeInternal         = "INTERNAL_SERVER_ERROR"
+	CodeNotImplemented   = "NOT_IMPLEMENTED"
+)
+
+// Error is an error meant for the client: its message is safe to show and
+// its code is one of the contract's.
+type Error struct {
+	Code    string
+	Message string
+	// Err is the cause, logged but never shown.
+	Err error
+}
+
+func (e *Error) Error() string { return e.Message }
+func (e *Error) Unwrap() error { return e.Err }
+
+// NewError makes a client error with a code.
+func NewError(code, message string) *Error { return &Error{Code: code, Message: message} }
+
+func errUnauthenticated() *Error {
+	return NewError(CodeUnauthenticated, "sign in to do this")
+}
+
+func errForbidden() *Error { return NewError(CodeForbidden, "only admins may do this") }
+
+func badInput(message string) *Error { return NewError(CodeBadUserInput, message) }
+
+// fromDB turns a data-layer error into a client error where it has a
+// meaning for the client; anything else stays internal.
+func fromDB(err error, notFound string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, db.ErrNotFound):
+		return &Error{Code: CodeNotFound, Message: notFound, Err: err}
+	case errors.Is(err, db.ErrConflict):
+		return &Error{Code: CodeConflict, Message: err.Error(), Err: err}
+	case errors.Is(err, db.ErrInvalid):
+		return &Error{Code: CodeBadUserInput, Message: "a value is not valid: " + err.Error(), Err: err}
+	case errors.Is(err, db.ErrForbidden):
+		return &Error{Code: CodeForbidden, Message: "not allowed", Err: err}
+	case errors.Is(err, db.ErrVoiceNotVerified):
+		return &Error{Code: CodeVoiceNotVerified, Message: "record and verify your voice sample before starting a narration", Err: err}
+	}
+	return err
+}
+
+// ErrorPresenter returns gqlgen's error presenter: client errors keep their
+// message and code; anything else is logged with its detail and reaches the
+// client as a bare INTERNAL_SERVER_ERROR, so SQL, stack traces and other
+// users' data never leak.
+func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
+	return func(ctx context.Context, err error) *gqlerror.Error {
+		var gqlErr *gqlerror.Error
+		if errors.As(err, &gqlErr) && gqlErr.Err == nil {
+			// Parse, validation and argument errors made by gqlgen or the
+			// scalars: already client errors.
+			return gqlErr
+		}
+		presented := graphql.DefaultErrorPresenter(ctx, err)
+		var appErr *Error
+		if errors.As(err, &appErr) {
+			presented.Message = appErr.Message
+			presented.Extensions = map[string]any{"code": appErr.Code}
+			return presented
+		}
+		if errors.As(err, &gqlErr) && gqlErr.Extensions["code"] != nil {
+			return presented
+		}
+		if errors.Is(err, context.Canceled) {
+			presented.Message = "request canceled"
+			presented.Extensions = map[string]any{"code": CodeInternal}
+			return presented
+		}
+		logger.ErrorContext(ctx, "internal error", "err", err, "path", graphql.GetPath(ctx).String())
+		presented.Message = "internal server error"
+		presented.Extensions = map[string]any{"code": CodeInternal}
+		return presented
+	}
+}
+
+// RecoverFunc logs a resolver panic and answers an internal error.
+func RecoverFunc(logger *slog.Logger) graphql.RecoverFunc {
+	return func(ctx context.Context, p any) error {
+		logger.ErrorContext(ctx, "resolver panic", "panic", p, "path", graphql.GetPath(ctx).String())
+		return errors.New("internal server error")
+	}
+}

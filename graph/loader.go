@@ -1,0 +1,181 @@
+package graph
+
+import (
+	"context"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/google/uuid"
+	"github.com/graph-gophers/dataloader/v7"
+
+	"github.com/narrate/narrate/db"
+)
+
+// loaderWait is how long a loader collects keys before it queries. gqlgen
+// resolves sibling fields concurrently, so they all arrive within
+// microseconds; a long wait would only add latency to every response and
+// every subscription event.
+const loaderWait = 500 * time.Microsecond
+
+// pageKey asks for one page of a nested connection: the parent's id, the
+// page size plus one (to learn whether there is a next page) and the raw,
+// already validated cursor.
+type pageKey[K comparable] struct {
+	Parent K
+	Limit  int
+	After  string
+	Status db.Status
+}
+
+// Loaders batch the nested reads of one response. They are made per
+// response, never per connection, so their caches hold one viewer's rows for
+// one response only: a websocket's later events never see stale rows and
+// one viewer's rows are never served to another.
+type Loaders struct {
+	story       *dataloader.Loader[uuid.UUID, *db.Story]
+	generation  *dataloader.Loader[uuid.UUID, *db.Generation]
+	profile     *dataloader.Loader[uuid.UUID, *db.Profile]
+	voiceSample *dataloader.Loader[uuid.UUID, *db.VoiceSample]
+	email       *dataloader.Loader[uuid.UUID, *string]
+	logs        *dataloader.Loader[pageKey[uuid.UUID], []db.Log]
+	generations *dataloader.Loader[pageKey[db.OwnerKey], []db.Generation]
+}
+
+// NewLoaders makes the loaders of one response, reading as s.
+func NewLoaders(d *db.DB, s db.Session) *Loaders {
+	return &Loaders{
+		story: newLoader(byID(func(ctx context.Context, ids []uuid.UUID) ([]db.Story, error) {
+			return d.StoriesByID(ctx, s, ids)
+		}, func(v db.Story) uuid.UUID { return v.ID })),
+		generation: newLoader(byID(func(ctx context.Context, ids []uuid.UUID) ([]db.Generation, error) {
+			return d.GenerationsByID(ctx, s, ids)
+		}, func(v db.Generation) uuid.UUID { return v.ID })),
+		profile: newLoader(byID(func(ctx context.Context, ids []uuid.UUID) ([]db.Profile, error) {
+			return d.ProfilesByUser(ctx, s, ids)
+		}, func(v db.Profile) uuid.UUID { return v.UserID })),
+		voiceSample: newLoader(byID(func(ctx context.Context, ids []uuid.UUID) ([]db.VoiceSample, error) {
+			return d.VoiceSamplesByUser(ctx, s, ids)
+		}, func(v db.VoiceSample) uuid.UUID { return v.UserID })),
+		email: newLoader(func(ctx context.Context, ids []uuid.UUID) []*dataloader.Result[*string] {
+			rows, err := d.UserEmails(ctx, s, ids)
+			found := make(map[uuid.UUID]*string, len(rows))
+			for _, r := range rows {
+				found[r.ID] = r.Email
+			}
+			return results(ids, err, func(id uuid.UUID) *string { return found[id] })
+		}),
+		logs: newLoader(pages(func(ctx context.Context, parents []uuid.UUID, limit int, after string, _ db.Status) ([]db.Keyed[db.Log], error) {
+			key, err := decodeCursor[db.LogKey](cursorLog, nonEmpty(after))
+			if err != nil {
+				return nil, err
+			}
+			return d.LogsByGeneration(ctx, s, parents, db.PageParams[db.LogKey]{Limit: limit, After: key})
+		})),
+		generations: newLoader(pages(func(ctx context.Context, owners []db.OwnerKey, limit int, after string, status db.Status) ([]db.Keyed[db.Generation], error) {
+			key, err := decodeCursor[db.GenerationKey](cursorGeneration, nonEmpty(after))
+			if err != nil {
+				return nil, err
+			}
+			var f db.GenerationFilter
+			if status != "" {
+				f.Status = &status
+			}
+			return d.GenerationsByOwner(ctx, s, owners, f, db.PageParams[db.GenerationKey]{Limit: limit, After: key})
+		})),
+	}
+}
+
+func newLoader[K comparable, V any](fn dataloader.BatchFunc[K, V]) *dataloader.Loader[K, V] {
+	return dataloader.NewBatchedLoader(fn,
+		dataloader.WithWait[K, V](loaderWait),
+		dataloader.WithBatchCapacity[K, V](500),
+	)
+}
+
+// byID makes a batch function that loads rows by id; an id without a
+// visible row loads as nil.
+func byID[V any](fetch func(context.Context, []uuid.UUID) ([]V, error), idOf func(V) uuid.UUID) dataloader.BatchFunc[uuid.UUID, *V] {
+	return func(ctx context.Context, ids []uuid.UUID) []*dataloader.Result[*V] {
+		rows, err := fetch(ctx, ids)
+		found := make(map[uuid.UUID]*V, len(rows))
+		for i := range rows {
+			found[idOf(rows[i])] = &rows[i]
+		}
+		return results(ids, err, func(id uuid.UUID) *V { return found[id] })
+	}
+}
+
+// pages makes a batch function for nested connections: keys asking for the
+// same page shape share one statement whatever the number of parents.
+func pages[P comparable, V any](fetch func(ctx context.Context, parents []P, limit int, after string, status db.Status) ([]db.Keyed[V], error)) dataloader.BatchFunc[pageKey[P], []V] {
+	return func(ctx context.Context, keys []pageKey[P]) []*dataloader.Result[[]V] {
+		type shape struct {
+			limit  int
+			after  string
+			status db.Status
+		}
+		groups := map[shape][]int{}
+		for i, k := range keys {
+			s := shape{k.Limit, k.After, k.Status}
+			groups[s] = append(groups[s], i)
+		}
+		out := make([]*dataloader.Result[[]V], len(keys))
+		for s, idx := range groups {
+			parents := make([]P, len(idx))
+			for j, i := range idx {
+				parents[j] = keys[i].Parent
+			}
+			rows, err := fetch(ctx, parents, s.limit, s.after, s.status)
+			byKey := make([][]V, len(idx))
+			for _, r := range rows {
+				byKey[r.KeyIndex] = append(byKey[r.KeyIndex], r.Row)
+			}
+			for j, i := range idx {
+				out[i] = &dataloader.Result[[]V]{Data: byKey[j], Error: err}
+			}
+		}
+		return out
+	}
+}
+
+func results[K comparable, V any](keys []K, err error, get func(K) V) []*dataloader.Result[V] {
+	out := make([]*dataloader.Result[V], len(keys))
+	for i, k := range keys {
+		if err != nil {
+			out[i] = &dataloader.Result[V]{Error: err}
+			continue
+		}
+		out[i] = &dataloader.Result[V]{Data: get(k)}
+	}
+	return out
+}
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+type loadersKey struct{}
+
+// WithLoaders returns ctx carrying l.
+func WithLoaders(ctx context.Context, l *Loaders) context.Context {
+	return context.WithValue(ctx, loadersKey{}, l)
+}
+
+// loaders returns the response's loaders. Every response gets them from
+// LoaderMiddleware; the fallback keeps a resolver called outside a response
+// (a test, say) correct, if unbatched.
+func (r *Resolver) loaders(ctx context.Context) *Loaders {
+	if l, ok := ctx.Value(loadersKey{}).(*Loaders); ok {
+		return l
+	}
+	return NewLoaders(r.DB, ViewerFrom(ctx).Session)
+}
+
+// LoaderMiddleware gives every response, including every event of a
+// subscription, fresh loaders reading as the response's viewer.
+func (r *Resolver) LoaderMiddleware(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+	return next(WithLoaders(ctx, NewLoaders(r.DB, ViewerFrom(ctx).Session)))
+}

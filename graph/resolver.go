@@ -1,0 +1,21 @@
+// Package graph is the GraphQL layer: gqlgen's generated executor, the
+// resolvers, the per-response dataloaders and the mapping of errors to the
+// API's codes.
+package graph
+
+import (
+	"log/slog"
+
+	"github.com/narrate/narrate/db"
+)
+
+// Resolver is the root of all resolvers; it holds the process-wide
+// dependencies. Per-request state (the viewer, the loaders) travels in the
+// context.
+type Resolver struct {
+	DB     *db.DB
+	Logger *slog.Logger
+	// SignAudio turns a stored audio key into a signed, expiring URL; nil
+	// while no audio storage is configured.
+	SignAudio func(key string) string
+}

@@ -1,0 +1,92 @@
+// Package scalar marshals the API's custom scalars: ID as a UUID, Time as
+// RFC 3339 with microsecond precision, and JSON as raw JSON.
+package scalar
+
+import (
+	"encoding/json"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/google/uuid"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
+// CodeBadUserInput is the error code of a malformed argument.
+const CodeBadUserInput = "BAD_USER_INPUT"
+
+func badInput(format string, args ...any) error {
+	err := gqlerror.Errorf(format, args...)
+	err.Extensions = map[string]any{"code": CodeBadUserInput}
+	return err
+}
+
+// MarshalUUID writes an ID in its canonical textual form.
+func MarshalUUID(id uuid.UUID) graphql.Marshaler {
+	return graphql.WriterFunc(func(w io.Writer) {
+		_, _ = io.WriteString(w, strconv.Quote(id.String()))
+	})
+}
+
+// UnmarshalUUID reads an ID. Every ID of this API is a UUID, so anything else
+// is the client's mistake and answers BAD_USER_INPUT.
+func UnmarshalUUID(v any) (uuid.UUID, error) {
+	s, ok := v.(string)
+	if !ok {
+		return uuid.Nil, badInput("an ID must be a string")
+	}
+	id, err := uuid.Parse(s)
+	if err != nil || len(s) != 36 {
+		return uuid.Nil, badInput("%q is not a valid ID", s)
+	}
+	return id, nil
+}
+
+// timeLayout is RFC 3339 with microseconds, the precision PostgreSQL stores.
+const timeLayout = "2006-01-02T15:04:05.000000Z07:00"
+
+// MarshalTime writes a timestamp in UTC with microsecond precision.
+func MarshalTime(t time.Time) graphql.Marshaler {
+	return graphql.WriterFunc(func(w io.Writer) {
+		_, _ = io.WriteString(w, strconv.Quote(FormatTime(t)))
+	})
+}
+
+// FormatTime formats t the way the API shows timestamps.
+func FormatTime(t time.Time) string {
+	return t.UTC().Format(timeLayout)
+}
+
+// UnmarshalTime reads an RFC 3339 timestamp.
+func UnmarshalTime(v any) (time.Time, error) {
+	s, ok := v.(string)
+	if !ok {
+		return time.Time{}, badInput("a Time must be an RFC 3339 string")
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, badInput("%q is not an RFC 3339 timestamp", s)
+	}
+	return t, nil
+}
+
+// MarshalJSON writes stored JSON as it is; a nil value is null.
+func MarshalJSON(raw json.RawMessage) graphql.Marshaler {
+	return graphql.WriterFunc(func(w io.Writer) {
+		if len(raw) == 0 {
+			_, _ = io.WriteString(w, "null")
+			return
+		}
+		_, _ = w.Write(raw)
+	})
+}
+
+// UnmarshalJSON accepts any JSON value.
+func UnmarshalJSON(v any) (json.RawMessage, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, badInput("invalid JSON value: %v", err)
+	}
+	return b, nil
+}

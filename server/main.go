@@ -1,0 +1,103 @@
+// Command server runs Narrate: the GraphQL API with its subscriptions, the
+// narration worker, and the tools around them.
+//
+//	server [serve]       serve the API and run the worker (the default)
+//	server migrate       apply database migrations and exit
+//	server worker        run the narration worker only, without HTTP
+//	server token --email alice@example.com [--admin] [--ttl 24h]
+//	                     print a signed development access token
+//
+// Configuration comes from the environment; see the README.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/narrate/narrate/api"
+	"github.com/narrate/narrate/config"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	logger := newLogger(stderr)
+	slog.SetDefault(logger)
+
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	cfg, err := config.FromEnv()
+	if err != nil {
+		fmt.Fprintln(stderr, "configuration:", err)
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	switch cmd {
+	case "serve":
+		err = serve(ctx, cfg, logger, serveOptions{http: true, worker: cfg.WorkerConcurrency > 0})
+	case "worker":
+		err = serve(ctx, cfg, logger, serveOptions{worker: true})
+	case "migrate":
+		err = migrate(ctx, cfg, logger)
+	case "token":
+		err = token(ctx, cfg, logger, args, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stderr, "usage: server [serve|migrate|worker|token --email EMAIL [--admin] [--ttl 24h]]")
+		return 0
+	default:
+		fmt.Fprintf(stderr, "unknown command %q; usage: server [serve|migrate|worker|token]\n", cmd)
+		return 2
+	}
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		var usage usageError
+		if errors.As(err, &usage) {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
+		logger.Error(cmd+" failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// usageError is a mistake in the command line.
+type usageError struct{ error }
+
+// newLogger logs text for people at a terminal, or JSON when LOG_FORMAT is
+// json; LOG_LEVEL=debug shows more. Every record carries the request id of
+// its context.
+func newLogger(w io.Writer) *slog.Logger {
+	level := slog.LevelInfo
+	if strings.EqualFold(os.Getenv("LOG_LEVEL"), "debug") {
+		level = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
+	if strings.EqualFold(os.Getenv("LOG_FORMAT"), "json") {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	return slog.New(api.LogHandler{Handler: h})
+}
+
+// shutdownGrace bounds how long in-flight requests may take to finish
+// after SIGTERM.
+const shutdownGrace = 10 * time.Second
