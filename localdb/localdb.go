@@ -68,6 +68,11 @@ type Options struct {
 	// watchdog process stops the server and removes Dir. Tests set it, since
 	// a crash skips their deferred cleanup and would leave servers running.
 	Temporary bool
+	// Reuse attaches to a server already running on this data directory
+	// (another process's, say a dev server while `server token` runs)
+	// instead of stopping it; Stop then leaves it running, since this
+	// process did not start it.
+	Reuse bool
 	// Logger receives progress messages; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -152,6 +157,13 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := c.initdb(ctx); err != nil {
 		c.removeTempSockDir()
 		return nil, err
+	}
+	if opts.Reuse {
+		if port, ok := c.runningPort(); ok {
+			c.port, c.stopped = port, true
+			c.logger.Info("reusing running postgres", "dir", c.dir, "port", port)
+			return c, nil
+		}
 	}
 	if err := c.stopStale(ctx); err != nil {
 		c.removeTempSockDir()
@@ -406,6 +418,28 @@ func (c *Cluster) stopStale(ctx context.Context) error {
 		c.logger.Warn("stopping postgres left running by an earlier run", "pid", pid, "dir", c.pgdata)
 		return c.pgCtlStop(ctx)
 	}
+}
+
+// runningPort reports the port of a live server on this data directory,
+// from the pid file PostgreSQL keeps (line 1: pid, line 4: port).
+func (c *Cluster) runningPort() (int, bool) {
+	data, err := os.ReadFile(filepath.Join(c.pgdata, "postmaster.pid"))
+	if err != nil {
+		return 0, false
+	}
+	lines := strings.Split(string(data), "\n")
+	if len(lines) < 4 {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(lines[0]))
+	if err != nil || pid <= 0 || processState(pid) != procPostgres {
+		return 0, false
+	}
+	port, err := strconv.Atoi(strings.TrimSpace(lines[3]))
+	if err != nil || port <= 0 {
+		return 0, false
+	}
+	return port, true
 }
 
 func processState(pid int) procState {

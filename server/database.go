@@ -67,7 +67,7 @@ func openDatabase(ctx context.Context, cfg config.Config, logger *slog.Logger, m
 	}
 	dir := filepath.Join(cfg.DataDir, "postgres")
 	logger.Info("DATABASE_URL is not set: starting a local PostgreSQL cluster", "dir", dir)
-	cluster, err := localdb.Start(ctx, localdb.Options{Dir: dir, Logger: logger})
+	cluster, err := localdb.Start(ctx, localdb.Options{Dir: dir, Reuse: true, Logger: logger})
 	if err != nil {
 		return nil, fmt.Errorf("start local postgres: %w", err)
 	}
