@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
@@ -52,8 +51,8 @@ type Options struct {
 	Audio http.Handler
 	// CORSOrigins lists the allowed browser origins; empty allows any.
 	CORSOrigins []string
-	// Websocket configures subscriptions over websockets; nil serves none.
-	Websocket graphql.Transport
+	// Sockets serves subscriptions over websockets; nil serves none.
+	Sockets *Sockets
 	// MaxDepth and MaxComplexity bound operations; 0 uses the defaults.
 	MaxDepth, MaxComplexity int
 }
@@ -86,7 +85,11 @@ func New(o Options) http.Handler {
 	metrics := newHTTPMetrics(o.Registry)
 
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", authenticate(o.Verifier, rejectGetMutations(gql)))
+	var graphqlHandler http.Handler = authenticate(o.Verifier, rejectGetMutations(gql))
+	if o.Sockets != nil {
+		graphqlHandler = o.Sockets.track(graphqlHandler)
+	}
+	mux.Handle("/graphql", graphqlHandler)
 	mux.Handle("GET /{$}", playground.Handler("Narrate GraphiQL", "/graphql",
 		playground.WithGraphiqlEnablePluginExplorer(true)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -125,8 +128,8 @@ func New(o Options) http.Handler {
 func NewGraphQL(o Options) *handler.Server {
 	es := graph.NewExecutableSchema(graph.Config{Resolvers: o.Resolver, Complexity: graph.Complexity()})
 	srv := handler.New(es)
-	if o.Websocket != nil {
-		srv.AddTransport(o.Websocket)
+	if o.Sockets != nil {
+		srv.AddTransport(o.Sockets.Transport())
 	}
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})

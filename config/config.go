@@ -30,6 +30,17 @@ type Config struct {
 	PublicURL         string
 	// CORSOrigins lists the allowed browser origins; empty allows any.
 	CORSOrigins []string
+	// ListenURL is a direct (session) connection for LISTEN, needed when
+	// DatabaseURL goes through a transaction pooler; empty uses DatabaseURL.
+	ListenURL string
+}
+
+// ListenDatabaseURL is the URL the notification listener connects to.
+func (c Config) ListenDatabaseURL(databaseURL string) string {
+	if c.ListenURL != "" {
+		return c.ListenURL
+	}
+	return databaseURL
 }
 
 // Defaults.
@@ -51,6 +62,7 @@ func Parse(getenv func(string) string) (Config, error) {
 		DataDir:           or(getenv("DATA_DIR"), DefaultDataDir),
 		JWTSecret:         getenv("JWT_SECRET"),
 		JWKSURL:           getenv("JWKS_URL"),
+		ListenURL:         getenv("LISTEN_DATABASE_URL"),
 		JWTAudience:       or(getenv("JWT_AUDIENCE"), DefaultAudience),
 		ElevenLabsAPIKey:  getenv("ELEVENLABS_API_KEY"),
 		ElevenLabsBaseURL: strings.TrimRight(or(getenv("ELEVENLABS_BASE_URL"), DefaultElevenLabsBaseURL), "/"),

@@ -394,3 +394,12 @@ type UserEmail struct {
 func (d *DB) UserEmails(ctx context.Context, s Session, ids []uuid.UUID) ([]UserEmail, error) {
 	return queryAll[UserEmail](ctx, d, s, `SELECT id, email FROM public.user_emails($1)`, ids)
 }
+
+// ChangedGenerations reads, as the service role, the generations with the
+// given ids and the given users' generations updated since a time: what a
+// notification listener re-reads after a reconnect.
+func (d *DB) ChangedGenerations(ctx context.Context, ids, users []uuid.UUID, since time.Time) ([]Generation, error) {
+	return queryAll[Generation](ctx, d, Service(), `
+		SELECT `+generationColumns+` FROM story_generations
+		WHERE id = ANY($1) OR (user_id = ANY($2) AND updated_at >= $3)`, ids, users, since)
+}

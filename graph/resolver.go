@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/realtime"
 )
 
 // Resolver is the root of all resolvers; it holds the process-wide
@@ -18,4 +19,8 @@ type Resolver struct {
 	// SignAudio turns a stored audio key into a signed, expiring URL; nil
 	// while no audio storage is configured.
 	SignAudio func(key string) string
+	// Hub delivers generation changes to subscriptions; nil serves none.
+	Hub *realtime.Hub
+	// Metrics records subscription activity; nil records nothing.
+	Metrics *realtime.Metrics
 }

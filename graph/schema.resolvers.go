@@ -199,6 +199,11 @@ func (r *queryResolver) Story(ctx context.Context, id *uuid.UUID, slug *string) 
 
 // Generation is the resolver for the generation field.
 func (r *queryResolver) Generation(ctx context.Context, id uuid.UUID) (*db.Generation, error) {
+	if ViewerFrom(ctx).Anonymous() {
+		// Anonymous viewers own no generations, and the anon role may not
+		// read the table at all: asking would fail with permission denied.
+		return nil, nil
+	}
 	return r.loaders(ctx).generation.Load(ctx, id)()
 }
 
@@ -252,12 +257,12 @@ func (r *storyGenerationResolver) Logs(ctx context.Context, obj *db.Generation, 
 
 // GenerationProgress is the resolver for the generationProgress field.
 func (r *subscriptionResolver) GenerationProgress(ctx context.Context, id uuid.UUID) (<-chan *db.Generation, error) {
-	return nil, NewError(CodeNotImplemented, "subscriptions are not available yet")
+	return r.subscribeGeneration(ctx, id)
 }
 
 // ViewerGenerations is the resolver for the viewerGenerations field.
 func (r *subscriptionResolver) ViewerGenerations(ctx context.Context) (<-chan *db.Generation, error) {
-	return nil, NewError(CodeNotImplemented, "subscriptions are not available yet")
+	return r.subscribeViewer(ctx)
 }
 
 // Email is the resolver for the email field.

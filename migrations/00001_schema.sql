@@ -110,13 +110,17 @@ CREATE FUNCTION public.is_admin() RETURNS boolean
 CREATE TYPE public.generation_status AS ENUM ('pending', 'in_progress', 'completed', 'failed');
 
 -- Keeps updated_at current on every update, so no code path can forget it.
+-- clock_timestamp(), not now(): a BEFORE UPDATE trigger runs once the row
+-- is locked, so successive updates of one row get increasing times in the
+-- order they were applied, even when their transactions began in another
+-- order. Subscribers use updated_at to order the changes they are told of.
 -- +goose StatementBegin
 CREATE FUNCTION public.set_updated_at() RETURNS trigger
   LANGUAGE plpgsql
   SET search_path = ''
   AS $$
 BEGIN
-  NEW.updated_at := now();
+  NEW.updated_at := clock_timestamp();
   RETURN NEW;
 END
 $$;

@@ -40,6 +40,10 @@ type Event struct {
 	Status       string
 	Progress     int
 	UpdatedAt    time.Time
+	// ReceivedAt is when the listener got the notification (zero for
+	// events read back during a resync); delivery latency is measured
+	// from it.
+	ReceivedAt time.Time
 }
 
 // Terminal reports whether the generation has finished, successfully or not;

@@ -213,6 +213,7 @@ func (l *Listener) deliver(ctx context.Context, payload string) {
 		l.logger.WarnContext(ctx, "ignoring notification", "error", err, "payload", truncate(payload, 200))
 		return
 	}
+	e.ReceivedAt = time.Now()
 	if l.cfg.OnEvent != nil {
 		l.cfg.OnEvent(e)
 	}

@@ -3,6 +3,7 @@ package realtime
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -18,6 +19,10 @@ type Metrics struct {
 	invalidPayloads prometheus.Counter
 	reconnects      prometheus.Counter
 	connected       prometheus.Gauge
+	sockets         prometheus.Gauge
+	active          prometheus.Gauge
+	delivered       prometheus.Counter
+	latency         prometheus.Histogram
 }
 
 // NewMetrics creates the realtime metrics and registers them on reg. It takes
@@ -53,6 +58,23 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "narrate", Subsystem: "realtime", Name: "listener_reconnects_total",
 			Help: "Successful listener reconnects after the connection dropped.",
 		}),
+		sockets: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "narrate", Subsystem: "realtime", Name: "open_sockets",
+			Help: "Open websocket connections.",
+		}),
+		active: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "narrate", Subsystem: "realtime", Name: "active_subscriptions",
+			Help: "GraphQL subscriptions currently streaming.",
+		}),
+		delivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "narrate", Subsystem: "realtime", Name: "events_delivered_total",
+			Help: "Subscription events handed to clients' connections.",
+		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "narrate", Subsystem: "realtime", Name: "notify_to_send_seconds",
+			Help:    "Time from the listener receiving a notification to its event being handed to the client's connection.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "narrate", Subsystem: "realtime", Name: "listener_connected",
 			Help: "1 while the listener is connected and listening, else 0.",
@@ -62,6 +84,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.published, m.coalesced, m.dropped, m.subscriptions,
 		m.notifications, m.invalidPayloads, m.reconnects, m.connected,
+		m.sockets, m.active, m.delivered, m.latency,
 	} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
@@ -123,5 +146,45 @@ func (m *Metrics) setConnected(up bool) {
 		m.connected.Set(1)
 	} else {
 		m.connected.Set(0)
+	}
+}
+
+// SocketOpened counts an opened websocket connection.
+func (m *Metrics) SocketOpened() {
+	if m != nil {
+		m.sockets.Inc()
+	}
+}
+
+// SocketClosed counts a closed websocket connection.
+func (m *Metrics) SocketClosed() {
+	if m != nil {
+		m.sockets.Dec()
+	}
+}
+
+// SubscriptionStarted counts a GraphQL subscription that began streaming.
+func (m *Metrics) SubscriptionStarted() {
+	if m != nil {
+		m.active.Inc()
+	}
+}
+
+// SubscriptionEnded counts a GraphQL subscription that stopped streaming.
+func (m *Metrics) SubscriptionEnded() {
+	if m != nil {
+		m.active.Dec()
+	}
+}
+
+// Delivered counts an event handed to a client and, for events that came
+// from a notification, observes how long that took.
+func (m *Metrics) Delivered(e Event) {
+	if m == nil {
+		return
+	}
+	m.delivered.Inc()
+	if !e.ReceivedAt.IsZero() {
+		m.latency.Observe(time.Since(e.ReceivedAt).Seconds())
 	}
 }

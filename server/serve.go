@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/narrate/narrate/config"
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/graph"
+	"github.com/narrate/narrate/realtime"
 )
 
 type serveOptions struct {
@@ -70,14 +72,47 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		return fmt.Errorf("token verifier: %w", err)
 	}
 
+	// Realtime: one dedicated listener connection per process feeds the hub
+	// that subscriptions read from.
+	metrics, err := realtime.NewMetrics(registry)
+	if err != nil {
+		return err
+	}
+	hub := realtime.NewHub(realtime.WithHubMetrics(metrics))
+	bridge := realtime.NewBridge(hub, changedGenerations(pool), logger)
+	listener := realtime.NewListener(realtime.ListenerConfig{
+		ConnString:  cfg.ListenDatabaseURL(database.URL),
+		OnEvent:     bridge.OnEvent,
+		OnReconnect: bridge.OnReconnect,
+		Logger:      logger,
+		Metrics:     metrics,
+	})
+	listenCtx, stopListener := context.WithCancel(context.WithoutCancel(ctx))
+	listening := make(chan error, 1)
+	go func() { listening <- listener.Run(listenCtx) }()
+	defer func() {
+		stopListener()
+		<-listening
+	}()
+
+	sockets := api.NewSockets(verifier, cfg.CORSOrigins, metrics, logger)
 	handler := api.New(api.Options{
 		DB:          pool,
 		Verifier:    verifier,
 		Logger:      logger,
-		Resolver:    &graph.Resolver{DB: pool, Logger: logger},
+		Resolver:    &graph.Resolver{DB: pool, Logger: logger, Hub: hub, Metrics: metrics},
 		Registry:    registry,
 		CORSOrigins: cfg.CORSOrigins,
-		Ready:       pool.Ping,
+		Sockets:     sockets,
+		Ready: func(ctx context.Context) error {
+			if err := pool.Ping(ctx); err != nil {
+				return fmt.Errorf("database: %w", err)
+			}
+			if !listener.Connected() {
+				return errors.New("notification listener is not connected")
+			}
+			return nil
+		},
 	})
 
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
@@ -91,6 +126,9 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	// Shutdown does not wait for hijacked connections: close the websockets
+	// (with 1001) as it starts.
+	srv.RegisterOnShutdown(sockets.Shutdown)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("serving", "graphql", cfg.PublicURL+"/graphql", "graphiql", cfg.PublicURL+"/", "addr", ln.Addr().String())
@@ -156,4 +194,23 @@ func devSetup(ctx context.Context, cfg config.Config, pool *db.DB, secret []byte
 	logger.Info("development token for "+email+" (valid 24h); more with: go run ./server token --email you@example.com [--admin]",
 		"authorization", "Bearer "+token)
 	return nil
+}
+
+// changedGenerations reads generation state back for the realtime bridge's
+// resync, as the service role.
+func changedGenerations(pool *db.DB) realtime.StateReader {
+	return func(ctx context.Context, ids, users []uuid.UUID, since time.Time) ([]realtime.Event, error) {
+		rows, err := pool.ChangedGenerations(ctx, ids, users, since)
+		if err != nil {
+			return nil, err
+		}
+		events := make([]realtime.Event, len(rows))
+		for i, g := range rows {
+			events[i] = realtime.Event{
+				GenerationID: g.ID, UserID: g.UserID, StoryID: g.StoryID,
+				Status: g.Status.GraphQL(), Progress: g.Progress, UpdatedAt: g.UpdatedAt,
+			}
+		}
+		return events, nil
+	}
 }

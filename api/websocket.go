@@ -1,0 +1,269 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+
+	"github.com/narrate/narrate/auth"
+	"github.com/narrate/narrate/graph"
+	"github.com/narrate/narrate/realtime"
+	"github.com/narrate/narrate/wsgorilla"
+)
+
+// Websocket close codes beyond RFC 6455's.
+const (
+	// CloseForbidden rejects a token, at connection_init or at its expiry.
+	CloseForbidden = 4403
+	// CloseGoingAway tells clients the server is shutting down, so they
+	// reconnect (to another instance).
+	CloseGoingAway = 1001
+)
+
+// Keepalive and handshake timing.
+const (
+	wsKeepAlive   = 15 * time.Second
+	wsInitTimeout = 10 * time.Second
+)
+
+// Sockets is the websocket side of the API: gqlgen's websocket transport
+// over gorilla/websocket, with the token taken from connection_init, and a
+// registry of open sockets so each one can be closed with the right code:
+// 4403 when its token expires, 1001 when the server shuts down.
+type Sockets struct {
+	verifier *auth.Verifier
+	metrics  *realtime.Metrics
+	logger   *slog.Logger
+	impl     *wsgorilla.Implementation
+
+	mu       sync.Mutex
+	open     map[*socket]struct{}
+	shutdown bool
+}
+
+// socket is one websocket connection's state.
+type socket struct {
+	cancel context.CancelFunc
+
+	// stopExpiry releases the timer of the token's expiry deadline.
+	stopExpiry context.CancelFunc
+
+	mu        sync.Mutex
+	conn      transport.WebsocketConn
+	ready     bool // connection_init accepted
+	expiresAt time.Time
+	goingAway bool
+}
+
+// NewSockets makes the websocket side of the API.
+func NewSockets(verifier *auth.Verifier, origins []string, metrics *realtime.Metrics, logger *slog.Logger) *Sockets {
+	return &Sockets{
+		verifier: verifier,
+		metrics:  metrics,
+		logger:   logger,
+		impl:     wsgorilla.New(wsgorilla.Options{AllowedOrigins: origins}),
+		open:     map[*socket]struct{}{},
+	}
+}
+
+// Transport is gqlgen's websocket transport for these sockets.
+func (s *Sockets) Transport() transport.Websocket {
+	return transport.Websocket{
+		Implementation:        s,
+		InitFunc:              s.init,
+		InitTimeout:           wsInitTimeout,
+		KeepAlivePingInterval: wsKeepAlive,
+		PingPongInterval:      wsKeepAlive,
+	}
+}
+
+type socketKey struct{}
+
+// track registers every websocket request as a socket, with a context
+// Shutdown can cancel, before gqlgen takes it over.
+func (s *Sockets) track(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !isWebsocket(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		sock := &socket{cancel: cancel}
+		s.mu.Lock()
+		if s.shutdown {
+			s.mu.Unlock()
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		s.open[sock] = struct{}{}
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			delete(s.open, sock)
+			s.mu.Unlock()
+			sock.mu.Lock()
+			if sock.stopExpiry != nil {
+				sock.stopExpiry()
+			}
+			sock.mu.Unlock()
+		}()
+		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, socketKey{}, sock)))
+	})
+}
+
+// Accept upgrades the connection (gqlgen's WebsocketImplementation).
+func (s *Sockets) Accept(w http.ResponseWriter, r *http.Request, opts transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
+	conn, err := s.impl.Accept(w, r, opts)
+	if err != nil {
+		return nil, err
+	}
+	sock, _ := r.Context().Value(socketKey{}).(*socket)
+	if sock == nil {
+		sock = &socket{cancel: func() {}}
+	}
+	sock.mu.Lock()
+	sock.conn = conn
+	sock.mu.Unlock()
+	s.metrics.SocketOpened()
+	return &socketConn{WebsocketConn: conn, sock: sock, metrics: s.metrics}, nil
+}
+
+// init authenticates connection_init. No token: an anonymous socket, which
+// may subscribe to nothing private. An invalid token: close with 4403. A
+// valid one: the socket acts for that user until the token expires, when
+// the context's deadline closes it (with 4403, see socketConn.WriteClose).
+func (s *Sockets) init(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+	sock, _ := ctx.Value(socketKey{}).(*socket)
+	if sock == nil {
+		sock = &socket{cancel: func() {}}
+	}
+	header := authorization(payload)
+	if header == "" {
+		sock.markReady(time.Time{})
+		return ctx, nil, nil
+	}
+	token, ok, err := auth.BearerToken(header)
+	if err == nil && ok {
+		var id *auth.Identity
+		if id, err = s.verifier.Verify(ctx, token); err == nil {
+			sock.markReady(id.ExpiresAt)
+			ctx, cancel := context.WithDeadline(graph.WithViewer(ctx, ViewerOf(id)), id.ExpiresAt)
+			sock.mu.Lock()
+			sock.stopExpiry = cancel
+			sock.mu.Unlock()
+			return ctx, nil, nil
+		}
+	}
+	if err == nil {
+		err = auth.ErrInvalidToken
+	}
+	if !errors.Is(err, auth.ErrInvalidToken) {
+		s.logger.ErrorContext(ctx, "verify websocket token", "err", err)
+	}
+	ctx = transport.WithWebsocketCloseCode(ctx, CloseForbidden)
+	return transport.AppendCloseReason(ctx, "invalid token"), nil, err
+}
+
+// authorization finds the Authorization value in a connection_init
+// payload: {"Authorization": "..."} with the key in any case, or
+// {"headers": {"Authorization": "..."}}.
+func authorization(payload transport.InitPayload) string {
+	find := func(m map[string]any) string {
+		for k, v := range m {
+			if strings.EqualFold(k, "authorization") {
+				s, _ := v.(string)
+				return s
+			}
+		}
+		return ""
+	}
+	if v := find(payload); v != "" {
+		return v
+	}
+	if headers, ok := payload["headers"].(map[string]any); ok {
+		return find(headers)
+	}
+	return ""
+}
+
+func (sock *socket) markReady(expiresAt time.Time) {
+	sock.mu.Lock()
+	sock.ready, sock.expiresAt = true, expiresAt
+	sock.mu.Unlock()
+}
+
+// Shutdown closes every open socket with 1001 and refuses new ones.
+func (s *Sockets) Shutdown() {
+	s.mu.Lock()
+	s.shutdown = true
+	socks := make([]*socket, 0, len(s.open))
+	for sock := range s.open {
+		socks = append(socks, sock)
+	}
+	s.mu.Unlock()
+	for _, sock := range socks {
+		sock.mu.Lock()
+		sock.goingAway = true
+		conn, ready := sock.conn, sock.ready
+		sock.mu.Unlock()
+		// Cancelling the context makes gqlgen close an established socket
+		// itself (socketConn.WriteClose then sends 1001). One still waiting
+		// for connection_init is blocked reading, so close it here.
+		sock.cancel()
+		if conn != nil && !ready {
+			_ = conn.WriteClose(CloseGoingAway, "server shutting down")
+			_ = conn.Close()
+		}
+	}
+}
+
+// socketConn picks the close code gqlgen cannot know: gqlgen closes with
+// 1000 whenever the socket's context ends.
+type socketConn struct {
+	transport.WebsocketConn
+	sock    *socket
+	metrics *realtime.Metrics
+	once    sync.Once
+}
+
+// WriteClose sends 1001 during shutdown and 4403 once the token expired.
+func (c *socketConn) WriteClose(code int, reason string) error {
+	c.sock.mu.Lock()
+	goingAway, expiresAt := c.sock.goingAway, c.sock.expiresAt
+	c.sock.mu.Unlock()
+	switch {
+	case goingAway:
+		code, reason = CloseGoingAway, "server shutting down"
+	case code == transport.WebsocketCloseNormalClosure && !expiresAt.IsZero() && !time.Now().Before(expiresAt):
+		code, reason = CloseForbidden, "token expired"
+	}
+	return c.WebsocketConn.WriteClose(code, reason)
+}
+
+// Close closes the connection once.
+func (c *socketConn) Close() error {
+	c.once.Do(c.metrics.SocketClosed)
+	return c.WebsocketConn.Close()
+}
+
+// SetReadLimit passes gqlgen's read limit on.
+func (c *socketConn) SetReadLimit(limit int64) {
+	if l, ok := c.WebsocketConn.(transport.WebsocketReadLimiter); ok {
+		l.SetReadLimit(limit)
+	}
+}
+
+// SetReadDeadline passes gqlgen's pong deadline on.
+func (c *socketConn) SetReadDeadline(t time.Time) error {
+	if d, ok := c.WebsocketConn.(transport.WebsocketReadDeadliner); ok {
+		return d.SetReadDeadline(t)
+	}
+	return nil
+}

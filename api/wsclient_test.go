@@ -1,0 +1,354 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/narrate/narrate/api"
+	"github.com/narrate/narrate/auth"
+	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/db/dbtest"
+	"github.com/narrate/narrate/graph"
+	"github.com/narrate/narrate/realtime"
+)
+
+// rtServer is a complete API process with its own hub and listener, so a
+// test can run several on one database.
+type rtServer struct {
+	URL      string
+	Sockets  *api.Sockets
+	Listener *realtime.Listener
+	Registry *prometheus.Registry
+	stop     func()
+}
+
+// startRealtime starts a server with subscriptions on database d and waits
+// for its listener to be connected.
+func startRealtime(t testing.TB, d *dbtest.DB, minBackoff time.Duration) *rtServer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pool, err := db.Open(ctx, d.AppURL, db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := auth.NewVerifier(ctx, auth.Config{Secret: testSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := prometheus.NewRegistry()
+	metrics, err := realtime.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := realtime.NewHub(realtime.WithHubMetrics(metrics))
+	bridge := realtime.NewBridge(hub, func(ctx context.Context, ids, users []uuid.UUID, since time.Time) ([]realtime.Event, error) {
+		rows, err := pool.ChangedGenerations(ctx, ids, users, since)
+		events := make([]realtime.Event, len(rows))
+		for i, g := range rows {
+			events[i] = realtime.Event{GenerationID: g.ID, UserID: g.UserID, StoryID: g.StoryID,
+				Status: g.Status.GraphQL(), Progress: g.Progress, UpdatedAt: g.UpdatedAt}
+		}
+		return events, err
+	}, logger)
+	listener := realtime.NewListener(realtime.ListenerConfig{
+		ConnString: d.AppURL, OnEvent: bridge.OnEvent, OnReconnect: bridge.OnReconnect,
+		Logger: logger, Metrics: metrics, MinBackoff: minBackoff, MaxBackoff: 4 * minBackoff,
+	})
+	done := make(chan struct{})
+	go func() { defer close(done); _ = listener.Run(ctx) }()
+	sockets := api.NewSockets(verifier, nil, metrics, logger)
+	srv := httptest.NewServer(api.New(api.Options{
+		DB: pool, Verifier: verifier, Logger: logger, Registry: reg, Sockets: sockets,
+		Resolver: &graph.Resolver{DB: pool, Logger: logger, Hub: hub, Metrics: metrics},
+	}))
+	waitCtx, waitCancel := context.WithTimeout(ctx, 10*time.Second)
+	defer waitCancel()
+	if err := listener.WaitConnected(waitCtx); err != nil {
+		t.Fatal(err)
+	}
+	s := &rtServer{URL: srv.URL, Sockets: sockets, Listener: listener, Registry: reg}
+	var once sync.Once
+	s.stop = func() {
+		once.Do(func() {
+			sockets.Shutdown()
+			srv.Close()
+			cancel()
+			<-done
+			pool.Close()
+		})
+	}
+	t.Cleanup(s.stop)
+	return s
+}
+
+// Subprotocols.
+const (
+	protoTransportWS = "graphql-transport-ws"
+	protoLegacyWS    = "graphql-ws"
+)
+
+// wsClient speaks either GraphQL websocket subprotocol.
+type wsClient struct {
+	t     testing.TB
+	conn  *websocket.Conn
+	proto string
+	msgs  chan wsMessage
+	// closeCode is set when the server closed the socket.
+	closed    chan struct{}
+	closeCode int
+	// pending holds messages read while waiting for another operation's.
+	pending map[string][]wsMessage
+}
+
+type wsMessage struct {
+	ID      string          `json:"id,omitempty"`
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+// dialWS opens a socket with proto and sends connection_init with payload
+// (nil: an empty one). It does not wait for the ack.
+func dialWS(t testing.TB, baseURL, proto string, initPayload map[string]any) *wsClient {
+	t.Helper()
+	dialer := websocket.Dialer{Subprotocols: []string{proto}, HandshakeTimeout: 5 * time.Second}
+	conn, _, err := dialer.Dial("ws"+strings.TrimPrefix(baseURL, "http")+"/graphql", nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	c := &wsClient{t: t, conn: conn, proto: proto, msgs: make(chan wsMessage, 1024), closed: make(chan struct{})}
+	go c.read()
+	t.Cleanup(func() { _ = conn.Close() })
+	payload, _ := json.Marshal(initPayload)
+	if initPayload == nil {
+		payload = []byte("{}")
+	}
+	c.write(wsMessage{Type: "connection_init", Payload: payload})
+	return c
+}
+
+func (c *wsClient) read() {
+	defer close(c.closed)
+	defer close(c.msgs)
+	for {
+		var m wsMessage
+		if err := c.conn.ReadJSON(&m); err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				c.closeCode = ce.Code
+			}
+			return
+		}
+		switch m.Type {
+		case "ka":
+			continue
+		case "ping":
+			c.write(wsMessage{Type: "pong"})
+			continue
+		}
+		c.msgs <- m
+	}
+}
+
+func (c *wsClient) write(m wsMessage) {
+	if err := c.conn.WriteJSON(m); err != nil {
+		c.t.Logf("ws write: %v", err)
+	}
+}
+
+// next waits for the next message.
+func (c *wsClient) next(timeout time.Duration) (wsMessage, bool) {
+	select {
+	case m, ok := <-c.msgs:
+		return m, ok
+	case <-time.After(timeout):
+		c.t.Fatalf("no websocket message within %v", timeout)
+		return wsMessage{}, false
+	}
+}
+
+// ack waits for connection_ack.
+func (c *wsClient) ack() {
+	c.t.Helper()
+	m, ok := c.next(5 * time.Second)
+	if !ok || m.Type != "connection_ack" {
+		c.t.Fatalf("want connection_ack, got %+v (closed %v, code %d)", m, !ok, c.closeCode)
+	}
+}
+
+// subscribe starts an operation with id.
+func (c *wsClient) subscribe(id, query string, vars map[string]any) {
+	payload, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	typ := "subscribe"
+	if c.proto == protoLegacyWS {
+		typ = "start"
+	}
+	c.write(wsMessage{ID: id, Type: typ, Payload: payload})
+}
+
+// stop ends operation id.
+func (c *wsClient) stop(id string) {
+	typ := "complete"
+	if c.proto == protoLegacyWS {
+		typ = "stop"
+	}
+	c.write(wsMessage{ID: id, Type: typ})
+}
+
+// waitClosed waits for the server to close the socket and returns the code.
+func (c *wsClient) waitClosed(timeout time.Duration) int {
+	c.t.Helper()
+	select {
+	case <-c.closed:
+		return c.closeCode
+	case <-time.After(timeout):
+		c.t.Fatalf("socket not closed within %v", timeout)
+		return 0
+	}
+}
+
+// event is a decoded subscription message for one operation.
+type event struct {
+	Kind   string // "data", "error", "complete"
+	Data   json.RawMessage
+	Errors []gqlError
+}
+
+// nextEvent waits for the next message of operation id, mapping both
+// subprotocols' message types onto data/error/complete.
+func (c *wsClient) nextEvent(id string, timeout time.Duration) event {
+	c.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		var m wsMessage
+		if q := c.pending[id]; len(q) > 0 {
+			m, c.pending[id] = q[0], q[1:]
+		} else {
+			var ok bool
+			select {
+			case m, ok = <-c.msgs:
+			case <-deadline:
+				c.t.Fatalf("no event for %s within %v", id, timeout)
+			}
+			if !ok {
+				c.t.Fatalf("socket closed (code %d) while waiting for %s", c.closeCode, id)
+			}
+			if m.ID != id {
+				if c.pending == nil {
+					c.pending = map[string][]wsMessage{}
+				}
+				c.pending[m.ID] = append(c.pending[m.ID], m)
+				continue
+			}
+		}
+		switch m.Type {
+		case "next", "data":
+			var body struct {
+				Data   json.RawMessage `json:"data"`
+				Errors []gqlError      `json:"errors"`
+			}
+			if err := json.Unmarshal(m.Payload, &body); err != nil {
+				c.t.Fatal(err)
+			}
+			if len(body.Errors) > 0 && (len(body.Data) == 0 || string(body.Data) == "null") {
+				return event{Kind: "error", Errors: body.Errors}
+			}
+			return event{Kind: "data", Data: body.Data, Errors: body.Errors}
+		case "error":
+			var errs []gqlError
+			if err := json.Unmarshal(m.Payload, &errs); err != nil {
+				var one gqlError
+				_ = json.Unmarshal(m.Payload, &one)
+				errs = []gqlError{one}
+			}
+			return event{Kind: "error", Errors: errs}
+		case "complete":
+			return event{Kind: "complete"}
+		default:
+			c.t.Fatalf("unexpected message %+v", m)
+		}
+	}
+}
+
+// authInit is a connection_init payload carrying token.
+func authInit(token string) map[string]any {
+	return map[string]any{"Authorization": "Bearer " + token}
+}
+
+// progressEvent is the data of a generationProgress event.
+type progressEvent struct {
+	ID       string
+	Status   string
+	Progress int
+	Story    struct{ Title string }
+}
+
+func decodeProgress(t testing.TB, ev event, field string) progressEvent {
+	t.Helper()
+	if ev.Kind != "data" {
+		t.Fatalf("want data, got %s %+v", ev.Kind, ev.Errors)
+	}
+	var body map[string]progressEvent
+	if err := json.Unmarshal(ev.Data, &body); err != nil {
+		t.Fatal(err)
+	}
+	p, ok := body[field]
+	if !ok {
+		t.Fatalf("no %s in %s", field, ev.Data)
+	}
+	return p
+}
+
+func (p progressEvent) String() string { return fmt.Sprintf("%s/%d", p.Status, p.Progress) }
+
+// dialWSNoRead opens an authenticated graphql-transport-ws socket, reads
+// the ack and then never reads again: a stalled browser tab.
+func dialWSNoRead(t testing.TB, baseURL string, initPayload map[string]any) *wsClient {
+	t.Helper()
+	dialer := websocket.Dialer{Subprotocols: []string{protoTransportWS}, HandshakeTimeout: 5 * time.Second}
+	conn, _, err := dialer.Dial("ws"+strings.TrimPrefix(baseURL, "http")+"/graphql", nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	c := &wsClient{t: t, conn: conn, proto: protoTransportWS, closed: make(chan struct{})}
+	payload, _ := json.Marshal(initPayload)
+	c.write(wsMessage{Type: "connection_init", Payload: payload})
+	var ack wsMessage
+	if err := conn.ReadJSON(&ack); err != nil || ack.Type != "connection_ack" {
+		t.Fatalf("want connection_ack, got %+v, %v", ack, err)
+	}
+	return c
+}
+
+// postTo sends a GraphQL request to another server than the env's.
+func (e *env) postTo(baseURL, token, query string, vars map[string]any) response {
+	e.t.Helper()
+	saved := e.URL
+	e.URL = baseURL
+	defer func() { e.URL = saved }()
+	return e.post(token, query, vars)
+}
+
+// mintToken signs a token for u valid for ttl.
+func mintToken(t testing.TB, u user, ttl time.Duration) string {
+	t.Helper()
+	tok, err := auth.Mint(testSecret, u.ID, u.Email, false, "authenticated", ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}

@@ -1,0 +1,79 @@
+package realtime
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// StateReader reads back, with a privileged role, the current state of the
+// given generations and of the given users' generations changed since a
+// time.
+type StateReader func(ctx context.Context, generations, users []uuid.UUID, since time.Time) ([]Event, error)
+
+// resyncMargin widens the window re-read after a reconnect, for changes
+// whose transaction began (and took its updated_at) before the last change
+// the listener saw but committed after it.
+const resyncMargin = 5 * time.Second
+
+// Bridge connects a Listener to a Hub: it publishes every notification
+// and, after every reconnect, re-reads what subscribers are watching and
+// publishes that too, so a change announced while the listener was down
+// (a terminal status above all) still reaches them. Subscriptions drop
+// events they have already seen, so a re-read that found nothing new
+// sends nothing.
+type Bridge struct {
+	hub    *Hub
+	read   StateReader
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	lastSeen time.Time
+}
+
+// NewBridge returns a bridge publishing to hub.
+func NewBridge(hub *Hub, read StateReader, logger *slog.Logger) *Bridge {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Bridge{hub: hub, read: read, logger: logger, lastSeen: time.Now()}
+}
+
+// OnEvent publishes a notification; use it as ListenerConfig.OnEvent.
+func (b *Bridge) OnEvent(e Event) {
+	b.mu.Lock()
+	if e.UpdatedAt.After(b.lastSeen) {
+		b.lastSeen = e.UpdatedAt
+	}
+	b.mu.Unlock()
+	b.hub.Publish(e)
+}
+
+// OnReconnect re-reads and publishes the state of every watched generation
+// and of the watched users' recently changed generations; use it as
+// ListenerConfig.OnReconnect.
+func (b *Bridge) OnReconnect(ctx context.Context) {
+	generations, users := b.hub.Generations(), b.hub.Users()
+	if len(generations) == 0 && len(users) == 0 {
+		return
+	}
+	b.mu.Lock()
+	since := b.lastSeen.Add(-resyncMargin)
+	b.mu.Unlock()
+	events, err := b.read(ctx, generations, users, since)
+	if err != nil {
+		// The listener is connected again, so later changes still arrive;
+		// only changes made while it was down may be missed, and a
+		// subscriber's next event carries the current state anyway.
+		b.logger.ErrorContext(ctx, "resync after listener reconnect", "err", err)
+		return
+	}
+	for _, e := range events {
+		b.OnEvent(e)
+	}
+	b.logger.InfoContext(ctx, "resynced after listener reconnect",
+		"generations", len(generations), "users", len(users), "events", len(events))
+}
