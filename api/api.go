@@ -117,8 +117,7 @@ func New(o Options) http.Handler {
 
 	var h http.Handler = mux
 	h = cors(o.CORSOrigins, h)
-	h = metrics.wrap(mux, h)
-	h = logRequests(o.Logger, h)
+	h = metrics.observe(o.Logger, mux, h)
 	h = requestID(h)
 	return h
 }

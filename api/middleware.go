@@ -220,22 +220,6 @@ func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return h.Hijack()
 }
 
-// logRequests logs every request once it is answered.
-func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		level := slog.LevelInfo
-		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics" {
-			level = slog.LevelDebug
-		}
-		logger.Log(r.Context(), level, "http request",
-			"method", r.Method, "path", r.URL.Path, "status", sw.status,
-			"duration", time.Since(start), "remote", r.RemoteAddr)
-	})
-}
-
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -255,23 +239,34 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	return m
 }
 
-// wrap records every request under its route pattern, never its raw path,
-// so label cardinality stays bounded.
-func (m *httpMetrics) wrap(mux *http.ServeMux, next http.Handler) http.Handler {
+// observe logs every request once it is answered and records it in the
+// metrics under its route pattern, never its raw path, so label
+// cardinality stays bounded.
+func (m *httpMetrics) observe(logger *slog.Logger, mux *http.ServeMux, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
+		elapsed := time.Since(start)
+
 		_, route := mux.Handler(r)
 		if route == "" {
 			route = "unmatched"
 		}
-		if isWebsocket(r) {
+		level := slog.LevelInfo
+		switch {
+		case isWebsocket(r):
 			// A websocket's duration is its lifetime, not a latency.
 			m.requests.WithLabelValues(route, "WS", strconv.Itoa(sw.status)).Inc()
-			return
+		default:
+			m.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Inc()
+			m.duration.WithLabelValues(route).Observe(elapsed.Seconds())
 		}
-		m.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Inc()
-		m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics" {
+			level = slog.LevelDebug
+		}
+		logger.Log(r.Context(), level, "http request",
+			"method", r.Method, "path", r.URL.Path, "status", sw.status,
+			"duration", elapsed, "remote", r.RemoteAddr)
 	})
 }

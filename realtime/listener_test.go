@@ -206,6 +206,10 @@ func receive(t *testing.T, events <-chan realtime.Event, want realtime.Event) {
 	t.Helper()
 	select {
 	case got := <-events:
+		if got.ReceivedAt.IsZero() {
+			t.Errorf("received %+v without ReceivedAt", got)
+		}
+		got.ReceivedAt = time.Time{}
 		if got != want {
 			t.Fatalf("received %+v, want %+v", got, want)
 		}
