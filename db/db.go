@@ -39,7 +39,7 @@ func Service() Session {
 	return Session{Role: RoleService, Claims: json.RawMessage(`{"role":"service_role"}`)}
 }
 
-// User is the session of a signed-in user with their verified claims.
+// UserSession is the session of a signed-in user with their verified claims.
 func UserSession(userID uuid.UUID, claims json.RawMessage) Session {
 	return Session{Role: RoleAuthenticated, Claims: claims, UserID: userID}
 }
@@ -98,9 +98,19 @@ func (d *DB) Ping(ctx context.Context) error { return d.Pool.Ping(ctx) }
 
 // Batch runs the statements queue adds in one transaction under s, in a
 // single round trip: BEGIN, the session settings, the statements and COMMIT
-// are pipelined together. The statements' callbacks (QueuedQuery.Query,
-// QueryRow, Exec) run as results arrive; the first error aborts the
-// transaction and is returned.
+// are pipelined together. A failing statement aborts the transaction, and
+// its error is returned. The statements' callbacks (QueuedQuery.Query,
+// QueryRow, Exec) run as results arrive, after the whole batch, COMMIT
+// included, has been sent: an error a callback returns is returned too, but
+// cannot undo the transaction, which commits when its statements succeeded.
+// Work that must decide whether to commit from what it read uses Tx.
+//
+// pgx prepares the statements a connection has not run before in a round
+// trip of their own ahead of the batch, that is before the role switch and
+// as the login role: they may name only what the login can resolve, such as
+// tables and functions in schema public, but not schema auth (call a public
+// function such as user_emails instead, or use Tx, whose statements are
+// prepared after the switch).
 func (d *DB) Batch(ctx context.Context, s Session, queue func(b *pgx.Batch)) error {
 	conn, err := d.Pool.Acquire(ctx)
 	if err != nil {
@@ -141,9 +151,16 @@ func (d *DB) Tx(ctx context.Context, s Session, fn func(q Querier) error) error 
 		abort(ctx, conn)
 		return err
 	}
-	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+	ct, err := conn.Exec(ctx, "COMMIT")
+	if err != nil {
 		abort(ctx, conn)
 		return fmt.Errorf("commit: %w", err)
+	}
+	// COMMIT of a transaction a statement has aborted succeeds but rolls
+	// back: fn saw a statement fail and still returned nil. Reporting
+	// success would claim writes that never happened.
+	if ct.String() == "ROLLBACK" {
+		return fmt.Errorf("commit: %w", pgx.ErrTxCommitRollback)
 	}
 	return nil
 }

@@ -130,7 +130,8 @@ type StoryPatch struct {
 
 // UpdateStory applies patch if the story is still at expectedVersion and
 // bumps its version. ErrNotFound when the story does not exist (or is not
-// visible), ErrConflict when its version moved on or the slug is taken.
+// visible), ErrConflict when its version moved on or the slug is taken,
+// ErrForbidden when the session may not edit stories.
 func (d *DB) UpdateStory(ctx context.Context, s Session, id uuid.UUID, expectedVersion int, patch StoryPatch) (Story, error) {
 	var story Story
 	err := d.Tx(ctx, s, func(q Querier) error {
@@ -146,10 +147,16 @@ func (d *DB) UpdateStory(ctx context.Context, s Session, id uuid.UUID, expectedV
 		if !errors.Is(err, ErrNotFound) {
 			return slugTaken(err, patch.Slug)
 		}
-		// Nothing updated: tell a missing story from a stale version.
+		// Nothing updated: tell a missing story from a stale version, and
+		// both from a story the update policy hid. A concurrent edit shows
+		// here as a newer version; the version this statement was asked for
+		// means the row matched but the session may not write it.
 		var current int
 		if err := q.QueryRow(ctx, `SELECT version FROM stories WHERE id = $1`, id).Scan(&current); err != nil {
 			return classify(err)
+		}
+		if current == expectedVersion {
+			return fmt.Errorf("%w: the session may not edit story %s", ErrForbidden, id)
 		}
 		return fmt.Errorf("%w: story %s is at version %d, not %d", ErrConflict, id, current, expectedVersion)
 	})

@@ -206,12 +206,34 @@ CREATE TRIGGER stories_updated_at BEFORE UPDATE ON public.stories
 CREATE TRIGGER story_generations_updated_at BEFORE UPDATE ON public.story_generations
   FOR EACH ROW EXECUTE FUNCTION public.set_updated_at();
 
--- Privileges. Supabase grants everything on new public tables to anon and
--- authenticated by default; start from nothing and grant exactly what the
--- API needs, down to the columns a role may write, so that a policy only has
--- to decide which rows.
+-- Privileges. Supabase grants everything on new public tables to anon,
+-- authenticated and service_role by default; start from nothing and grant
+-- exactly what the API needs, down to the columns a role may write, so that
+-- a policy only has to decide which rows. service_role is included so that
+-- it does not keep TRUNCATE, which ignores row-level security.
 REVOKE ALL ON public.profiles, public.voice_samples, public.stories,
-  public.story_generations, public.generation_logs FROM PUBLIC, anon, authenticated;
+  public.story_generations, public.generation_logs FROM PUBLIC, anon, authenticated, service_role;
+
+-- goose keeps its bookkeeping in public.goose_db_version, created before
+-- this migration runs. On Supabase, default privileges give that table to
+-- the API roles too, and Supabase's REST API serves schema public: anyone
+-- holding the project's public anon key could rewrite the migration
+-- history. Only the migrating user needs it.
+-- +goose StatementBegin
+DO $$
+DECLARE
+  seq text;
+BEGIN
+  IF to_regclass('public.goose_db_version') IS NOT NULL THEN
+    REVOKE ALL ON public.goose_db_version FROM PUBLIC, anon, authenticated, service_role;
+    seq := pg_get_serial_sequence('public.goose_db_version', 'id');
+    IF seq IS NOT NULL THEN
+      EXECUTE format('REVOKE ALL ON SEQUENCE %s FROM PUBLIC, anon, authenticated, service_role', seq);
+    END IF;
+  END IF;
+END
+$$;
+-- +goose StatementEnd
 GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
 GRANT EXECUTE ON FUNCTION public.is_admin() TO anon, authenticated, service_role;
 
@@ -361,7 +383,9 @@ CREATE FUNCTION public.user_emails(ids uuid[]) RETURNS TABLE (id uuid, email tex
     WHERE u.id = ANY (ids)
       AND (u.id = (SELECT auth.uid()) OR (SELECT public.is_admin()))
   $$;
-REVOKE ALL ON FUNCTION public.user_emails(uuid[]) FROM PUBLIC;
+-- anon too: Supabase's default privileges grant it EXECUTE on every new
+-- function in public.
+REVOKE ALL ON FUNCTION public.user_emails(uuid[]) FROM PUBLIC, anon;
 GRANT EXECUTE ON FUNCTION public.user_emails(uuid[]) TO authenticated, service_role;
 
 -- +goose Down

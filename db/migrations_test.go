@@ -1,0 +1,268 @@
+package db_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/localdb"
+	"github.com/narrate/narrate/migrations"
+)
+
+// schemaFingerprint describes what the migrations make: applied versions,
+// policies, grants and the definitions of the auth functions.
+func schemaFingerprint(t *testing.T, pool *pgxpool.Pool) string {
+	t.Helper()
+	var s string
+	err := pool.QueryRow(context.Background(), `
+		SELECT jsonb_build_object(
+		  'versions', (SELECT jsonb_agg(version_id ORDER BY id) FROM goose_db_version),
+		  'policies', (SELECT jsonb_agg(p ORDER BY p.tablename, p.policyname) FROM pg_policies p WHERE schemaname = 'public'),
+		  'columns', (SELECT jsonb_agg(c.table_schema || '.' || c.table_name || '.' || c.column_name || ' ' || c.data_type
+		                               ORDER BY c.table_schema, c.table_name, c.ordinal_position)
+		              FROM information_schema.columns c WHERE c.table_schema IN ('public', 'auth')),
+		  'functions', (SELECT jsonb_agg(pg_get_functiondef(p.oid) ORDER BY p.oid::regprocedure::text)
+		                FROM pg_proc p WHERE p.pronamespace IN ('public'::regnamespace, 'auth'::regnamespace)),
+		  'acl', (SELECT jsonb_agg(c.relname || coalesce(c.relacl::text, '') ORDER BY c.relname)
+		          FROM pg_class c WHERE c.relnamespace IN ('public'::regnamespace, 'auth'::regnamespace))
+		)::text`).Scan(&s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func testMigrationsTwiceIsNoop(t *testing.T, tdb *testDB) {
+	ctx := context.Background()
+	before := schemaFingerprint(t, tdb.Admin)
+	if err := migrations.Up(ctx, tdb.AdminURL); err != nil {
+		t.Fatalf("migrating an up-to-date database: %v", err)
+	}
+	if after := schemaFingerprint(t, tdb.Admin); after != before {
+		t.Fatalf("second run changed the schema\nbefore: %s\nafter:  %s", before, after)
+	}
+}
+
+// supabasePrelude creates, in an empty database, what a Supabase project
+// has before the migrations run: the auth schema with Supabase's own
+// auth.users (more columns, no email default, no id default) and functions,
+// and Supabase's default privileges, which grant everything created in
+// public to the API roles. The roles themselves are cluster-wide and exist
+// already (the test cluster's template created them).
+const supabasePrelude = `
+CREATE SCHEMA auth;
+GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role;
+CREATE TABLE auth.users (
+  instance_id uuid,
+  id uuid NOT NULL PRIMARY KEY,
+  aud varchar(255),
+  role varchar(255),
+  email varchar(255) UNIQUE,
+  encrypted_password varchar(255),
+  email_confirmed_at timestamptz,
+  raw_app_meta_data jsonb,
+  raw_user_meta_data jsonb,
+  is_super_admin boolean,
+  created_at timestamptz,
+  updated_at timestamptz,
+  phone text UNIQUE DEFAULT NULL,
+  is_sso_user boolean NOT NULL DEFAULT false,
+  deleted_at timestamptz,
+  is_anonymous boolean NOT NULL DEFAULT false
+);
+GRANT SELECT ON auth.users TO service_role;
+CREATE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE AS $$
+  select
+  coalesce(
+    nullif(current_setting('request.jwt.claim.sub', true), ''),
+    (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub')
+  )::uuid
+$$;
+CREATE FUNCTION auth.role() RETURNS text LANGUAGE sql STABLE AS $$
+  select
+  coalesce(
+    nullif(current_setting('request.jwt.claim.role', true), ''),
+    (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role')
+  )::text
+$$;
+CREATE FUNCTION auth.jwt() RETURNS jsonb LANGUAGE sql STABLE AS $$
+  select
+    coalesce(
+        nullif(current_setting('request.jwt.claim', true), ''),
+        nullif(current_setting('request.jwt.claims', true), '')
+    )::jsonb
+$$;
+COMMENT ON FUNCTION auth.uid() IS 'Deprecated. Use auth.jwt() -> ''sub'' instead.';
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON FUNCTIONS TO anon, authenticated, service_role;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role;
+`
+
+// privilegeMatrix lists, for the API roles, every privilege they hold on
+// the tables, columns and functions of schema public.
+func privilegeMatrix(t *testing.T, pool *pgxpool.Pool) []string {
+	t.Helper()
+	rows, _ := pool.Query(context.Background(), `
+		WITH roles(r) AS (VALUES ('anon'), ('authenticated'), ('service_role')),
+		privs(p) AS (VALUES ('SELECT'), ('INSERT'), ('UPDATE'), ('DELETE'), ('TRUNCATE'), ('REFERENCES'), ('TRIGGER'))
+		SELECT r || ' ' || p || ' ' || c.relname
+		FROM roles, privs, pg_class c
+		WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'v', 'm', 'p')
+		  AND has_table_privilege(r, c.oid, p)
+		UNION ALL
+		SELECT r || ' ' || p || ' ' || c.relname || '.' || a.attname
+		FROM roles, privs, pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+		WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND p IN ('SELECT', 'INSERT', 'UPDATE')
+		  AND has_column_privilege(r, c.oid, a.attnum, p)
+		UNION ALL
+		SELECT r || ' EXECUTE ' || f.oid::regprocedure::text
+		FROM roles, pg_proc f
+		WHERE f.pronamespace = 'public'::regnamespace AND has_function_privilege(r, f.oid, 'EXECUTE')
+		ORDER BY 1`)
+	m, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// createEmptyDatabase makes a database from template0, not from the
+// migrated test template, and drops it when the test ends.
+func createEmptyDatabase(t *testing.T, tdb *testDB, name string) (adminURL, appURL string) {
+	t.Helper()
+	ctx := context.Background()
+	ident := pgx.Identifier{name}.Sanitize()
+	mustExec(t, tdb.Admin, `CREATE DATABASE `+ident+` TEMPLATE template0`)
+	t.Cleanup(func() {
+		if _, err := tdb.Admin.Exec(ctx, `DROP DATABASE IF EXISTS `+ident+` WITH (FORCE)`); err != nil {
+			t.Errorf("drop %s: %v", name, err)
+		}
+	})
+	var err error
+	if adminURL, err = localdb.WithDatabase(tdb.AdminURL, name); err != nil {
+		t.Fatal(err)
+	}
+	if appURL, err = localdb.WithDatabase(tdb.AppURL, name); err != nil {
+		t.Fatal(err)
+	}
+	return adminURL, appURL
+}
+
+func testMigrationsOnSupabase(t *testing.T, tdb *testDB) {
+	ctx := context.Background()
+	adminURL, appURL := createEmptyDatabase(t, tdb, tdb.Name+"_supa")
+	admin := newPool(t, adminURL, 0)
+	mustExec(t, admin, supabasePrelude)
+
+	var authBefore string
+	authSQL := `
+		SELECT jsonb_build_object(
+		  'functions', (SELECT jsonb_agg(pg_get_functiondef(p.oid) || coalesce(obj_description(p.oid, 'pg_proc'), '') || coalesce(p.proacl::text, '')
+		                ORDER BY p.proname) FROM pg_proc p WHERE p.pronamespace = 'auth'::regnamespace),
+		  'users', (SELECT jsonb_agg(column_name || ' ' || data_type || ' ' || coalesce(column_default, '') ORDER BY ordinal_position)
+		            FROM information_schema.columns WHERE table_schema = 'auth' AND table_name = 'users'),
+		  'comment', obj_description('auth.users'::regclass, 'pg_class'),
+		  'acl', (SELECT relacl::text FROM pg_class WHERE oid = 'auth.users'::regclass)
+		)::text`
+	if err := admin.QueryRow(ctx, authSQL).Scan(&authBefore); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := migrations.Up(ctx, adminURL); err != nil {
+		t.Fatalf("migrate a Supabase-like database: %v", err)
+	}
+	if err := migrations.Up(ctx, adminURL); err != nil {
+		t.Fatalf("migrate it again: %v", err)
+	}
+
+	var authAfter string
+	if err := admin.QueryRow(ctx, authSQL).Scan(&authAfter); err != nil {
+		t.Fatal(err)
+	}
+	if authAfter != authBefore {
+		t.Fatalf("the migrations changed Supabase's auth objects\nbefore: %s\nafter:  %s", authBefore, authAfter)
+	}
+
+	// Supabase's default privileges must not widen what the API roles may
+	// do: they hold exactly the privileges of a plain installation.
+	plain := privilegeMatrix(t, tdb.Admin)
+	supa := privilegeMatrix(t, admin)
+	if extra, missing := diff(supa, plain); len(extra) > 0 || len(missing) > 0 {
+		t.Fatalf("privileges on Supabase differ from a plain install:\nextra:   %s\nmissing: %s",
+			strings.Join(extra, "\n         "), strings.Join(missing, "\n         "))
+	}
+
+	// Rows inserted with just id and email work, and the policies use
+	// Supabase's auth.uid().
+	a, b := uuid.New(), uuid.New()
+	mustExec(t, admin, `INSERT INTO auth.users (id, email) VALUES ($1, 'a@example.com'), ($2, 'b@example.com')`, a, b)
+	mustExec(t, admin, `INSERT INTO profiles (user_id, display_name) VALUES ($1, 'A'), ($2, 'B')`, a, b)
+	app := newPool(t, appURL, 0)
+	n, err := execAs(ctx, app, userIdentity(a, false), `SELECT 1 FROM profiles`)
+	if err != nil || n != 1 {
+		t.Fatalf("A sees %d profiles (err %v), want 1", n, err)
+	}
+	if _, err := execAs(ctx, app, anonIdentity, `SELECT * FROM public.user_emails(ARRAY[$1::uuid])`, a); sqlState(err) != codeDenied {
+		t.Fatalf("anon calling user_emails: %v, want permission denied", err)
+	}
+	if _, err := execAs(ctx, app, anonIdentity, `SELECT 1 FROM goose_db_version`); sqlState(err) != codeDenied {
+		t.Fatalf("anon reading the migration table: %v, want permission denied", err)
+	}
+
+	// EnsureUser only looks users up: Supabase Auth owns auth.users here.
+	d := openDB(t, appURL, 0)
+	got, err := d.EnsureUser(ctx, "a@example.com")
+	if err != nil || got != a {
+		t.Fatalf("EnsureUser(existing) = %v, %v; want %v", got, err, a)
+	}
+	if _, err := d.EnsureUser(ctx, "new@example.com"); !errors.Is(err, db.ErrNotLocalAuth) {
+		t.Fatalf("EnsureUser(new) error = %v, want ErrNotLocalAuth", err)
+	}
+}
+
+func testEnsureUserOnLocalAuth(t *testing.T, tdb *testDB) {
+	d := openDB(t, tdb.AppURL, 0)
+	ctx := context.Background()
+
+	first, err := d.EnsureUser(ctx, "alice@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := d.EnsureUser(ctx, "alice@example.com")
+	if err != nil || again != first {
+		t.Fatalf("second EnsureUser = %v, %v; want %v", again, err, first)
+	}
+	other, err := d.EnsureUser(ctx, "bob@example.com")
+	if err != nil || other == first {
+		t.Fatalf("EnsureUser(bob) = %v, %v; want a new id", other, err)
+	}
+}
+
+// diff returns what is in a but not b, and what is in b but not a; both
+// sorted.
+func diff(a, b []string) (onlyA, onlyB []string) {
+	inA, inB := map[string]bool{}, map[string]bool{}
+	for _, s := range a {
+		inA[s] = true
+	}
+	for _, s := range b {
+		inB[s] = true
+	}
+	for _, s := range a {
+		if !inB[s] {
+			onlyA = append(onlyA, s)
+		}
+	}
+	for _, s := range b {
+		if !inA[s] {
+			onlyB = append(onlyB, s)
+		}
+	}
+	return onlyA, onlyB
+}
