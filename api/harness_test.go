@@ -79,6 +79,14 @@ func withRegistry(reg *prometheus.Registry) envOption {
 	return func(c *envConfig) { c.registry = reg }
 }
 
+// on returns the env reporting to t, for use inside t's own goroutine: a
+// subtest must not fail its parent with Fatal.
+func (e *env) on(t testing.TB) *env {
+	c := *e
+	c.t = t
+	return &c
+}
+
 // newEnv starts a server on a fresh database.
 func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()

@@ -90,6 +90,9 @@ func rejectGetMutations(next http.Handler) http.Handler {
 					}
 				}
 			}
+			// A persisted query carries no text to look at here: gqlgen's
+			// GET transport finds the mutation and refuses it with 406.
+			w = &getMutationRefusal{ResponseWriter: w}
 		}
 		if r.Method == http.MethodPost && !strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/") {
 			r.Body = http.MaxBytesReader(w, r.Body, maxJSONBody)
@@ -97,6 +100,36 @@ func rejectGetMutations(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// getMutationRefusal turns the 406 with which gqlgen's GET transport
+// refuses a mutation it found (say, through a persisted query) into the
+// 405 the API answers to every GET mutation.
+type getMutationRefusal struct {
+	http.ResponseWriter
+	refused bool
+}
+
+func (w *getMutationRefusal) WriteHeader(code int) {
+	if code != http.StatusNotAcceptable {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.refused = true
+	w.Header().Set("Allow", http.MethodPost)
+	writeGraphQLError(w.ResponseWriter, http.StatusMethodNotAllowed, graph.CodeBadUserInput,
+		"GET requests may only carry queries; send mutations with POST")
+}
+
+// Write drops gqlgen's own body of a refusal, already answered.
+func (w *getMutationRefusal) Write(b []byte) (int, error) {
+	if w.refused {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *getMutationRefusal) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // cors allows cross-origin requests from the listed origins (any when the
 // list is empty). Tokens travel in headers, not cookies, so credentials are

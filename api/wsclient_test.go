@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -48,7 +49,11 @@ func startRealtime(t testing.TB, d *dbtest.DB, minBackoff time.Duration) *rtServ
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var logOut io.Writer = io.Discard
+	if os.Getenv("TEST_LOG") != "" {
+		logOut = os.Stderr
+	}
+	logger := slog.New(slog.NewTextHandler(logOut, nil))
 	reg := prometheus.NewRegistry()
 	metrics, err := realtime.NewMetrics(reg)
 	if err != nil {

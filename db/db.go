@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -112,41 +113,79 @@ func (d *DB) Ping(ctx context.Context) error { return d.Pool.Ping(ctx) }
 // function such as user_emails instead, or use Tx, whose statements are
 // prepared after the switch).
 func (d *DB) Batch(ctx context.Context, s Session, queue func(b *pgx.Batch)) error {
-	conn, err := d.Pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("acquire connection: %w", err)
-	}
-	defer conn.Release()
+	return d.retryStale(ctx, func() error {
+		conn, err := d.Pool.Acquire(ctx)
+		if err != nil {
+			return fmt.Errorf("acquire connection: %w", err)
+		}
+		defer conn.Release()
 
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue(setSessionSQL, s.Role, claimsText(s.Claims))
-	queue(b)
-	b.Queue("COMMIT")
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		abort(ctx, conn)
+		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		b.Queue(setSessionSQL, s.Role, claimsText(s.Claims))
+		queue(b)
+		b.Queue("COMMIT")
+		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+			abort(ctx, conn)
+			return err
+		}
+		return nil
+	})
+}
+
+// retryStale runs fn again, once, when it failed on a connection the
+// server had already dropped: a pooled connection that outlived a server
+// restart or failover. Two kinds of failure qualify, both certain not to
+// have committed anything. Those pgx marks safe to retry failed before
+// anything reached the server. A 57P class error (admin or crash shutdown,
+// or a terminated backend) ends the session before the transaction's COMMIT
+// completes: had COMMIT completed, its result would have been read first,
+// and the batch would have succeeded. The retry gets a fresh connection.
+//
+// A 57P error usually means the server restarted, and then every idle
+// connection in the pool is dead too: the pool is reset so the retry, and
+// the requests after it, do not meet them one by one.
+func (d *DB) retryStale(ctx context.Context, fn func() error) error {
+	err := fn()
+	if err == nil || ctx.Err() != nil {
 		return err
 	}
-	return nil
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "57P"):
+		d.Pool.Reset()
+	case !pgconn.SafeToRetry(err):
+		return err
+	}
+	return fn()
 }
 
 // Tx runs fn in a transaction under s, for work that needs several
 // round trips (read, decide, write). BEGIN and the session settings share
 // the first round trip.
 func (d *DB) Tx(ctx context.Context, s Session, fn func(q Querier) error) error {
-	conn, err := d.Pool.Acquire(ctx)
+	var conn *pgxpool.Conn
+	err := d.retryStale(ctx, func() error {
+		c, err := d.Pool.Acquire(ctx)
+		if err != nil {
+			return fmt.Errorf("acquire connection: %w", err)
+		}
+		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		b.Queue(setSessionSQL, s.Role, claimsText(s.Claims))
+		if err := c.SendBatch(ctx, b).Close(); err != nil {
+			abort(ctx, c)
+			c.Release()
+			return fmt.Errorf("begin: %w", err)
+		}
+		conn = c
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("acquire connection: %w", err)
+		return err
 	}
 	defer conn.Release()
 
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue(setSessionSQL, s.Role, claimsText(s.Claims))
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		abort(ctx, conn)
-		return fmt.Errorf("begin: %w", err)
-	}
 	if err := fn(conn); err != nil {
 		abort(ctx, conn)
 		return err
@@ -209,10 +248,27 @@ func classify(err error) error {
 		case "23505":
 			return fmt.Errorf("%w: %s", ErrConflict, pgErr.ConstraintName)
 		case "23514", "22001", "23502":
-			return fmt.Errorf("%w: %s", ErrInvalid, pgErr.ConstraintName)
+			return fmt.Errorf("%w: %s", ErrInvalid, fieldOf(pgErr))
 		case "42501":
 			return fmt.Errorf("%w: %s", ErrForbidden, pgErr.Message)
 		}
 	}
 	return err
+}
+
+// fieldOf names the column a rejected value was for, rather than the
+// constraint, whose name tells clients about the schema: a CHECK named
+// stories_title_check is about "title".
+func fieldOf(e *pgconn.PgError) string {
+	if e.ColumnName != "" {
+		return e.ColumnName
+	}
+	name := strings.TrimSuffix(e.ConstraintName, "_check")
+	if e.TableName != "" {
+		name = strings.TrimPrefix(name, e.TableName+"_")
+	}
+	if name == "" {
+		return "a field"
+	}
+	return name
 }

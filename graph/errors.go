@@ -59,7 +59,7 @@ func fromDB(err error, notFound string) error {
 	case errors.Is(err, db.ErrConflict):
 		return &Error{Code: CodeConflict, Message: err.Error(), Err: err}
 	case errors.Is(err, db.ErrInvalid):
-		return &Error{Code: CodeBadUserInput, Message: "a value is not valid: " + err.Error(), Err: err}
+		return &Error{Code: CodeBadUserInput, Message: err.Error(), Err: err}
 	case errors.Is(err, db.ErrForbidden):
 		return &Error{Code: CodeForbidden, Message: "not allowed", Err: err}
 	case errors.Is(err, db.ErrVoiceNotVerified):

@@ -100,5 +100,7 @@ func (r *Resolver) generations(ctx context.Context, owner db.OwnerKey, first *in
 	if err != nil {
 		return nil, err
 	}
-	return generationConnection(rows, size), nil
+	conn := generationConnection(rows, size)
+	r.primeGenerations(ctx, conn.Nodes)
+	return conn, nil
 }

@@ -39,14 +39,35 @@ type Loaders struct {
 	email       *dataloader.Loader[uuid.UUID, *string]
 	logs        *dataloader.Loader[pageKey[uuid.UUID], []db.Log]
 	generations *dataloader.Loader[pageKey[db.OwnerKey], []db.Generation]
+
+	// The batch functions behind the loaders a page of generations primes
+	// (see primeGenerations).
+	storyBatch dataloader.BatchFunc[uuid.UUID, *db.Story]
+	emailBatch dataloader.BatchFunc[uuid.UUID, *string]
+	logsBatch  dataloader.BatchFunc[pageKey[uuid.UUID], []db.Log]
 }
 
 // NewLoaders makes the loaders of one response, reading as s.
 func NewLoaders(d *db.DB, s db.Session) *Loaders {
-	return &Loaders{
-		story: newLoader(byID(func(ctx context.Context, ids []uuid.UUID) ([]db.Story, error) {
+	l := &Loaders{
+		storyBatch: byID(func(ctx context.Context, ids []uuid.UUID) ([]db.Story, error) {
 			return d.StoriesByID(ctx, s, ids)
-		}, func(v db.Story) uuid.UUID { return v.ID })),
+		}, func(v db.Story) uuid.UUID { return v.ID }),
+		emailBatch: func(ctx context.Context, ids []uuid.UUID) []*dataloader.Result[*string] {
+			rows, err := d.UserEmails(ctx, s, ids)
+			found := make(map[uuid.UUID]*string, len(rows))
+			for _, r := range rows {
+				found[r.ID] = r.Email
+			}
+			return results(ids, err, func(id uuid.UUID) *string { return found[id] })
+		},
+		logsBatch: pages(func(ctx context.Context, parents []uuid.UUID, limit int, after string, _ db.Status) ([]db.Keyed[db.Log], error) {
+			key, err := decodeCursor[db.LogKey](cursorLog, nonEmpty(after))
+			if err != nil {
+				return nil, err
+			}
+			return d.LogsByGeneration(ctx, s, parents, db.PageParams[db.LogKey]{Limit: limit, After: key})
+		}),
 		generation: newLoader(byID(func(ctx context.Context, ids []uuid.UUID) ([]db.Generation, error) {
 			return d.GenerationsByID(ctx, s, ids)
 		}, func(v db.Generation) uuid.UUID { return v.ID })),
@@ -56,21 +77,6 @@ func NewLoaders(d *db.DB, s db.Session) *Loaders {
 		voiceSample: newLoader(byID(func(ctx context.Context, ids []uuid.UUID) ([]db.VoiceSample, error) {
 			return d.VoiceSamplesByUser(ctx, s, ids)
 		}, func(v db.VoiceSample) uuid.UUID { return v.UserID })),
-		email: newLoader(func(ctx context.Context, ids []uuid.UUID) []*dataloader.Result[*string] {
-			rows, err := d.UserEmails(ctx, s, ids)
-			found := make(map[uuid.UUID]*string, len(rows))
-			for _, r := range rows {
-				found[r.ID] = r.Email
-			}
-			return results(ids, err, func(id uuid.UUID) *string { return found[id] })
-		}),
-		logs: newLoader(pages(func(ctx context.Context, parents []uuid.UUID, limit int, after string, _ db.Status) ([]db.Keyed[db.Log], error) {
-			key, err := decodeCursor[db.LogKey](cursorLog, nonEmpty(after))
-			if err != nil {
-				return nil, err
-			}
-			return d.LogsByGeneration(ctx, s, parents, db.PageParams[db.LogKey]{Limit: limit, After: key})
-		})),
 		generations: newLoader(pages(func(ctx context.Context, owners []db.OwnerKey, limit int, after string, status db.Status) ([]db.Keyed[db.Generation], error) {
 			key, err := decodeCursor[db.GenerationKey](cursorGeneration, nonEmpty(after))
 			if err != nil {
@@ -83,6 +89,10 @@ func NewLoaders(d *db.DB, s db.Session) *Loaders {
 			return d.GenerationsByOwner(ctx, s, owners, f, db.PageParams[db.GenerationKey]{Limit: limit, After: key})
 		})),
 	}
+	l.story = newLoader(l.storyBatch)
+	l.email = newLoader(l.emailBatch)
+	l.logs = newLoader(l.logsBatch)
+	return l
 }
 
 func newLoader[K comparable, V any](fn dataloader.BatchFunc[K, V]) *dataloader.Loader[K, V] {

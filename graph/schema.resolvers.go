@@ -44,17 +44,17 @@ func (r *mutationResolver) UpdateProfile(ctx context.Context, input model.Update
 
 // CreateVoiceSample is the resolver for the createVoiceSample field.
 func (r *mutationResolver) CreateVoiceSample(ctx context.Context, input model.CreateVoiceSampleInput) (*db.VoiceSample, error) {
-	return nil, NewError(CodeNotImplemented, "voice samples are not available yet")
+	return r.createVoiceSample(ctx, input)
 }
 
 // VerifyVoiceSample is the resolver for the verifyVoiceSample field.
 func (r *mutationResolver) VerifyVoiceSample(ctx context.Context, recording graphql.Upload) (*db.VoiceSample, error) {
-	return nil, NewError(CodeNotImplemented, "voice samples are not available yet")
+	return r.verifyVoiceSample(ctx, recording)
 }
 
 // DeleteVoiceSample is the resolver for the deleteVoiceSample field.
 func (r *mutationResolver) DeleteVoiceSample(ctx context.Context) (bool, error) {
-	return false, NewError(CodeNotImplemented, "voice samples are not available yet")
+	return r.deleteVoiceSample(ctx)
 }
 
 // StartGeneration is the resolver for the startGeneration field.

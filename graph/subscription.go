@@ -2,8 +2,8 @@ package graph
 
 import (
 	"context"
-	"errors"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -102,11 +102,8 @@ func (s *stream) run(ctx context.Context, snapshot *db.Generation) {
 		if len(events) == 0 {
 			continue
 		}
-		rows, err := s.load(ctx, events)
-		if err != nil {
-			if !errors.Is(err, context.Canceled) {
-				s.r.Logger.ErrorContext(ctx, "load subscription event", "err", err)
-			}
+		rows, ok := s.loadRetrying(ctx, events)
+		if !ok {
 			return
 		}
 		for _, e := range events {
@@ -148,6 +145,30 @@ func (s *stream) fresh(events []realtime.Event) []realtime.Event {
 		out = append(out, e)
 	}
 	return out
+}
+
+// loadRetrying loads the events' rows, retrying with backoff while the
+// database is unreachable (a restart, a failover) rather than ending the
+// subscription: the events, a terminal one above all, are still delivered
+// once it answers. It gives up only when the subscription ends.
+func (s *stream) loadRetrying(ctx context.Context, events []realtime.Event) (map[uuid.UUID]db.Generation, bool) {
+	delay := 100 * time.Millisecond
+	for {
+		rows, err := s.load(ctx, events)
+		if err == nil {
+			return rows, true
+		}
+		if ctx.Err() != nil {
+			return nil, false
+		}
+		s.r.Logger.WarnContext(ctx, "load subscription event; retrying", "err", err, "in", delay)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, false
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
 }
 
 // load reads the events' generations as the viewer, so row-level security

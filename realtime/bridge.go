@@ -19,6 +19,9 @@ type StateReader func(ctx context.Context, generations, users []uuid.UUID, since
 // the listener saw but committed after it.
 const resyncMargin = 5 * time.Second
 
+// resyncAttempts bounds the reads of one resync: about 30 s of backoff.
+const resyncAttempts = 10
+
 // Bridge connects a Listener to a Hub: it publishes every notification
 // and, after every reconnect, re-reads what subscribers are watching and
 // publishes that too, so a change announced while the listener was down
@@ -63,13 +66,30 @@ func (b *Bridge) OnReconnect(ctx context.Context) {
 	b.mu.Lock()
 	since := b.lastSeen.Add(-resyncMargin)
 	b.mu.Unlock()
-	events, err := b.read(ctx, generations, users, since)
-	if err != nil {
-		// The listener is connected again, so later changes still arrive;
-		// only changes made while it was down may be missed, and a
-		// subscriber's next event carries the current state anyway.
-		b.logger.ErrorContext(ctx, "resync after listener reconnect", "err", err)
-		return
+	// The database may still be coming back (the listener reconnected to a
+	// server that is starting up): retry for a while. Notifications queue
+	// on the listener's connection meanwhile.
+	var events []Event
+	var err error
+	delay := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		if events, err = b.read(ctx, generations, users, since); err == nil {
+			break
+		}
+		if attempt == resyncAttempts || ctx.Err() != nil {
+			// Later changes still arrive, and a subscriber's next event
+			// carries the current state; only what changed while the
+			// listener was down may be missed.
+			b.logger.ErrorContext(ctx, "resync after listener reconnect", "err", err, "attempts", attempt)
+			return
+		}
+		b.logger.WarnContext(ctx, "resync after listener reconnect; retrying", "err", err, "in", delay)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return
+		}
+		delay = min(2*delay, 5*time.Second)
 	}
 	for _, e := range events {
 		b.OnEvent(e)

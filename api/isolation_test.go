@@ -1,0 +1,148 @@
+package api_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/graph"
+)
+
+// TestCrossUserIsolation has Bob try every way the API offers to read,
+// list and cancel Alice's generations: he sees none of them and changes
+// nothing.
+func TestCrossUserIsolation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	alice := e.newUser("alice@example.com", false)
+	bob := e.newUser("bob@example.com", false)
+	s1 := e.story("A", "a")
+	s2 := e.story("B", "b")
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var alices []uuid.UUID
+	for i, st := range []db.Status{db.StatusPending, db.StatusInProgress, db.StatusCompleted, db.StatusFailed} {
+		id := e.generationAt(alice, s1, st, base.Add(time.Duration(i)*time.Minute))
+		e.logAt(id, "started", base.Add(time.Duration(i)*time.Minute+time.Second))
+		alices = append(alices, id)
+	}
+	alices = append(alices, e.generationAt(alice, s2, db.StatusPending, base.Add(10*time.Minute)))
+	bobs := e.generationAt(bob, s1, db.StatusPending, base.Add(20*time.Minute))
+	e.logAt(bobs, "started", base.Add(21*time.Minute))
+
+	before := map[uuid.UUID]genState{}
+	for _, id := range alices {
+		before[id] = e.genState(id)
+	}
+
+	for _, id := range alices {
+		t.Run("read "+before[id].Status, func(t *testing.T) {
+			t.Parallel()
+			e := e.on(t)
+			var got struct{ Generation *generationView }
+			e.post(bob.Token, `query($id: ID!) { generation(id: $id) { `+generationFields+` } }`, map[string]any{"id": id}).decode(t, &got)
+			if got.Generation != nil {
+				t.Errorf("bob read alice's generation: %+v", got.Generation)
+			}
+		})
+		t.Run("cancel "+before[id].Status, func(t *testing.T) {
+			t.Parallel()
+			e := e.on(t)
+			r := e.post(bob.Token, `mutation($id: ID!) { cancelGeneration(id: $id) { id status } }`, map[string]any{"id": id})
+			r.wantCode(t, graph.CodeNotFound)
+			r.wantNullData(t)
+		})
+	}
+
+	lists := []struct {
+		name, query string
+		pick        func(v listView) []string
+	}{
+		{"viewer.generations", `{ viewer { generations(first: 100) { nodes { id } } } }`,
+			viewerGenerationIDs},
+		{"viewer.generations of alice's story", `query($s: ID!) { viewer { generations(first: 100, storyId: $s) { nodes { id } } } }`,
+			viewerGenerationIDs},
+		{"viewer.generations by status", `{ viewer { generations(first: 100, status: PENDING) { nodes { id } } } }`,
+			viewerGenerationIDs},
+		{"story.myGenerations", `query($s: ID!) { story(id: $s) { myGenerations(first: 100) { nodes { id } } } }`,
+			func(v listView) []string { return v.Story.MyGenerations.ids() }},
+		{"stories.myGenerations", `{ stories { nodes { myGenerations(first: 100) { nodes { id } } } } }`,
+			func(v listView) []string {
+				var out []string
+				for _, s := range v.Stories.Nodes {
+					out = append(out, s.MyGenerations.ids()...)
+				}
+				return out
+			}},
+		{"own generation's logs and user", `{ viewer { generations { nodes { user { id email } logs { nodes { id } } } } } }`,
+			func(v listView) []string {
+				var out []string
+				for _, g := range v.Viewer.Generations.Nodes {
+					out = append(out, g.User.ID, deref(g.User.Email))
+					out = append(out, g.Logs.ids()...)
+				}
+				return out
+			}},
+	}
+	wants := map[string][]string{
+		"own generation's logs and user": {bob.ID.String(), bob.Email, e.ids(`SELECT id FROM generation_logs WHERE generation_id = $1`, bobs)[0]},
+	}
+	for _, l := range lists {
+		t.Run(l.name, func(t *testing.T) {
+			t.Parallel()
+			e := e.on(t)
+			var got listView
+			e.post(bob.Token, l.query, map[string]any{"s": s1}).decode(t, &got)
+			want, ok := wants[l.name]
+			if !ok {
+				want = []string{bobs.String()}
+			}
+			if ids := l.pick(got); !slices.Equal(ids, want) {
+				t.Errorf("bob sees %v, want %v", ids, want)
+			}
+		})
+	}
+
+	t.Cleanup(func() {
+		for id, was := range before {
+			if now := e.genState(id); now != was {
+				t.Errorf("alice's generation %s changed: %+v, was %+v", id, now, was)
+			}
+		}
+		if n := e.count(`SELECT count(*) FROM generation_logs WHERE event = 'canceled'`); n != 0 {
+			t.Errorf("%d canceled events, want 0", n)
+		}
+	})
+}
+
+// listView holds the lists TestCrossUserIsolation reads.
+type listView struct {
+	Viewer struct {
+		Generations struct {
+			Nodes []struct {
+				ID   string
+				User struct {
+					ID    string
+					Email *string
+				}
+				Logs idPage
+			}
+		}
+	}
+	Story struct {
+		MyGenerations idPage
+	}
+	Stories struct {
+		Nodes []struct{ MyGenerations idPage }
+	}
+}
+
+func viewerGenerationIDs(v listView) []string {
+	var out []string
+	for _, g := range v.Viewer.Generations.Nodes {
+		out = append(out, g.ID)
+	}
+	return out
+}

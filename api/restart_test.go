@@ -1,0 +1,84 @@
+package api_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/db/dbtest"
+	"github.com/narrate/narrate/localdb"
+	"github.com/narrate/narrate/migrations"
+)
+
+// TestTerminalEventSurvivesDatabaseRestart restarts PostgreSQL under a
+// subscribed client and completes the generation before the listener is
+// back: the client still gets COMPLETED. It runs its own cluster, since the
+// shared one serves every other test.
+func TestTerminalEventSurvivesDatabaseRestart(t *testing.T) {
+	t.Parallel()
+	if os.Getenv("TEST_DATABASE_URL") != "" || os.Getenv("DATABASE_URL") != "" {
+		t.Skip("needs a PostgreSQL cluster of its own to restart")
+	}
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "restart-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	opts := localdb.Options{Dir: dir, Ephemeral: true, Temporary: true}
+	cluster, err := localdb.Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
+	appURL, err := localdb.Provision(ctx, cluster.AdminURL("postgres"), "narrate", migrations.Up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminURL := cluster.AdminURL("narrate")
+	admin, err := pgxpool.New(ctx, adminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(admin.Close)
+	e := &env{t: t, Admin: admin}
+
+	// A slow reconnect, so the change is made while the listener is down.
+	srv := startRealtime(t, &dbtest.DB{AppURL: appURL, AdminURL: adminURL}, time.Second)
+	alice := e.newUser("alice@example.com", false)
+	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusInProgress)
+	c := dialWS(t, srv.URL, protoTransportWS, authInit(alice.Token))
+	c.ack()
+	c.subscribe("1", progressQuery, map[string]any{"id": gen})
+	decodeProgress(t, c.nextEvent("1", 5*time.Second), "generationProgress")
+
+	if err := cluster.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	opts.Port = cluster.Port()
+	if cluster, err = localdb.Start(ctx, opts); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
+	admin.Reset() // its connections died with the server
+	if srv.Listener.Connected() {
+		t.Log("listener reconnected before the change; the test proves less")
+	}
+	e.setProgress(gen, db.StatusCompleted, 100)
+
+	var last progressEvent
+	for {
+		ev := c.nextEvent("1", 20*time.Second)
+		if ev.Kind == "complete" {
+			break
+		}
+		last = decodeProgress(t, ev, "generationProgress")
+	}
+	if last.Status != "COMPLETED" {
+		t.Fatalf("last event %+v, want COMPLETED", last)
+	}
+}

@@ -1,0 +1,86 @@
+package api_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/narrate/narrate/db"
+)
+
+// TestNestedPageStatementCount checks that the nested fields of a page of
+// generations are batched: the number of statements does not grow with
+// the page size.
+func TestNestedPageStatementCount(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	alice := e.newUser("alice@example.com", false)
+	stories := make([]any, 5)
+	for i := range stories {
+		stories[i] = e.story(fmt.Sprintf("Story %d", i), fmt.Sprintf("story-%d", i))
+	}
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	e.exec(`INSERT INTO story_generations (user_id, story_id, status, created_at)
+		SELECT $1, (ARRAY[$2, $3, $4, $5, $6]::uuid[])[1 + i % 5], 'pending', $7::timestamptz + i * interval '1 second'
+		FROM generate_series(1, 60) i`, append(append([]any{alice.ID}, stories...), base)...)
+	e.exec(`INSERT INTO generation_logs (generation_id, event, occurred_at)
+		SELECT g.id, 'event ' || i, g.created_at + i * interval '1 millisecond'
+		FROM story_generations g, generate_series(1, 4) i`)
+
+	const q = `query($n: Int) { viewer { generations(first: $n) { nodes {
+		story { title } logs(first: 3) { nodes { event } } user { email } } } } }`
+	statements := func(n int) int64 {
+		t.Helper()
+		var got struct {
+			Viewer struct {
+				Generations struct {
+					Nodes []struct {
+						Story struct{ Title string }
+						Logs  struct{ Nodes []struct{ Event string } }
+						User  struct{ Email string }
+					}
+				}
+			}
+		}
+		before := e.Statements.Load()
+		e.post(alice.Token, q, map[string]any{"n": n}).decode(t, &got)
+		used := e.Statements.Load() - before
+		nodes := got.Viewer.Generations.Nodes
+		if len(nodes) != n {
+			t.Fatalf("first %d: %d nodes", n, len(nodes))
+		}
+		for _, g := range nodes {
+			if g.Story.Title == "" || len(g.Logs.Nodes) != 3 || g.User.Email != alice.Email {
+				t.Fatalf("first %d: incomplete node %+v", n, g)
+			}
+		}
+		return used
+	}
+
+	small, large := statements(5), statements(50)
+	if small != large {
+		t.Errorf("statements: %d for 5 generations, %d for 50; want the same", small, large)
+	}
+	// One statement each for the generations, their stories, their logs
+	// and the owner's email.
+	if large > 4 {
+		t.Errorf("%d statements for a page of 50, want at most 4", large)
+	}
+	if small == 0 {
+		t.Error("no statements counted: the counter is not wired")
+	}
+}
+
+func BenchmarkNestedPage(b *testing.B) {
+	e := newEnv(b)
+	alice := e.newUser("alice@example.com", false)
+	story := e.story("Story", "story")
+	for range 50 {
+		g := e.generation(alice, story, db.StatusPending)
+		e.logAt(g, "started", time.Now())
+	}
+	const q = `{ viewer { generations(first: 50) { nodes { story { title } logs(first: 3) { nodes { event } } user { email } } } } }`
+	for b.Loop() {
+		e.post(alice.Token, q, nil).decode(b, &struct{}{})
+	}
+}
