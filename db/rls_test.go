@@ -62,7 +62,10 @@ var policyCases = []policyCase{
 	{table: "voice_samples", op: "select", actor: "admin", name: "everyone's", sql: `SELECT 1 FROM voice_samples WHERE user_id = ANY({users})`, rows: 2},
 	{table: "voice_samples", op: "select", actor: "anon", sql: `SELECT 1 FROM voice_samples`, code: codeDenied},
 	{table: "voice_samples", op: "select", actor: "service", sql: `SELECT 1 FROM voice_samples WHERE user_id = ANY({users})`, rows: 2},
-	{table: "voice_samples", op: "insert", actor: "F", name: "own unverified", sql: `INSERT INTO voice_samples (user_id, elevenlabs_voice_id, verification_phrase) VALUES ({F}, 'voice-f', 'one two three')`, rows: 1, changes: true},
+	// Only the server writes voice samples: a user could otherwise name
+	// another user's cloned voice, or verify their own sample.
+	{table: "voice_samples", op: "insert", actor: "F", name: "own unverified", sql: `INSERT INTO voice_samples (user_id, elevenlabs_voice_id, verification_phrase) VALUES ({F}, 'voice-f', 'one two three')`, code: codeDenied},
+	{table: "voice_samples", op: "insert", actor: "service", name: "for F", sql: `INSERT INTO voice_samples (user_id, elevenlabs_voice_id, verification_phrase) VALUES ({F}, 'voice-f', 'one two three')`, rows: 1, changes: true},
 	{table: "voice_samples", op: "insert", actor: "F", name: "own verified", sql: `INSERT INTO voice_samples (user_id, elevenlabs_voice_id, verification_phrase, verified) VALUES ({F}, 'voice-f', 'one two three', true)`, code: codeDenied},
 	{table: "voice_samples", op: "insert", actor: "B", name: "for A", sql: `INSERT INTO voice_samples (user_id, elevenlabs_voice_id, verification_phrase) VALUES ({A}, 'voice-x', 'one two three')`, code: codeDenied},
 	{table: "voice_samples", op: "insert", actor: "B", name: "for F", sql: `INSERT INTO voice_samples (user_id, elevenlabs_voice_id, verification_phrase) VALUES ({F}, 'voice-x', 'one two three')`, code: codeDenied},
@@ -70,8 +73,9 @@ var policyCases = []policyCase{
 	{table: "voice_samples", op: "insert", actor: "anon", sql: `INSERT INTO voice_samples (user_id, elevenlabs_voice_id, verification_phrase) VALUES ({F}, 'voice-x', 'one two three')`, code: codeDenied},
 	{table: "voice_samples", op: "update", actor: "A", name: "own voice id", sql: `UPDATE voice_samples SET elevenlabs_voice_id = 'other' WHERE user_id = {A}`, code: codeDenied},
 	{table: "voice_samples", op: "update", actor: "A", name: "own phrase", sql: `UPDATE voice_samples SET verification_phrase = 'easy' WHERE user_id = {A}`, code: codeDenied},
-	{table: "voice_samples", op: "update", actor: "B", name: "A's", sql: `UPDATE voice_samples SET verified = false WHERE user_id = {A}`, rows: 0},
-	{table: "voice_samples", op: "update", actor: "admin", name: "A's", sql: `UPDATE voice_samples SET verified = false WHERE user_id = {A}`, rows: 0},
+	{table: "voice_samples", op: "update", actor: "A", name: "verify own", sql: `UPDATE voice_samples SET verified = true WHERE user_id = {A}`, code: codeDenied},
+	{table: "voice_samples", op: "update", actor: "B", name: "A's", sql: `UPDATE voice_samples SET verified = false WHERE user_id = {A}`, code: codeDenied},
+	{table: "voice_samples", op: "update", actor: "admin", name: "A's", sql: `UPDATE voice_samples SET verified = false WHERE user_id = {A}`, code: codeDenied},
 	{table: "voice_samples", op: "update", actor: "anon", sql: `UPDATE voice_samples SET verified = true`, code: codeDenied},
 	{table: "voice_samples", op: "update", actor: "service", name: "verify B's", sql: `UPDATE voice_samples SET verified = true WHERE user_id = {B}`, rows: 1, changes: true},
 	{table: "voice_samples", op: "delete", actor: "A", name: "own", sql: `DELETE FROM voice_samples WHERE user_id = {A}`, rows: 1, changes: true},

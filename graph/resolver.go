@@ -8,6 +8,7 @@ import (
 
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/realtime"
+	"github.com/narrate/narrate/voice"
 )
 
 // Resolver is the root of all resolvers; it holds the process-wide
@@ -23,4 +24,7 @@ type Resolver struct {
 	Hub *realtime.Hub
 	// Metrics records subscription activity; nil records nothing.
 	Metrics *realtime.Metrics
+	// Voice clones voices and transcribes verification recordings for the
+	// voice-sample mutations; they fail with an internal error while nil.
+	Voice voice.Provider
 }

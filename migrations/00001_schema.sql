@@ -245,9 +245,15 @@ GRANT SELECT, DELETE ON public.profiles TO authenticated;
 GRANT INSERT (user_id, display_name, avatar_url), UPDATE (display_name, avatar_url)
   ON public.profiles TO authenticated;
 
+-- Voice samples are read and deleted by their owner, but written only by
+-- the server (as service_role), after checks no policy can make: that the
+-- voice id is one the server itself cloned at the provider for this user,
+-- and that the recording matched the phrase. Were users able to write them
+-- (Supabase exposes the public schema through its REST API), one could
+-- insert a row naming another user's cloned voice, narrate in it, or have
+-- the server delete it at the provider as "the earlier sample", or simply
+-- mark their own sample verified.
 GRANT SELECT, DELETE ON public.voice_samples TO authenticated;
-GRANT INSERT (user_id, elevenlabs_voice_id, verification_phrase), UPDATE (verified)
-  ON public.voice_samples TO authenticated;
 
 -- Users create generations and cancel them (status only); everything else
 -- about a generation is the worker's to write.
@@ -292,16 +298,10 @@ CREATE POLICY profiles_owner ON public.profiles
 CREATE POLICY profiles_admin_read ON public.profiles
   FOR SELECT TO authenticated USING ((SELECT public.is_admin()));
 
--- Voice samples: the owner reads, replaces and deletes theirs; a new
--- sample always starts unverified. Admins may read.
+-- Voice samples: the owner reads and deletes theirs (writes are the
+-- server's, see the grants above). Admins may read.
 CREATE POLICY voice_samples_owner_read ON public.voice_samples
   FOR SELECT TO authenticated USING (user_id = (SELECT auth.uid()));
-CREATE POLICY voice_samples_owner_insert ON public.voice_samples
-  FOR INSERT TO authenticated WITH CHECK (user_id = (SELECT auth.uid()) AND NOT verified);
-CREATE POLICY voice_samples_owner_update ON public.voice_samples
-  FOR UPDATE TO authenticated
-  USING (user_id = (SELECT auth.uid()))
-  WITH CHECK (user_id = (SELECT auth.uid()));
 CREATE POLICY voice_samples_owner_delete ON public.voice_samples
   FOR DELETE TO authenticated USING (user_id = (SELECT auth.uid()));
 CREATE POLICY voice_samples_admin_read ON public.voice_samples

@@ -1,0 +1,292 @@
+package api_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/narrate/narrate/api"
+	"github.com/narrate/narrate/auth"
+	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/db/dbtest"
+	"github.com/narrate/narrate/graph"
+	"github.com/narrate/narrate/realtime"
+	"github.com/narrate/narrate/storage"
+	"github.com/narrate/narrate/voice/local"
+	"github.com/narrate/narrate/worker"
+)
+
+// flowServer is a whole API process as `server serve` assembles it: the
+// GraphQL API with subscriptions, the local voice provider, local audio
+// storage served through signed links, and the embedded generation worker.
+type flowServer struct {
+	URL    string
+	Signer *storage.Signer
+}
+
+// startFlowServer starts a flowServer on database d and waits for its
+// notification listener to be connected. Everything stops when the test
+// ends.
+func startFlowServer(t *testing.T, d *dbtest.DB) *flowServer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	pool, err := db.Open(ctx, d.AppURL, db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := auth.NewVerifier(ctx, auth.Config{Secret: testSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := storage.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A small chunk limit makes the story below several chunks, so the
+	// flow covers chunking, progress and joining the audio.
+	provider := local.New(local.Config{ChunkLimit: 60, EspeakPath: "-", Logger: logger})
+
+	reg := prometheus.NewRegistry()
+	metrics, err := realtime.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := realtime.NewHub(realtime.WithHubMetrics(metrics))
+	bridge := realtime.NewBridge(hub, func(ctx context.Context, ids, users []uuid.UUID, since time.Time) ([]realtime.Event, error) {
+		rows, err := pool.ChangedGenerations(ctx, ids, users, since)
+		events := make([]realtime.Event, len(rows))
+		for i, g := range rows {
+			events[i] = realtime.Event{GenerationID: g.ID, UserID: g.UserID, StoryID: g.StoryID,
+				Status: g.Status.GraphQL(), Progress: g.Progress, UpdatedAt: g.UpdatedAt}
+		}
+		return events, err
+	}, logger)
+	listener := realtime.NewListener(realtime.ListenerConfig{
+		ConnString: d.AppURL, OnEvent: bridge.OnEvent, OnReconnect: bridge.OnReconnect,
+		Logger: logger, Metrics: metrics, MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+	})
+	w, err := worker.New(worker.Config{
+		Queue: pool, Provider: provider, Store: store,
+		PollInterval: 20 * time.Millisecond, Logger: logger,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The signer needs the server's URL, which exists only once the server
+	// is listening: the handler is installed right after.
+	var handler http.Handler
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { handler.ServeHTTP(rw, r) }))
+	signer := storage.NewSigner([]byte("flow-test-audio-secret"), srv.URL)
+	sockets := api.NewSockets(verifier, nil, metrics, logger)
+	handler = api.New(api.Options{
+		DB: pool, Verifier: verifier, Logger: logger, Registry: reg, Sockets: sockets,
+		Audio: storage.Handler(store, signer),
+		Resolver: &graph.Resolver{DB: pool, Logger: logger, Hub: hub, Metrics: metrics, Voice: provider,
+			SignAudio: func(key string) string { return signer.URL(key, time.Hour) }},
+	})
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = listener.Run(ctx) }()
+	go func() { defer wg.Done(); _ = w.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			sockets.Shutdown()
+			srv.Close()
+			cancel()
+			wg.Wait()
+			_ = store.Close()
+			pool.Close()
+		})
+	}
+	t.Cleanup(stop)
+
+	waitCtx, waitCancel := context.WithTimeout(ctx, 10*time.Second)
+	defer waitCancel()
+	if err := listener.WaitConnected(waitCtx); err != nil {
+		t.Fatal(err)
+	}
+	return &flowServer{URL: srv.URL, Signer: signer}
+}
+
+// flowStory is several sentences, so that with the flow server's chunk
+// limit it is narrated in several chunks.
+const flowStory = "Once upon a time a small fox lived at the edge of a quiet forest. " +
+	"Every morning she walked to the river to watch the sun rise over the water. " +
+	"One day she met an old turtle who knew every story the river had ever told. " +
+	"They became friends, and the fox listened to a new story every evening."
+
+// TestFullNarrationFlow walks the product's main path over the API with
+// the local provider: record a voice sample, verify it, start a narration,
+// follow its progress over a subscription until it completes, and play the
+// result through its signed link, which works without a token while a
+// forged or expired link is refused.
+func TestFullNarrationFlow(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	srv := startFlowServer(t, e.DB)
+	e.URL = srv.URL
+	alice := e.newUser("alice@example.com", false)
+	var storyID uuid.UUID
+	e.scan(`INSERT INTO stories (title, slug, content) VALUES ('The Fox and the River', 'the-fox', $1) RETURNING id`,
+		[]any{flowStory}, &storyID)
+
+	// Upload a sample and verify it; the local provider accepts any
+	// non-empty recording.
+	sample := e.mustCreateSample(alice.Token, audio("sample.webm", "audio/webm;codecs=opus"), audio("sample2.mp3", "audio/mpeg"))
+	var verified struct{ VerifyVoiceSample sampleJSON }
+	e.verifySample(alice.Token, audio("phrase.webm", "audio/webm")).decode(t, &verified)
+	if !verified.VerifyVoiceSample.Verified || verified.VerifyVoiceSample.ID != sample.ID {
+		t.Fatalf("verifyVoiceSample = %+v, want sample %s verified", verified.VerifyVoiceSample, sample.ID)
+	}
+
+	var started struct {
+		StartGeneration struct{ ID, Status string }
+	}
+	e.post(alice.Token, `mutation($id: ID!) { startGeneration(storyId: $id) { id status } }`,
+		map[string]any{"id": storyID.String()}).decode(t, &started)
+	genID := started.StartGeneration.ID
+
+	// Follow the generation until it completes. The first event is the
+	// current state, so a worker faster than the subscription is no
+	// problem.
+	c := dialWS(t, srv.URL, protoTransportWS, authInit(alice.Token))
+	c.ack()
+	c.subscribe("1", progressQuery, map[string]any{"id": genID})
+	var events []progressEvent
+	for {
+		ev := c.nextEvent("1", 30*time.Second)
+		if ev.Kind == "complete" {
+			break
+		}
+		p := decodeProgress(t, ev, "generationProgress")
+		events = append(events, p)
+		if p.Status == "FAILED" {
+			t.Fatalf("generation failed: events %v", events)
+		}
+	}
+	last := events[len(events)-1]
+	if last.Status != "COMPLETED" || last.Progress != 100 {
+		t.Fatalf("events %v, want to end COMPLETED/100", events)
+	}
+	for i := 1; i < len(events); i++ {
+		if events[i].Progress < events[i-1].Progress {
+			t.Errorf("progress went backwards: %v", events)
+		}
+	}
+
+	var got struct {
+		Generation struct {
+			Status    string
+			ResultURL *string
+			Logs      struct{ Nodes []struct{ Event string } }
+		}
+	}
+	e.post(alice.Token, `query($id: ID!) { generation(id: $id) { status resultUrl logs { nodes { event } } } }`,
+		map[string]any{"id": genID}).decode(t, &got)
+	if got.Generation.ResultURL == nil {
+		t.Fatalf("completed generation has no resultUrl: %+v", got.Generation)
+	}
+	var logEvents []string
+	for _, l := range got.Generation.Logs.Nodes {
+		logEvents = append(logEvents, l.Event)
+	}
+	// The story was narrated in several chunks, each logged.
+	joined := strings.Join(logEvents, ", ")
+	for _, want := range []string{"claimed", "chunk 1/", "chunk 2/", "completed"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("log events %q lack %q", logEvents, want)
+		}
+	}
+
+	// The signed link is absolute and plays without a token.
+	link := *got.Generation.ResultURL
+	if !strings.HasPrefix(link, srv.URL+storage.AudioPath) {
+		t.Fatalf("resultUrl %q is not an absolute link to the server's audio", link)
+	}
+	res, body := fetch(t, link)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("GET resultUrl: HTTP %d: %s", res.StatusCode, body)
+	}
+	if ct := res.Header.Get("Content-Type"); !strings.HasPrefix(ct, "audio/") {
+		t.Errorf("Content-Type = %q, want audio", ct)
+	}
+	if len(body) <= 44 || body[:4] != "RIFF" || body[8:12] != "WAVE" || body[12:16] != "fmt " {
+		t.Errorf("result is not a WAV file: %d bytes starting %q", len(body), body[:min(len(body), 16)])
+	}
+
+	// Forged and expired links are refused.
+	var key string
+	e.scan(`SELECT result_url FROM story_generations WHERE id = $1`, []any{genID}, &key)
+	u, err := url.Parse(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	forged := map[string]string{
+		"expired":              srv.Signer.URL(key, -time.Minute),
+		"tampered signature":   withQuery(u, "sig", flipFirst(q.Get("sig"))),
+		"extended expiry":      withQuery(u, "exp", "99999999999"),
+		"no signature":         withQuery(u, "sig", ""),
+		"another key":          strings.Replace(link, url.PathEscape(genID), url.PathEscape(uuid.NewString()), 1),
+		"signed by a stranger": storage.NewSigner([]byte("another secret"), srv.URL).URL(key, time.Hour),
+	}
+	for name, l := range forged {
+		if l == link {
+			t.Fatalf("%s: link unchanged", name)
+		}
+		if res, body := fetch(t, l); res.StatusCode != http.StatusForbidden {
+			t.Errorf("%s link: HTTP %d (%.40q), want 403", name, res.StatusCode, body)
+		}
+	}
+}
+
+// fetch GETs link without credentials.
+func fetch(t *testing.T, link string) (*http.Response, string) {
+	t.Helper()
+	res, err := http.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, string(body)
+}
+
+// withQuery returns u with query parameter name set to value.
+func withQuery(u *url.URL, name, value string) string {
+	c := *u
+	q := c.Query()
+	q.Set(name, value)
+	c.RawQuery = q.Encode()
+	return c.String()
+}
+
+// flipFirst changes the first character of a base64url string. (The last
+// one may carry only padding bits, which decoding ignores.)
+func flipFirst(s string) string {
+	if s == "" {
+		return "A"
+	}
+	first := "A"
+	if s[0] == 'A' {
+		first = "B"
+	}
+	return first + s[1:]
+}

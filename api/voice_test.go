@@ -1,0 +1,776 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"net/textproto"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/narrate/narrate/api"
+	"github.com/narrate/narrate/auth"
+	"github.com/narrate/narrate/graph"
+	"github.com/narrate/narrate/voice"
+	"github.com/narrate/narrate/voice/elevenlabs"
+	"github.com/narrate/narrate/voice/local"
+)
+
+// fakeAPIKey is the key the fake ElevenLabs server expects.
+const fakeAPIKey = "test-xi-key"
+
+// fakeFile is a file the fake ElevenLabs server received.
+type fakeFile struct {
+	Name        string
+	ContentType string
+	Data        []byte
+}
+
+// fakeVoice is a voice cloned at the fake ElevenLabs server.
+type fakeVoice struct {
+	Name  string
+	Files []fakeFile
+}
+
+// fakeElevenLabs is an httptest server speaking the documented shapes of
+// the three ElevenLabs endpoints the voice-sample mutations use.
+type fakeElevenLabs struct {
+	t   testing.TB
+	URL string
+
+	mu          sync.Mutex
+	next        int
+	voices      map[string]fakeVoice
+	clones      []string // voice ids in creation order
+	deleted     []string
+	transcripts []fakeFile // recordings sent to speech to text
+	transcript  string     // what speech to text hears
+	// cloneFailure, when set, answers POST /v1/voices/add with this status
+	// and ElevenLabs error code.
+	cloneFailure *fakeFailure
+}
+
+// fakeFailure is an error response of the fake server.
+type fakeFailure struct {
+	Status int
+	Code   string
+}
+
+func newFakeElevenLabs(t testing.TB) *fakeElevenLabs {
+	t.Helper()
+	f := &fakeElevenLabs{t: t, voices: map[string]fakeVoice{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/voices/add", f.addVoice)
+	mux.HandleFunc("POST /v1/speech-to-text", f.speechToText)
+	mux.HandleFunc("DELETE /v1/voices/{id}", f.deleteVoice)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("xi-api-key") != fakeAPIKey {
+			writeDetail(w, http.StatusUnauthorized, "invalid_api_key", "Invalid API key")
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	f.URL = srv.URL
+	return f
+}
+
+// provider returns the real ElevenLabs client pointed at the fake.
+func (f *fakeElevenLabs) provider() voice.Provider {
+	f.t.Helper()
+	c, err := elevenlabs.New(elevenlabs.Config{APIKey: fakeAPIKey, BaseURL: f.URL})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return c
+}
+
+func writeDetail(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"detail": map[string]string{"status": code, "message": message}})
+}
+
+// readParts reads a multipart request into its text fields and files, in
+// the order they were sent.
+func readParts(r *http.Request) (map[string]string, map[string][]fakeFile, error) {
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return nil, nil, err
+	}
+	fields := map[string]string{}
+	files := map[string][]fakeFile{}
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			return fields, files, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		data, err := io.ReadAll(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		if p.FileName() == "" {
+			fields[p.FormName()] = string(data)
+			continue
+		}
+		files[p.FormName()] = append(files[p.FormName()], fakeFile{Name: p.FileName(), ContentType: p.Header.Get("Content-Type"), Data: data})
+	}
+}
+
+func (f *fakeElevenLabs) addVoice(w http.ResponseWriter, r *http.Request) {
+	fields, files, err := readParts(r)
+	if err != nil {
+		writeDetail(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cloneFailure != nil {
+		writeDetail(w, f.cloneFailure.Status, f.cloneFailure.Code, "the fake says no")
+		return
+	}
+	if fields["name"] == "" || len(files["files"]) == 0 {
+		writeDetail(w, http.StatusUnprocessableEntity, "invalid_request", "name and files are required")
+		return
+	}
+	f.next++
+	id := fmt.Sprintf("fake-voice-%d", f.next)
+	f.voices[id] = fakeVoice{Name: fields["name"], Files: files["files"]}
+	f.clones = append(f.clones, id)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"voice_id": id, "requires_verification": false})
+}
+
+func (f *fakeElevenLabs) speechToText(w http.ResponseWriter, r *http.Request) {
+	fields, files, err := readParts(r)
+	if err != nil || fields["model_id"] == "" || len(files["file"]) != 1 {
+		writeDetail(w, http.StatusUnprocessableEntity, "invalid_request", "model_id and one file are required")
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.transcripts = append(f.transcripts, files["file"][0])
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"text": f.transcript, "words": []any{}})
+}
+
+func (f *fakeElevenLabs) deleteVoice(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.voices[id]; !ok {
+		writeDetail(w, http.StatusNotFound, "voice_not_found", "A voice with the voice_id "+id+" was not found.")
+		return
+	}
+	delete(f.voices, id)
+	f.deleted = append(f.deleted, id)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write([]byte(`{"status":"ok"}`))
+}
+
+// state returns copies of what the fake holds.
+func (f *fakeElevenLabs) state() (voices map[string]fakeVoice, clones, deleted []string, transcripts []fakeFile) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	voices = make(map[string]fakeVoice, len(f.voices))
+	for k, v := range f.voices {
+		voices[k] = v
+	}
+	return voices, slices.Clone(f.clones), slices.Clone(f.deleted), slices.Clone(f.transcripts)
+}
+
+func (f *fakeElevenLabs) setTranscript(s string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.transcript = s
+}
+
+func (f *fakeElevenLabs) failClones(fail *fakeFailure) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cloneFailure = fail
+}
+
+// newVoiceEnv is newEnv with the server's resolver using provider for the
+// voice-sample mutations. It serves the same database and pools as the
+// plain env, through a second server whose resolver has the provider.
+func newVoiceEnv(t testing.TB, provider voice.Provider) *env {
+	t.Helper()
+	e := newEnv(t)
+	verifier, err := auth.NewVerifier(context.Background(), auth.Config{Secret: testSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := httptest.NewServer(api.New(api.Options{
+		DB:       e.App,
+		Verifier: verifier,
+		Logger:   logger,
+		Resolver: &graph.Resolver{DB: e.App, Logger: logger, Voice: provider, SignAudio: func(key string) string {
+			return audioBase + key
+		}},
+		Ready: e.App.Ping,
+	}))
+	t.Cleanup(srv.Close)
+	e.URL = srv.URL
+	return e
+}
+
+// upload is a file of a multipart GraphQL request.
+type upload struct {
+	Name        string
+	ContentType string
+	Data        []byte
+}
+
+// audio returns a small upload of the given content type.
+func audio(name, contentType string) upload {
+	return upload{Name: name, ContentType: contentType, Data: []byte("RIFF fake audio of " + name)}
+}
+
+// postMultipart sends a GraphQL multipart request
+// (https://github.com/jaydenseric/graphql-multipart-request-spec): an
+// "operations" part with the query and variables, whose file positions vars
+// holds as null; a "map" part naming each file's variable path; then the
+// files, one part each, in the map's order.
+func (e *env) postMultipart(token, query string, vars map[string]any, paths []string, files []upload) response {
+	e.t.Helper()
+	var body bytes.Buffer
+	w := multipart.NewWriter(&body)
+	ops, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	fileMap := map[string][]string{}
+	for i, p := range paths {
+		fileMap[fmt.Sprint(i)] = []string{p}
+	}
+	m, _ := json.Marshal(fileMap)
+	if err := w.WriteField("operations", string(ops)); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := w.WriteField("map", string(m)); err != nil {
+		e.t.Fatal(err)
+	}
+	for i, f := range files {
+		h := textproto.MIMEHeader{}
+		h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="%d"; filename="%s"`, i, f.Name))
+		h.Set("Content-Type", f.ContentType)
+		part, err := w.CreatePart(h)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if _, err := part.Write(f.Data); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		e.t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, e.URL+"/graphql", &body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", w.FormDataContentType())
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return e.send(req)
+}
+
+const sampleFields = `id elevenlabsVoiceId verificationPhrase verified createdAt`
+
+const createSampleMutation = `mutation($input: CreateVoiceSampleInput!) {
+  createVoiceSample(input: $input) { ` + sampleFields + ` } }`
+
+const verifySampleMutation = `mutation($recording: Upload!) {
+  verifyVoiceSample(recording: $recording) { ` + sampleFields + ` } }`
+
+// sampleJSON is a VoiceSample as the API returns it.
+type sampleJSON struct {
+	ID                 string `json:"id"`
+	ElevenlabsVoiceID  string `json:"elevenlabsVoiceId"`
+	VerificationPhrase string `json:"verificationPhrase"`
+	Verified           bool   `json:"verified"`
+	CreatedAt          string `json:"createdAt"`
+}
+
+// createSample sends createVoiceSample with files; name "" leaves the
+// voice name to the server.
+func (e *env) createSample(token, name string, files ...upload) response {
+	e.t.Helper()
+	samples := make([]any, len(files))
+	paths := make([]string, len(files))
+	for i := range files {
+		paths[i] = fmt.Sprintf("variables.input.samples.%d", i)
+	}
+	input := map[string]any{"samples": samples}
+	if name != "" {
+		input["name"] = name
+	}
+	return e.postMultipart(token, createSampleMutation, map[string]any{"input": input}, paths, files)
+}
+
+// mustCreateSample creates a voice sample and returns it.
+func (e *env) mustCreateSample(token string, files ...upload) sampleJSON {
+	e.t.Helper()
+	var out struct{ CreateVoiceSample sampleJSON }
+	e.createSample(token, "", files...).decode(e.t, &out)
+	return out.CreateVoiceSample
+}
+
+// verifySample sends verifyVoiceSample with a recording.
+func (e *env) verifySample(token string, recording upload) response {
+	e.t.Helper()
+	return e.postMultipart(token, verifySampleMutation, map[string]any{"recording": nil},
+		[]string{"variables.recording"}, []upload{recording})
+}
+
+// dbSample is what the database holds about a user's voice sample.
+type dbSample struct {
+	Count    int
+	VoiceID  string
+	Phrase   string
+	Verified bool
+}
+
+func (e *env) dbSample(u user) dbSample {
+	e.t.Helper()
+	var s dbSample
+	e.scan(`SELECT count(*), coalesce(max(elevenlabs_voice_id), ''), coalesce(max(verification_phrase), ''), coalesce(bool_or(verified), false)
+		FROM voice_samples WHERE user_id = $1`, []any{u.ID}, &s.Count, &s.VoiceID, &s.Phrase, &s.Verified)
+	return s
+}
+
+func TestCreateVoiceSampleClonesEveryFile(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		voice    string
+		wantName string
+	}{
+		{name: "default name", wantName: "alice@example.com's voice"},
+		{name: "chosen name", voice: "Storytime Alice", wantName: "Storytime Alice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fake := newFakeElevenLabs(t)
+			e := newVoiceEnv(t, fake.provider())
+			alice := e.newUser("alice@example.com", false)
+			files := []upload{
+				audio("one.mp3", "audio/mpeg"),
+				audio("two.webm", "audio/webm;codecs=opus"),
+				audio("three.wav", "audio/wav"),
+			}
+
+			var out struct{ CreateVoiceSample sampleJSON }
+			e.createSample(alice.Token, tt.voice, files...).decode(t, &out)
+			got := out.CreateVoiceSample
+
+			voices, clones, _, _ := fake.state()
+			if len(clones) != 1 || got.ElevenlabsVoiceID != clones[0] {
+				t.Fatalf("elevenlabsVoiceId = %q, provider cloned %q", got.ElevenlabsVoiceID, clones)
+			}
+			cloned := voices[clones[0]]
+			if cloned.Name != tt.wantName {
+				t.Errorf("voice name = %q, want %q", cloned.Name, tt.wantName)
+			}
+			if len(cloned.Files) != len(files) {
+				t.Fatalf("provider got %d files, want %d", len(cloned.Files), len(files))
+			}
+			for i, f := range files {
+				g := cloned.Files[i]
+				if g.Name != f.Name || g.ContentType != f.ContentType || !bytes.Equal(g.Data, f.Data) {
+					t.Errorf("file %d at provider = %q %q %q, want %q %q %q", i, g.Name, g.ContentType, g.Data, f.Name, f.ContentType, f.Data)
+				}
+			}
+			if got.Verified {
+				t.Error("a new sample is verified")
+			}
+			if words := strings.Fields(got.VerificationPhrase); len(words) != voice.PhraseWords {
+				t.Errorf("verificationPhrase = %q, want %d words", got.VerificationPhrase, voice.PhraseWords)
+			}
+			want := dbSample{Count: 1, VoiceID: got.ElevenlabsVoiceID, Phrase: got.VerificationPhrase}
+			if s := e.dbSample(alice); s != want {
+				t.Errorf("database holds %+v, want %+v", s, want)
+			}
+		})
+	}
+}
+
+func TestCreateVoiceSampleReplacesEarlier(t *testing.T) {
+	t.Parallel()
+	fake := newFakeElevenLabs(t)
+	e := newVoiceEnv(t, fake.provider())
+	alice := e.newUser("alice@example.com", false)
+
+	first := e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
+	// Verify the first, to see that the replacement starts unverified again.
+	fake.setTranscript(first.VerificationPhrase)
+	e.verifySample(alice.Token, audio("phrase.webm", "audio/webm")).decode(t, &struct{}{})
+	second := e.mustCreateSample(alice.Token, audio("b.mp3", "audio/mpeg"))
+
+	if second.ID == first.ID || second.ElevenlabsVoiceID == first.ElevenlabsVoiceID {
+		t.Fatalf("replacement %+v is the same sample as %+v", second, first)
+	}
+	if second.VerificationPhrase == first.VerificationPhrase {
+		t.Errorf("replacement kept the phrase %q", first.VerificationPhrase)
+	}
+	voices, _, deleted, _ := fake.state()
+	if !slices.Equal(deleted, []string{first.ElevenlabsVoiceID}) {
+		t.Errorf("provider deleted %q, want the earlier voice %q", deleted, first.ElevenlabsVoiceID)
+	}
+	if _, ok := voices[second.ElevenlabsVoiceID]; !ok || len(voices) != 1 {
+		t.Errorf("provider holds %v, want only %q", voices, second.ElevenlabsVoiceID)
+	}
+	want := dbSample{Count: 1, VoiceID: second.ElevenlabsVoiceID, Phrase: second.VerificationPhrase}
+	if s := e.dbSample(alice); s != want {
+		t.Errorf("database holds %+v, want %+v", s, want)
+	}
+}
+
+func TestCreateVoiceSampleRejectsBadUploads(t *testing.T) {
+	t.Parallel()
+	many := make([]upload, voice.MaxSamples+1)
+	for i := range many {
+		many[i] = audio(fmt.Sprintf("%d.mp3", i), "audio/mpeg")
+	}
+	tests := []struct {
+		name    string
+		files   []upload
+		message string
+	}{
+		{name: "no files", files: nil, message: "1 to 25 files"},
+		{name: "too many files", files: many, message: "1 to 25 files"},
+		{name: "not audio", files: []upload{audio("a.mp3", "audio/mpeg"), audio("notes.txt", "text/plain")}, message: "unsupported content type"},
+		{name: "unlisted audio type", files: []upload{audio("a.flac", "audio/flac")}, message: "unsupported content type"},
+		{name: "empty file", files: []upload{{Name: "silence.mp3", ContentType: "audio/mpeg"}}, message: "empty file"},
+		{name: "over 10 MB", files: []upload{{Name: "long.wav", ContentType: "audio/wav", Data: make([]byte, voice.MaxUploadBytes+1)}}, message: "larger than 10 MB"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fake := newFakeElevenLabs(t)
+			e := newVoiceEnv(t, fake.provider())
+			alice := e.newUser("alice@example.com", false)
+
+			res := e.createSample(alice.Token, "", tt.files...)
+			res.wantCode(t, graph.CodeBadUserInput)
+			if !strings.Contains(res.Errors[0].Message, tt.message) {
+				t.Errorf("message %q does not say %q", res.Errors[0].Message, tt.message)
+			}
+			if _, clones, _, _ := fake.state(); len(clones) != 0 {
+				t.Errorf("provider cloned %q from a refused upload", clones)
+			}
+			if s := e.dbSample(alice); s.Count != 0 {
+				t.Errorf("database holds %+v after a refused upload", s)
+			}
+		})
+	}
+}
+
+func TestCreateVoiceSampleAcceptsLargestFile(t *testing.T) {
+	t.Parallel()
+	fake := newFakeElevenLabs(t)
+	e := newVoiceEnv(t, fake.provider())
+	alice := e.newUser("alice@example.com", false)
+
+	got := e.mustCreateSample(alice.Token, upload{Name: "long.wav", ContentType: "audio/wav", Data: make([]byte, voice.MaxUploadBytes)})
+	voices, _, _, _ := fake.state()
+	if files := voices[got.ElevenlabsVoiceID].Files; len(files) != 1 || len(files[0].Data) != voice.MaxUploadBytes {
+		t.Fatalf("provider got %d files, want one of %d bytes", len(files), voice.MaxUploadBytes)
+	}
+}
+
+func TestCreateVoiceSampleProviderErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		failure fakeFailure
+		code    string
+		message string
+	}{
+		{name: "rate limited", failure: fakeFailure{Status: http.StatusTooManyRequests, Code: "too_many_concurrent_requests"}, code: graph.CodeRateLimited, message: "try again"},
+		{name: "bad request", failure: fakeFailure{Status: http.StatusBadRequest, Code: "invalid_audio"}, code: graph.CodeBadUserInput, message: "the fake says no"},
+		{name: "server error", failure: fakeFailure{Status: http.StatusInternalServerError, Code: "internal"}, code: graph.CodeInternal, message: "internal server error"},
+		{name: "quota", failure: fakeFailure{Status: http.StatusUnauthorized, Code: "quota_exceeded"}, code: graph.CodeInternal, message: "internal server error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fake := newFakeElevenLabs(t)
+			e := newVoiceEnv(t, fake.provider())
+			alice := e.newUser("alice@example.com", false)
+			fake.failClones(&tt.failure)
+
+			res := e.createSample(alice.Token, "", audio("a.mp3", "audio/mpeg"))
+			res.wantCode(t, tt.code)
+			if msg := res.Errors[0].Message; !strings.Contains(msg, tt.message) {
+				t.Errorf("message %q does not say %q", msg, tt.message)
+			}
+			if s := e.dbSample(alice); s.Count != 0 {
+				t.Errorf("database holds %+v after the provider failed", s)
+			}
+		})
+	}
+}
+
+func TestCreateVoiceSampleDeletesNewVoiceWhenNotStored(t *testing.T) {
+	t.Parallel()
+	fake := newFakeElevenLabs(t)
+	e := newVoiceEnv(t, fake.provider())
+	alice := e.newUser("alice@example.com", false)
+	earlier := e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
+
+	// Make the database refuse the next sample, as an outage mid-request
+	// would.
+	e.exec(`CREATE FUNCTION refuse_voice_sample() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN RAISE EXCEPTION 'refused by test'; END $$`)
+	e.exec(`CREATE TRIGGER refuse BEFORE INSERT ON voice_samples FOR EACH ROW EXECUTE FUNCTION refuse_voice_sample()`)
+
+	res := e.createSample(alice.Token, "", audio("b.mp3", "audio/mpeg"))
+	res.wantCode(t, graph.CodeInternal)
+	if strings.Contains(string(res.Raw), "refused by test") {
+		t.Errorf("the database error leaked to the client: %s", res.Raw)
+	}
+
+	voices, clones, deleted, _ := fake.state()
+	if len(clones) != 2 {
+		t.Fatalf("provider cloned %q, want two voices", clones)
+	}
+	if !slices.Equal(deleted, []string{clones[1]}) {
+		t.Errorf("provider deleted %q, want only the unstored new voice %q", deleted, clones[1])
+	}
+	if _, ok := voices[earlier.ElevenlabsVoiceID]; !ok {
+		t.Errorf("the earlier voice %q was deleted at the provider", earlier.ElevenlabsVoiceID)
+	}
+	want := dbSample{Count: 1, VoiceID: earlier.ElevenlabsVoiceID, Phrase: earlier.VerificationPhrase}
+	if s := e.dbSample(alice); s != want {
+		t.Errorf("database holds %+v, want the earlier sample %+v", s, want)
+	}
+}
+
+func TestVerifyVoiceSample(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// heard makes the transcript from the phrase's words.
+		heard    func(words []string) string
+		verified bool
+		message  string
+	}{
+		{name: "exact", heard: func(w []string) string { return strings.Join(w, " ") }, verified: true},
+		{name: "case and punctuation", heard: func(w []string) string {
+			return strings.ToUpper(w[0]) + ", " + w[1] + "! " + strings.ToUpper(w[2][:1]) + w[2][1:] + "... " + w[3] + "? \"" + w[4] + "\" - " + w[5] + "."
+		}, verified: true},
+		{name: "one word of six wrong", heard: func(w []string) string {
+			return strings.Join(append([]string{"elephant"}, w[1:]...), " ")
+		}, verified: true},
+		{name: "two words wrong", heard: func(w []string) string {
+			return strings.Join(append([]string{"elephant", "giraffe"}, w[2:]...), " ")
+		}, message: `heard "elephant" instead of`},
+		{name: "half the phrase", heard: func(w []string) string { return strings.Join(w[:3], " ") }, message: "missed"},
+		{name: "silence", heard: func([]string) string { return "" }, message: "no words were recognised"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fake := newFakeElevenLabs(t)
+			e := newVoiceEnv(t, fake.provider())
+			alice := e.newUser("alice@example.com", false)
+			sample := e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
+			fake.setTranscript(tt.heard(strings.Fields(sample.VerificationPhrase)))
+			recording := audio("phrase.webm", "audio/webm;codecs=opus")
+
+			res := e.verifySample(alice.Token, recording)
+			if tt.verified {
+				var out struct{ VerifyVoiceSample sampleJSON }
+				res.decode(t, &out)
+				if got := out.VerifyVoiceSample; !got.Verified || got.ID != sample.ID {
+					t.Errorf("verifyVoiceSample = %+v, want sample %s verified", got, sample.ID)
+				}
+			} else {
+				res.wantCode(t, graph.CodeBadUserInput)
+				if msg := res.Errors[0].Message; !strings.Contains(msg, "does not match") || !strings.Contains(msg, tt.message) {
+					t.Errorf("message %q does not explain the mismatch with %q", msg, tt.message)
+				}
+			}
+			if s := e.dbSample(alice); s.Verified != tt.verified {
+				t.Errorf("database verified = %v, want %v", s.Verified, tt.verified)
+			}
+			_, _, _, transcribed := fake.state()
+			if len(transcribed) != 1 || !bytes.Equal(transcribed[0].Data, recording.Data) || transcribed[0].ContentType != recording.ContentType {
+				t.Errorf("provider transcribed %+v, want the recording", transcribed)
+			}
+		})
+	}
+}
+
+func TestVerifyVoiceSampleRejectsBadRecordings(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		recording upload
+		message   string
+	}{
+		{name: "not audio", recording: audio("phrase.png", "image/png"), message: "unsupported content type"},
+		{name: "empty", recording: upload{Name: "phrase.webm", ContentType: "audio/webm"}, message: "empty file"},
+		{name: "over 10 MB", recording: upload{Name: "phrase.wav", ContentType: "audio/wav", Data: make([]byte, voice.MaxUploadBytes+1)}, message: "larger than 10 MB"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fake := newFakeElevenLabs(t)
+			e := newVoiceEnv(t, fake.provider())
+			alice := e.newUser("alice@example.com", false)
+			sample := e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
+			fake.setTranscript(sample.VerificationPhrase)
+
+			res := e.verifySample(alice.Token, tt.recording)
+			res.wantCode(t, graph.CodeBadUserInput)
+			if msg := res.Errors[0].Message; !strings.Contains(msg, tt.message) {
+				t.Errorf("message %q does not say %q", msg, tt.message)
+			}
+			if _, _, _, transcribed := fake.state(); len(transcribed) != 0 {
+				t.Errorf("provider transcribed a refused recording")
+			}
+			if s := e.dbSample(alice); s.Verified {
+				t.Error("a refused recording verified the sample")
+			}
+		})
+	}
+}
+
+func TestVerifyVoiceSampleWithLocalProvider(t *testing.T) {
+	t.Parallel()
+	e := newVoiceEnv(t, local.New(local.Config{EspeakPath: "-"}))
+	alice := e.newUser("alice@example.com", false)
+	e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
+
+	// The local provider cannot transcribe, so it accepts any recording,
+	// but still not an empty one.
+	e.verifySample(alice.Token, upload{Name: "phrase.webm", ContentType: "audio/webm"}).wantCode(t, graph.CodeBadUserInput)
+	if s := e.dbSample(alice); s.Verified {
+		t.Fatal("an empty recording verified the sample")
+	}
+	var out struct{ VerifyVoiceSample sampleJSON }
+	e.verifySample(alice.Token, audio("anything.webm", "audio/webm")).decode(t, &out)
+	if !out.VerifyVoiceSample.Verified {
+		t.Error("the local provider did not accept a recording")
+	}
+	if s := e.dbSample(alice); !s.Verified {
+		t.Error("the database does not hold the sample verified")
+	}
+}
+
+func TestVoiceSampleMutationsNeedSignIn(t *testing.T) {
+	t.Parallel()
+	fake := newFakeElevenLabs(t)
+	e := newVoiceEnv(t, fake.provider())
+	rec := audio("a.mp3", "audio/mpeg")
+
+	e.createSample("", "", rec).wantCode(t, graph.CodeUnauthenticated)
+	e.verifySample("", rec).wantCode(t, graph.CodeUnauthenticated)
+	e.post("", `mutation { deleteVoiceSample }`, nil).wantCode(t, graph.CodeUnauthenticated)
+	if _, clones, _, transcribed := fake.state(); len(clones) != 0 || len(transcribed) != 0 {
+		t.Errorf("anonymous requests reached the provider: clones %q, transcriptions %d", clones, len(transcribed))
+	}
+}
+
+func TestVoiceSampleIsolation(t *testing.T) {
+	t.Parallel()
+	fake := newFakeElevenLabs(t)
+	e := newVoiceEnv(t, fake.provider())
+	alice := e.newUser("alice@example.com", false)
+	bob := e.newUser("bob@example.com", false)
+	sample := e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
+	// Bob reads Alice's phrase aloud perfectly: it must not matter.
+	fake.setTranscript(sample.VerificationPhrase)
+
+	var out struct {
+		Viewer struct{ VoiceSample *sampleJSON }
+	}
+	e.post(bob.Token, `{ viewer { voiceSample { id } } }`, nil).decode(t, &out)
+	if out.Viewer.VoiceSample != nil {
+		t.Errorf("bob sees voice sample %+v", out.Viewer.VoiceSample)
+	}
+	e.verifySample(bob.Token, audio("phrase.webm", "audio/webm")).wantCode(t, graph.CodeNotFound)
+	var deleted struct{ DeleteVoiceSample bool }
+	e.post(bob.Token, `mutation { deleteVoiceSample }`, nil).decode(t, &deleted)
+	if deleted.DeleteVoiceSample {
+		t.Error("bob's deleteVoiceSample = true, want false: he has no sample")
+	}
+
+	want := dbSample{Count: 1, VoiceID: sample.ElevenlabsVoiceID, Phrase: sample.VerificationPhrase}
+	if s := e.dbSample(alice); s != want {
+		t.Errorf("alice's sample is %+v after bob's attempts, want %+v", s, want)
+	}
+	if _, _, del, transcribed := fake.state(); len(del) != 0 || len(transcribed) != 0 {
+		t.Errorf("bob's attempts reached the provider: deleted %q, transcriptions %d", del, len(transcribed))
+	}
+}
+
+func TestDeleteVoiceSample(t *testing.T) {
+	t.Parallel()
+	fake := newFakeElevenLabs(t)
+	e := newVoiceEnv(t, fake.provider())
+	alice := e.newUser("alice@example.com", false)
+	sample := e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
+
+	var out struct{ DeleteVoiceSample bool }
+	e.post(alice.Token, `mutation { deleteVoiceSample }`, nil).decode(t, &out)
+	if !out.DeleteVoiceSample {
+		t.Fatal("deleteVoiceSample = false, want true")
+	}
+	if s := e.dbSample(alice); s.Count != 0 {
+		t.Errorf("database still holds %+v", s)
+	}
+	voices, _, deleted, _ := fake.state()
+	if !slices.Equal(deleted, []string{sample.ElevenlabsVoiceID}) || len(voices) != 0 {
+		t.Errorf("provider deleted %q and holds %v, want %q deleted", deleted, voices, sample.ElevenlabsVoiceID)
+	}
+
+	e.post(alice.Token, `mutation { deleteVoiceSample }`, nil).decode(t, &out)
+	if out.DeleteVoiceSample {
+		t.Error("a second deleteVoiceSample = true, want false")
+	}
+	e.verifySample(alice.Token, audio("phrase.webm", "audio/webm")).wantCode(t, graph.CodeNotFound)
+}
+
+func TestStartGenerationNeedsVerifiedSample(t *testing.T) {
+	t.Parallel()
+	fake := newFakeElevenLabs(t)
+	e := newVoiceEnv(t, fake.provider())
+	alice := e.newUser("alice@example.com", false)
+	story := e.story("The Fox", "the-fox")
+	start := func() response {
+		return e.post(alice.Token, `mutation($id: ID!) { startGeneration(storyId: $id) { id status } }`,
+			map[string]any{"id": story.String()})
+	}
+
+	start().wantCode(t, graph.CodeVoiceNotVerified)
+	sample := e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
+	start().wantCode(t, graph.CodeVoiceNotVerified)
+	fake.setTranscript("Sorry, wrong words entirely.")
+	e.verifySample(alice.Token, audio("phrase.webm", "audio/webm")).wantCode(t, graph.CodeBadUserInput)
+	start().wantCode(t, graph.CodeVoiceNotVerified)
+
+	fake.setTranscript(sample.VerificationPhrase)
+	e.verifySample(alice.Token, audio("phrase.webm", "audio/webm")).decode(t, &struct{}{})
+	var out struct {
+		StartGeneration struct{ ID, Status string }
+	}
+	start().decode(t, &out)
+	if out.StartGeneration.Status != "PENDING" {
+		t.Errorf("startGeneration status = %q, want PENDING", out.StartGeneration.Status)
+	}
+}
