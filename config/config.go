@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is the server's configuration.
@@ -25,9 +26,27 @@ type Config struct {
 	JWTAudience       string
 	ElevenLabsAPIKey  string
 	ElevenLabsBaseURL string
-	MigrateOnStart    bool
-	WorkerConcurrency int
-	PublicURL         string
+	// ElevenLabsModelID is the text-to-speech model; empty uses the
+	// client's default (eleven_multilingual_v2).
+	ElevenLabsModelID string
+	// ElevenLabsMaxConcurrent caps concurrent synthesis requests per
+	// process, to stay within the plan's concurrency limit.
+	ElevenLabsMaxConcurrent int
+	MigrateOnStart          bool
+	WorkerConcurrency       int
+	// WorkerPollInterval is how often an idle worker looks for queued
+	// generations; the embedded worker is also woken by notifications.
+	WorkerPollInterval time.Duration
+	// WorkerLease is how long a claimed generation stays with its worker
+	// without renewal: a crashed worker's generation is taken over this
+	// long after its last renewal.
+	WorkerLease time.Duration
+	// AudioURLTTL is how long a signed audio link stays valid.
+	AudioURLTTL time.Duration
+	// AudioSigningSecret signs audio links; empty derives one from the JWT
+	// secret, or keeps a random one in DataDir when there is none.
+	AudioSigningSecret string
+	PublicURL          string
 	// CORSOrigins lists the allowed browser origins; empty allows any.
 	CORSOrigins []string
 	// ListenURL is a direct (session) connection for LISTEN, needed when
@@ -45,11 +64,15 @@ func (c Config) ListenDatabaseURL(databaseURL string) string {
 
 // Defaults.
 const (
-	DefaultPort              = 8080
-	DefaultDataDir           = ".data"
-	DefaultAudience          = "authenticated"
-	DefaultElevenLabsBaseURL = "https://api.elevenlabs.io"
-	DefaultWorkerConcurrency = 2
+	DefaultPort                    = 8080
+	DefaultDataDir                 = ".data"
+	DefaultAudience                = "authenticated"
+	DefaultElevenLabsBaseURL       = "https://api.elevenlabs.io"
+	DefaultWorkerConcurrency       = 2
+	DefaultElevenLabsMaxConcurrent = 2
+	DefaultWorkerPollInterval      = 2 * time.Second
+	DefaultWorkerLease             = 30 * time.Second
+	DefaultAudioURLTTL             = time.Hour
 )
 
 // FromEnv reads the configuration from the process environment.
@@ -58,14 +81,16 @@ func FromEnv() (Config, error) { return Parse(os.Getenv) }
 // Parse reads the configuration through getenv.
 func Parse(getenv func(string) string) (Config, error) {
 	c := Config{
-		DatabaseURL:       getenv("DATABASE_URL"),
-		DataDir:           or(getenv("DATA_DIR"), DefaultDataDir),
-		JWTSecret:         getenv("JWT_SECRET"),
-		JWKSURL:           getenv("JWKS_URL"),
-		ListenURL:         getenv("LISTEN_DATABASE_URL"),
-		JWTAudience:       or(getenv("JWT_AUDIENCE"), DefaultAudience),
-		ElevenLabsAPIKey:  getenv("ELEVENLABS_API_KEY"),
-		ElevenLabsBaseURL: strings.TrimRight(or(getenv("ELEVENLABS_BASE_URL"), DefaultElevenLabsBaseURL), "/"),
+		DatabaseURL:        getenv("DATABASE_URL"),
+		DataDir:            or(getenv("DATA_DIR"), DefaultDataDir),
+		JWTSecret:          getenv("JWT_SECRET"),
+		JWKSURL:            getenv("JWKS_URL"),
+		ListenURL:          getenv("LISTEN_DATABASE_URL"),
+		JWTAudience:        or(getenv("JWT_AUDIENCE"), DefaultAudience),
+		ElevenLabsAPIKey:   getenv("ELEVENLABS_API_KEY"),
+		ElevenLabsBaseURL:  strings.TrimRight(or(getenv("ELEVENLABS_BASE_URL"), DefaultElevenLabsBaseURL), "/"),
+		ElevenLabsModelID:  getenv("ELEVENLABS_MODEL_ID"),
+		AudioSigningSecret: getenv("AUDIO_SIGNING_SECRET"),
 	}
 	var err error
 	if c.DataDir, err = filepath.Abs(c.DataDir); err != nil {
@@ -75,6 +100,20 @@ func Parse(getenv func(string) string) (Config, error) {
 		return c, err
 	}
 	if c.WorkerConcurrency, err = intVar(getenv, "WORKER_CONCURRENCY", DefaultWorkerConcurrency, 0, 256); err != nil {
+		return c, err
+	}
+	if c.ElevenLabsMaxConcurrent, err = intVar(getenv, "ELEVENLABS_MAX_CONCURRENT", DefaultElevenLabsMaxConcurrent, 1, 1000); err != nil {
+		return c, err
+	}
+	if c.WorkerPollInterval, err = durationVar(getenv, "WORKER_POLL_INTERVAL", DefaultWorkerPollInterval, 10*time.Millisecond, time.Hour); err != nil {
+		return c, err
+	}
+	// A lease shorter than a few seconds would expire during an ordinary
+	// slow synthesis call between two renewals.
+	if c.WorkerLease, err = durationVar(getenv, "WORKER_LEASE", DefaultWorkerLease, 3*time.Second, time.Hour); err != nil {
+		return c, err
+	}
+	if c.AudioURLTTL, err = durationVar(getenv, "AUDIO_URL_TTL", DefaultAudioURLTTL, time.Minute, 7*24*time.Hour); err != nil {
 		return c, err
 	}
 	c.MigrateOnStart = true
@@ -117,4 +156,16 @@ func intVar(getenv func(string) string, name string, def, lo, hi int) (int, erro
 		return 0, fmt.Errorf("%s: %q is not a number between %d and %d", name, v, lo, hi)
 	}
 	return n, nil
+}
+
+func durationVar(getenv func(string) string, name string, def, lo, hi time.Duration) (time.Duration, error) {
+	v := getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < lo || d > hi {
+		return 0, fmt.Errorf("%s: %q is not a duration between %v and %v (e.g. \"30s\")", name, v, lo, hi)
+	}
+	return d, nil
 }

@@ -2,12 +2,21 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -20,6 +29,11 @@ import (
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/realtime"
+	"github.com/narrate/narrate/storage"
+	"github.com/narrate/narrate/voice"
+	"github.com/narrate/narrate/voice/elevenlabs"
+	"github.com/narrate/narrate/voice/local"
+	"github.com/narrate/narrate/worker"
 )
 
 type serveOptions struct {
@@ -59,9 +73,39 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 
+	provider, err := newProvider(cfg, logger)
+	if err != nil {
+		return err
+	}
+	store, err := storage.NewLocal(filepath.Join(cfg.DataDir, "audio"))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	// The worker stops after the HTTP server and before the listener and
+	// the pool it uses (deferred earlier, so closed later).
+	var wk *worker.Worker
+	stopWorker := func() {}
+	if opts.worker {
+		concurrency := cfg.WorkerConcurrency
+		if !opts.http {
+			concurrency = max(concurrency, 1)
+		}
+		if wk, stopWorker, err = startWorker(ctx, cfg, pool, provider, store, registry, concurrency, logger); err != nil {
+			return err
+		}
+		defer stopWorker()
+	}
+
 	if !opts.http {
-		logger.Info("worker-only mode")
+		// Without the HTTP server there is no notification listener: the
+		// worker finds new generations by polling.
+		logger.Info("worker-only mode", "poll_interval", cfg.WorkerPollInterval)
 		<-ctx.Done()
+		logger.Info("shutting down")
+		stopWorker()
+		logger.Info("stopped")
 		return nil
 	}
 
@@ -80,10 +124,26 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	}
 	hub := realtime.NewHub(realtime.WithHubMetrics(metrics))
 	bridge := realtime.NewBridge(hub, changedGenerations(pool), logger)
+	onEvent, onReconnect := bridge.OnEvent, bridge.OnReconnect
+	if wk != nil {
+		// A queued (or released) generation wakes the embedded worker at
+		// once; after a reconnect some may have been missed, so it looks
+		// too. Polling remains the fallback.
+		onEvent = func(e realtime.Event) {
+			bridge.OnEvent(e)
+			if e.Status == realtime.StatusPending {
+				wk.Wake()
+			}
+		}
+		onReconnect = func(ctx context.Context) {
+			bridge.OnReconnect(ctx)
+			wk.Wake()
+		}
+	}
 	listener := realtime.NewListener(realtime.ListenerConfig{
 		ConnString:  cfg.ListenDatabaseURL(database.URL),
-		OnEvent:     bridge.OnEvent,
-		OnReconnect: bridge.OnReconnect,
+		OnEvent:     onEvent,
+		OnReconnect: onReconnect,
 		Logger:      logger,
 		Metrics:     metrics,
 	})
@@ -95,12 +155,28 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		<-listening
 	}()
 
+	// Registered again after the listener's deferred stop, so that on
+	// every path the worker stops before the listener (stopWorker is
+	// idempotent).
+	defer stopWorker()
+
+	audioKey, err := audioSecret(cfg, secret, logger)
+	if err != nil {
+		return err
+	}
+	signer := storage.NewSigner(audioKey, cfg.PublicURL)
+	resolver := &graph.Resolver{
+		DB: pool, Logger: logger, Hub: hub, Metrics: metrics, Voice: provider,
+		SignAudio: func(key string) string { return signer.URL(key, cfg.AudioURLTTL) },
+	}
+
 	sockets := api.NewSockets(verifier, cfg.CORSOrigins, metrics, logger)
 	handler := api.New(api.Options{
 		DB:          pool,
 		Verifier:    verifier,
 		Logger:      logger,
-		Resolver:    &graph.Resolver{DB: pool, Logger: logger, Hub: hub, Metrics: metrics},
+		Resolver:    resolver,
+		Audio:       storage.Handler(store, signer),
 		Registry:    registry,
 		CORSOrigins: cfg.CORSOrigins,
 		Sockets:     sockets,
@@ -148,6 +224,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	stopWorker()
 	logger.Info("stopped")
 	return nil
 }
@@ -213,4 +290,139 @@ func changedGenerations(pool *db.DB) realtime.StateReader {
 		}
 		return events, nil
 	}
+}
+
+// newProvider is ElevenLabs when ELEVENLABS_API_KEY is set, and otherwise
+// the local development provider, which needs no network.
+func newProvider(cfg config.Config, logger *slog.Logger) (voice.Provider, error) {
+	if cfg.ElevenLabsAPIKey == "" {
+		logger.Info("ELEVENLABS_API_KEY is not set: using the local voice provider (development only: it does not check verification recordings)")
+		return local.New(local.Config{Logger: logger}), nil
+	}
+	client, err := elevenlabs.New(elevenlabs.Config{
+		APIKey:        cfg.ElevenLabsAPIKey,
+		BaseURL:       cfg.ElevenLabsBaseURL,
+		ModelID:       cfg.ElevenLabsModelID,
+		MaxConcurrent: cfg.ElevenLabsMaxConcurrent,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("voice provider: %w", err)
+	}
+	logger.Info("using ElevenLabs", "base_url", cfg.ElevenLabsBaseURL, "max_concurrent", cfg.ElevenLabsMaxConcurrent)
+	return client, nil
+}
+
+// startWorker runs a narration worker until the returned stop function is
+// called; stop waits for it to finish or release its generations and may
+// be called more than once. The worker does not stop with ctx itself, so
+// that the HTTP server can shut down first.
+func startWorker(ctx context.Context, cfg config.Config, pool *db.DB, provider voice.Provider, store worker.Store,
+	registry prometheus.Registerer, concurrency int, logger *slog.Logger) (*worker.Worker, func(), error) {
+	metrics, err := worker.NewMetrics(registry)
+	if err != nil {
+		return nil, nil, err
+	}
+	wk, err := worker.New(worker.Config{
+		Queue:        pool,
+		Provider:     provider,
+		Store:        store,
+		Concurrency:  concurrency,
+		Lease:        cfg.WorkerLease,
+		PollInterval: cfg.WorkerPollInterval,
+		Logger:       logger,
+		Metrics:      metrics,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := wk.Run(runCtx); err != nil {
+			logger.Error("worker stopped", "err", err)
+		}
+	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
+	return wk, stop, nil
+}
+
+// audioSecretFile holds the random audio-link secret when there is no
+// other to derive it from.
+const audioSecretFile = "audio-link-secret"
+
+// audioSecret is the HMAC key of signed audio links:
+//   - AUDIO_SIGNING_SECRET when set;
+//   - otherwise derived from the HS256 JWT secret (JWT_SECRET, or the
+//     development secret), so that every server sharing that secret accepts
+//     the others' links with no extra setting, while the JWT secret itself
+//     is never used as a link key;
+//   - otherwise (JWKS only) a random secret kept in DATA_DIR, which servers
+//     on several hosts must then share through AUDIO_SIGNING_SECRET.
+func audioSecret(cfg config.Config, jwtSecret []byte, logger *slog.Logger) ([]byte, error) {
+	if cfg.AudioSigningSecret != "" {
+		return []byte(cfg.AudioSigningSecret), nil
+	}
+	if len(jwtSecret) > 0 {
+		mac := hmac.New(sha256.New, jwtSecret)
+		mac.Write([]byte("narrate audio link signing key v1"))
+		return mac.Sum(nil), nil
+	}
+	path := filepath.Join(cfg.DataDir, audioSecretFile)
+	secret, err := readOrCreateSecret(path)
+	if err != nil {
+		return nil, fmt.Errorf("audio link secret: %w", err)
+	}
+	logger.Info("AUDIO_SIGNING_SECRET is not set and there is no JWT_SECRET: signing audio links with a secret kept in DATA_DIR; "+
+		"set AUDIO_SIGNING_SECRET when several servers serve audio", "file", path)
+	return secret, nil
+}
+
+// readOrCreateSecret returns the secret in path, creating it (32 random
+// bytes, hex) on first use. The new file is written aside and linked into
+// place, which fails if the file exists, so concurrent first calls, even
+// from several processes, agree on one secret and never read a partial one.
+func readOrCreateSecret(path string) ([]byte, error) {
+	read := func() ([]byte, error) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		s := strings.TrimSpace(string(data))
+		if s == "" {
+			return nil, fmt.Errorf("%s is empty", path)
+		}
+		return []byte(s), nil
+	}
+	secret, err := read()
+	if !errors.Is(err, fs.ErrNotExist) {
+		return secret, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp.Name())
+	buf := make([]byte, 32)
+	_, _ = rand.Read(buf) // crypto/rand.Read never fails.
+	_, err = tmp.WriteString(hex.EncodeToString(buf) + "\n")
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, err
+	}
+	return read()
 }

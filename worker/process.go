@@ -1,0 +1,324 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/voice"
+)
+
+// errShutdownTimeout cancels a job whose current chunk did not finish
+// within ShutdownGrace after shutdown began.
+var errShutdownTimeout = errors.New("shutdown grace period over")
+
+// errShuttingDown reports that shutdown began while the job was between
+// steps (waiting to retry), so it should be released now.
+var errShuttingDown = errors.New("worker shutting down")
+
+// releaseTimeout bounds the release of a generation at shutdown. If the
+// database does not answer in time the lease simply expires.
+const releaseTimeout = 5 * time.Second
+
+// failure is a reason to end the generation as FAILED. Its text goes into
+// the generation's log, which its owner reads: it carries provider errors
+// (which hold no credentials or payloads) but never database or file
+// system details.
+type failure struct{ reason string }
+
+func (f *failure) Error() string { return f.reason }
+
+func failf(format string, args ...any) error { return &failure{reason: fmt.Sprintf(format, args...)} }
+
+// process works on one claimed generation until it is completed, failed,
+// cancelled, released or abandoned.
+func (w *Worker) process(runCtx context.Context, job db.Job) {
+	log := w.logger.With("generation", job.Generation.ID, "attempt", job.Attempt)
+	log.InfoContext(runCtx, "generation claimed", "story_version", job.StoryVersion)
+
+	// The job's context outlives runCtx: at shutdown the chunk in flight
+	// may finish, for up to ShutdownGrace. It is cancelled early when the
+	// lease turns out to be lost.
+	jobCtx, cancelJob := context.WithCancelCause(context.WithoutCancel(runCtx))
+	defer cancelJob(nil)
+	stopGrace := context.AfterFunc(runCtx, func() {
+		t := time.AfterFunc(w.grace, func() { cancelJob(errShutdownTimeout) })
+		context.AfterFunc(jobCtx, func() { t.Stop() })
+	})
+	defer stopGrace()
+
+	leaseCtx, stopLease := context.WithCancel(jobCtx)
+	var renewing sync.WaitGroup
+	renewing.Go(func() { w.keepLease(leaseCtx, cancelJob, job.Generation.ID, log) })
+
+	outcome := w.narrate(runCtx, jobCtx, job, log)
+	stopLease()
+	renewing.Wait()
+	w.metrics.finished(outcome)
+	log.InfoContext(jobCtx, "generation done", "outcome", outcome)
+}
+
+// narrate runs the steps of one generation and returns how it ended.
+func (w *Worker) narrate(runCtx, jobCtx context.Context, job db.Job, log *slog.Logger) Outcome {
+	id := job.Generation.ID
+	if job.Attempt > w.maxAttempts {
+		return w.fail(jobCtx, job, log, fmt.Sprintf("gave up after %d attempts: each worker stopped before finishing", job.Attempt-1))
+	}
+	if job.VoiceID == "" {
+		return w.fail(jobCtx, job, log, "the owner has no verified voice sample")
+	}
+	chunks := splitText(job.Content, w.provider.ChunkLimit())
+	if len(chunks) == 0 {
+		return w.fail(jobCtx, job, log, "the story has no text to narrate")
+	}
+
+	parts := make([]*voice.Audio, 0, len(chunks))
+	var previous []string
+	for i, text := range chunks {
+		// A cancel is noticed here at the latest: the progress write after
+		// the previous chunk fails once the generation is no longer ours.
+		if runCtx.Err() != nil {
+			return w.release(job, log)
+		}
+		audio, err := w.synthesize(runCtx, jobCtx, job, log, i, len(chunks), text, previous)
+		if err != nil {
+			return w.stopped(jobCtx, job, log, err)
+		}
+		parts = append(parts, audio)
+		if audio.RequestID != "" {
+			previous = append(previous, audio.RequestID)
+			if len(previous) > maxStitch {
+				previous = previous[len(previous)-maxStitch:]
+			}
+		}
+		progress := min(99, (i+1)*100/len(chunks))
+		event := fmt.Sprintf("chunk %d/%d", i+1, len(chunks))
+		err = w.persist(jobCtx, log, "record progress", func(ctx context.Context) error {
+			return w.queue.Progress(ctx, id, w.owner, progress, event)
+		})
+		if err != nil {
+			return w.stopped(jobCtx, job, log, err)
+		}
+	}
+
+	audio, err := voice.Join(parts)
+	if err != nil {
+		log.ErrorContext(jobCtx, "join audio", "err", err)
+		return w.fail(jobCtx, job, log, "the provider's audio chunks could not be joined")
+	}
+	key := fmt.Sprintf("generations/%s-%s.%s", id, strings.ToLower(rand.Text()[:10]), audio.Extension)
+	if err := w.put(jobCtx, log, key, audio); err != nil {
+		return w.stopped(jobCtx, job, log, err)
+	}
+	meta := map[string]any{
+		"provider":     w.provider.Name(),
+		"chunks":       len(chunks),
+		"characters":   utf8.RuneCountInString(job.Content),
+		"content_type": audio.ContentType,
+		"audio_bytes":  len(audio.Data),
+	}
+	err = w.persist(jobCtx, log, "complete generation", func(ctx context.Context) error {
+		return w.queue.Complete(ctx, id, w.owner, key, meta)
+	})
+	if err != nil {
+		// Only a definite "not yours" proves the key unused; after any
+		// other error the completion may have committed, and deleting the
+		// audio would break a finished generation.
+		if errors.Is(err, db.ErrLeaseLost) {
+			w.deleteAudio(log, key)
+		}
+		return w.stopped(jobCtx, job, log, err)
+	}
+	return OutcomeCompleted
+}
+
+// splitText chunks text for the provider, dropping whitespace-only chunks,
+// which have nothing to say.
+func splitText(text string, limit int) []string {
+	var out []string
+	for _, c := range voice.Chunk(text, limit) {
+		if strings.TrimSpace(c) != "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// synthesize narrates chunk i of n, retrying retryable provider failures
+// with backoff and logging each retry on the generation.
+func (w *Worker) synthesize(runCtx, jobCtx context.Context, job db.Job, log *slog.Logger, i, n int, text string, previous []string) (*voice.Audio, error) {
+	name := w.provider.Name()
+	req := voice.SynthesisRequest{VoiceID: job.VoiceID, Text: text, PreviousRequestIDs: slices.Clone(previous)}
+	for retry := 0; ; retry++ {
+		start := time.Now()
+		audio, err := w.provider.Synthesize(jobCtx, req)
+		if err == nil {
+			w.metrics.chunk(name, time.Since(start).Seconds())
+			return audio, nil
+		}
+		if jobCtx.Err() != nil {
+			return nil, context.Cause(jobCtx)
+		}
+		w.metrics.providerError(name, err)
+		if !voice.IsRetryable(err) {
+			log.WarnContext(jobCtx, "synthesis failed; not retrying", "chunk", i+1, "err", err)
+			return nil, failf("chunk %d/%d: %v", i+1, n, err)
+		}
+		if retry >= w.retry.MaxRetries {
+			return nil, failf("chunk %d/%d: gave up after %d retries: %v", i+1, n, retry, err)
+		}
+		delay := w.retry.delay(retry+1, err)
+		event := fmt.Sprintf("retry %d/%d of chunk %d/%d in %v: %v", retry+1, w.retry.MaxRetries, i+1, n, delay.Round(time.Millisecond), err)
+		log.WarnContext(jobCtx, "synthesis failed; retrying", "chunk", i+1, "retry", retry+1, "delay", delay, "err", err)
+		err = w.persist(jobCtx, log, "log retry", func(ctx context.Context) error {
+			return w.queue.Log(ctx, job.Generation.ID, w.owner, event)
+		})
+		if err != nil {
+			return nil, err
+		}
+		// A shutdown cuts the wait short: the generation is released
+		// rather than held through a long backoff.
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-runCtx.Done():
+			t.Stop()
+			return nil, errShuttingDown
+		case <-jobCtx.Done():
+			t.Stop()
+			return nil, context.Cause(jobCtx)
+		}
+	}
+}
+
+// put stores the audio, retrying a few times: a full disk or an object
+// store hiccup may pass.
+func (w *Worker) put(ctx context.Context, log *slog.Logger, key string, audio *voice.Audio) error {
+	for attempt := 1; ; attempt++ {
+		err := w.store.Put(ctx, key, bytes.NewReader(audio.Data), audio.ContentType)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		log.WarnContext(ctx, "store audio", "key", key, "attempt", attempt, "err", err)
+		if attempt > w.retry.MaxRetries {
+			return failf("the audio could not be stored")
+		}
+		if !sleep(ctx, w.retry.Backoff.Delay(attempt)) {
+			return context.Cause(ctx)
+		}
+	}
+}
+
+func (w *Worker) deleteAudio(log *slog.Logger, key string) {
+	ctx, cancel := context.WithTimeout(context.Background(), dbTimeout)
+	defer cancel()
+	if err := w.store.Delete(ctx, key); err != nil {
+		log.WarnContext(ctx, "delete unused audio", "key", key, "err", err)
+	}
+}
+
+// stopped turns the error that ended the steps into the generation's end.
+func (w *Worker) stopped(jobCtx context.Context, job db.Job, log *slog.Logger, err error) Outcome {
+	var f *failure
+	switch {
+	case errors.As(err, &f):
+		return w.fail(jobCtx, job, log, f.reason)
+	case errors.Is(err, db.ErrLeaseLost), errors.Is(context.Cause(jobCtx), db.ErrLeaseLost):
+		// The user cancelled (and the cancel logged itself), or another
+		// worker owns the generation now: write nothing more.
+		log.InfoContext(jobCtx, "generation cancelled or taken over; stopped")
+		return OutcomeCanceled
+	case errors.Is(err, errShuttingDown), errors.Is(context.Cause(jobCtx), errShutdownTimeout):
+		return w.release(job, log)
+	default:
+		log.ErrorContext(jobCtx, "stopped working on the generation; it is reclaimed when its lease expires", "err", err)
+		return OutcomeAbandoned
+	}
+}
+
+// fail ends the generation as FAILED with reason.
+func (w *Worker) fail(ctx context.Context, job db.Job, log *slog.Logger, reason string) Outcome {
+	log.WarnContext(ctx, "generation failed", "reason", reason)
+	err := w.persist(ctx, log, "fail generation", func(ctx context.Context) error {
+		return w.queue.Fail(ctx, job.Generation.ID, w.owner, reason)
+	})
+	switch {
+	case err == nil:
+		return OutcomeFailed
+	case errors.Is(err, db.ErrLeaseLost):
+		return OutcomeCanceled
+	default:
+		log.ErrorContext(ctx, "could not record the failure; the generation is reclaimed when its lease expires", "err", err)
+		return OutcomeAbandoned
+	}
+}
+
+// release hands the generation back to the queue at shutdown. It runs on a
+// fresh context, since the job's may be cancelled by now.
+func (w *Worker) release(job db.Job, log *slog.Logger) Outcome {
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	err := w.persist(ctx, log, "release generation", func(ctx context.Context) error {
+		return w.queue.Release(ctx, job.Generation.ID, w.owner, "worker shutting down")
+	})
+	switch {
+	case err == nil:
+		return OutcomeReleased
+	case errors.Is(err, db.ErrLeaseLost):
+		return OutcomeCanceled
+	default:
+		log.WarnContext(ctx, "could not release the generation; it is reclaimed when its lease expires", "err", err)
+		return OutcomeAbandoned
+	}
+}
+
+// persist runs a database write until it succeeds, the lease is lost, or
+// ctx ends, backing off while the database is unreachable. An outage
+// therefore pauses the job instead of losing it; a lease that expired
+// meanwhile is still ours unless another worker claimed the generation,
+// which the next write tells.
+func (w *Worker) persist(ctx context.Context, log *slog.Logger, what string, op func(context.Context) error) error {
+	for failures := 1; ; failures++ {
+		opCtx, cancel := context.WithTimeout(ctx, dbTimeout)
+		err := op(opCtx)
+		cancel()
+		switch {
+		case err == nil:
+			if failures > 1 {
+				log.InfoContext(ctx, "database reachable again", "op", what, "failures", failures-1)
+			}
+			return nil
+		case errors.Is(err, db.ErrLeaseLost):
+			return err
+		case ctx.Err() != nil:
+			return context.Cause(ctx)
+		case permanent(err):
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		delay := w.dbBackoff.Delay(failures)
+		if failures == 1 || failures%10 == 0 {
+			log.WarnContext(ctx, what+" failed; retrying", "err", err, "failures", failures, "retry_in", delay)
+		}
+		if !sleep(ctx, delay) {
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// permanent reports database errors that retrying cannot fix.
+func permanent(err error) bool {
+	return errors.Is(err, db.ErrInvalid) || errors.Is(err, db.ErrForbidden) ||
+		errors.Is(err, db.ErrConflict) || errors.Is(err, db.ErrNotFound)
+}
