@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestServeLocalEndToEnd runs the real binary the way the README's `make
+// run` does: no DATABASE_URL, so it starts its own PostgreSQL under
+// DATA_DIR, migrates, loads the demo stories and serves. A second process
+// mints a token against the running cluster; the API answers with it;
+// SIGTERM stops everything with exit status 0.
+func TestServeLocalEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the server binary")
+	}
+	t.Parallel()
+	tmp, err := os.MkdirTemp("", "narrate-serve-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(tmp) })
+	// As root, PostgreSQL runs as the postgres user, which must reach DATA_DIR.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(tmp, "server")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	port := freePort(t)
+	env := append(os.Environ(),
+		"DATA_DIR="+filepath.Join(tmp, "data"),
+		"PORT="+strconv.Itoa(port),
+		"WORKER_CONCURRENCY=1",
+		"DATABASE_URL=", "TEST_DATABASE_URL=", "JWT_SECRET=", "JWKS_URL=", "ELEVENLABS_API_KEY=",
+	)
+
+	srv := exec.Command(bin)
+	srv.Env = env
+	logs := &syncBuffer{}
+	srv.Stdout, srv.Stderr = logs, logs
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- srv.Wait() }()
+	t.Cleanup(func() {
+		_ = srv.Process.Kill()
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	})
+
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	waitReady(t, base+"/readyz", exited)
+	if !strings.Contains(logs.String(), "development token for alice@example.com") {
+		t.Error("the server did not print a development token")
+	}
+
+	tokenCmd := exec.Command(bin, "token", "--email", "bob@example.com")
+	tokenCmd.Env = env
+	var stderr bytes.Buffer
+	tokenCmd.Stderr = &stderr
+	out, err := tokenCmd.Output()
+	if err != nil {
+		t.Fatalf("token: %v\n%s", err, stderr.String())
+	}
+	token := strings.TrimSpace(string(out))
+	if strings.Count(token, ".") != 2 || strings.Contains(token, "\n") {
+		t.Fatalf("token printed %q, want the token alone", out)
+	}
+
+	var res struct {
+		Data struct {
+			Viewer  struct{ Email string }
+			Stories struct{ Nodes []struct{ Title string } }
+		}
+		Errors []any
+	}
+	body := `{"query":"{ viewer { email } stories { nodes { title } } }"}`
+	req, _ := http.NewRequest(http.MethodPost, base+"/graphql", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	getJSON(t, req, &res)
+	if len(res.Errors) > 0 || res.Data.Viewer.Email != "bob@example.com" || len(res.Data.Stories.Nodes) != len(demoStories) {
+		t.Fatalf("response %+v, want bob's viewer and %d demo stories", res, len(demoStories))
+	}
+
+	page, err := http.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	html, _ := io.ReadAll(page.Body)
+	page.Body.Close()
+	if page.StatusCode != http.StatusOK || !bytes.Contains(bytes.ToLower(html), []byte("graphiql")) {
+		t.Fatalf("GraphiQL page: %d %.200s", page.StatusCode, html)
+	}
+
+	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v, want status 0", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not exit within 30 s of SIGTERM")
+	}
+	if !strings.Contains(logs.String(), "postgres stopped") {
+		t.Error("the local PostgreSQL was not stopped")
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func waitReady(t *testing.T, url string, exited <-chan error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if res, err := http.DefaultClient.Do(req); err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("server exited before it was ready: %v", err)
+		case <-ctx.Done():
+			t.Fatal("server not ready within 90 s")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func getJSON(t *testing.T, req *http.Request, v any) {
+	t.Helper()
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if err := json.NewDecoder(res.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncBuffer collects a process's output while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
