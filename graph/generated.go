@@ -863,7 +863,10 @@ type Mutation {
   "Verify the viewer's voice sample with a recording of its verification phrase."
   verifyVoiceSample(recording: Upload!): VoiceSample!
 
-  "Delete the viewer's voice sample (and the cloned voice at the provider)."
+  """
+  Delete the viewer's voice sample (and the cloned voice at the provider).
+  True when a sample was deleted, false when the viewer had none.
+  """
   deleteVoiceSample: Boolean!
 
   "Queue a narration of a story in the viewer's verified voice."
