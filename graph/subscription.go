@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/narrate/narrate/backoff"
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/realtime"
 )
@@ -152,8 +153,7 @@ func (s *stream) fresh(events []realtime.Event) []realtime.Event {
 // subscription: the events, a terminal one above all, are still delivered
 // once it answers. It gives up only when the subscription ends.
 func (s *stream) loadRetrying(ctx context.Context, events []realtime.Event) (map[uuid.UUID]db.Generation, bool) {
-	delay := 100 * time.Millisecond
-	for {
+	for attempt := 1; ; attempt++ {
 		rows, err := s.load(ctx, events)
 		if err == nil {
 			return rows, true
@@ -161,15 +161,16 @@ func (s *stream) loadRetrying(ctx context.Context, events []realtime.Event) (map
 		if ctx.Err() != nil {
 			return nil, false
 		}
+		delay := loadBackoff.Delay(attempt)
 		s.r.Logger.WarnContext(ctx, "load subscription event; retrying", "err", err, "in", delay)
-		select {
-		case <-time.After(delay):
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, delay) {
 			return nil, false
 		}
-		delay = min(2*delay, 5*time.Second)
 	}
 }
+
+// loadBackoff spaces the retries of a subscription event's load.
+var loadBackoff = backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 
 // load reads the events' generations as the viewer, so row-level security
 // decides again, per event, whether the viewer may see them.

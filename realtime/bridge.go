@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/narrate/narrate/backoff"
 )
 
 // StateReader reads back, with a privileged role, the current state of the
@@ -19,8 +21,11 @@ type StateReader func(ctx context.Context, generations, users []uuid.UUID, since
 // the listener saw but committed after it.
 const resyncMargin = 5 * time.Second
 
-// resyncAttempts bounds the reads of one resync: about 30 s of backoff.
+// resyncAttempts and resyncBackoff bound the reads of one resync to about
+// 30 s: long enough for a restarting database to accept connections again.
 const resyncAttempts = 10
+
+var resyncBackoff = backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 
 // Bridge connects a Listener to a Hub: it publishes every notification
 // and, after every reconnect, re-reads what subscribers are watching and
@@ -71,7 +76,6 @@ func (b *Bridge) OnReconnect(ctx context.Context) {
 	// on the listener's connection meanwhile.
 	var events []Event
 	var err error
-	delay := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		if events, err = b.read(ctx, generations, users, since); err == nil {
 			break
@@ -83,13 +87,11 @@ func (b *Bridge) OnReconnect(ctx context.Context) {
 			b.logger.ErrorContext(ctx, "resync after listener reconnect", "err", err, "attempts", attempt)
 			return
 		}
+		delay := resyncBackoff.Delay(attempt)
 		b.logger.WarnContext(ctx, "resync after listener reconnect; retrying", "err", err, "in", delay)
-		select {
-		case <-time.After(delay):
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, delay) {
 			return
 		}
-		delay = min(2*delay, 5*time.Second)
 	}
 	for _, e := range events {
 		b.OnEvent(e)

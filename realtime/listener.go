@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/narrate/narrate/backoff"
 )
 
 // Listener defaults, applied when the ListenerConfig field is zero.
@@ -129,7 +129,7 @@ func (l *Listener) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		delay := backoff(failures, l.cfg.MinBackoff, l.cfg.MaxBackoff)
+		delay := backoff.Policy{Min: l.cfg.MinBackoff, Max: l.cfg.MaxBackoff}.Delay(failures + 1)
 		// Log a connection failure that repeats while the database is down
 		// once, not at every attempt.
 		if msg := err.Error(); msg != lastConnError {
@@ -137,7 +137,7 @@ func (l *Listener) Run(ctx context.Context) error {
 			lastConnError = msg
 		}
 		failures++
-		if !sleep(ctx, delay) {
+		if !backoff.Sleep(ctx, delay) {
 			return nil
 		}
 	}
@@ -254,31 +254,6 @@ func (l *Listener) setConnected(connected bool) {
 		l.up = make(chan struct{})
 	}
 	l.cfg.Metrics.setConnected(connected)
-}
-
-// backoff returns the delay before attempt number failures+1: exponential
-// from min, capped at max, with "equal jitter" (half fixed, half random) so
-// that many servers reconnecting after one outage do not stampede.
-func backoff(failures int, minDelay, maxDelay time.Duration) time.Duration {
-	d := minDelay
-	for i := 0; i < failures && d < maxDelay; i++ {
-		d *= 2
-	}
-	d = min(d, maxDelay)
-	half := d / 2
-	return half + rand.N(d-half+1)
-}
-
-// sleep waits for d or until ctx is done, reporting whether d elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 func truncate(s string, n int) string {

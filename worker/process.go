@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/narrate/narrate/backoff"
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/voice"
 )
@@ -215,7 +216,7 @@ func (w *Worker) put(ctx context.Context, log *slog.Logger, key string, audio *v
 		if attempt > w.retry.MaxRetries {
 			return failf("the audio could not be stored")
 		}
-		if !sleep(ctx, w.retry.Backoff.Delay(attempt)) {
+		if !backoff.Sleep(ctx, w.retry.Backoff.Delay(attempt)) {
 			return context.Cause(ctx)
 		}
 	}
@@ -311,7 +312,7 @@ func (w *Worker) persist(ctx context.Context, log *slog.Logger, what string, op 
 		if failures == 1 || failures%10 == 0 {
 			log.WarnContext(ctx, what+" failed; retrying", "err", err, "failures", failures, "retry_in", delay)
 		}
-		if !sleep(ctx, delay) {
+		if !backoff.Sleep(ctx, delay) {
 			return context.Cause(ctx)
 		}
 	}

@@ -146,7 +146,7 @@ func New(cfg Config) (*Worker, error) {
 		lease:        cmp.Or(cfg.Lease, DefaultLease),
 		pollInterval: cmp.Or(cfg.PollInterval, DefaultPollInterval),
 		retry:        cfg.Retry.withDefaults(),
-		dbBackoff:    cfg.DBBackoff.withDefaults(defaultDBBackoff),
+		dbBackoff:    cfg.DBBackoff.Or(defaultDBBackoff),
 		maxAttempts:  cmp.Or(cfg.MaxAttempts, DefaultMaxAttempts),
 		grace:        cmp.Or(cfg.ShutdownGrace, DefaultShutdownGrace),
 		logger:       cmp.Or(cfg.Logger, slog.Default()),
