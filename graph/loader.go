@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -32,66 +33,75 @@ type pageKey[K comparable] struct {
 // one response only: a websocket's later events never see stale rows and
 // one viewer's rows are never served to another.
 type Loaders struct {
-	story       *dataloader.Loader[uuid.UUID, *db.Story]
-	generation  *dataloader.Loader[uuid.UUID, *db.Generation]
-	profile     *dataloader.Loader[uuid.UUID, *db.Profile]
-	voiceSample *dataloader.Loader[uuid.UUID, *db.VoiceSample]
-	email       *dataloader.Loader[uuid.UUID, *string]
-	logs        *dataloader.Loader[pageKey[uuid.UUID], []db.Log]
-	generations *dataloader.Loader[pageKey[db.OwnerKey], []db.Generation]
+	story       lazyLoader[uuid.UUID, *db.Story]
+	generation  lazyLoader[uuid.UUID, *db.Generation]
+	profile     lazyLoader[uuid.UUID, *db.Profile]
+	voiceSample lazyLoader[uuid.UUID, *db.VoiceSample]
+	email       lazyLoader[uuid.UUID, *string]
+	logs        lazyLoader[pageKey[uuid.UUID], []db.Log]
+	generations lazyLoader[pageKey[db.OwnerKey], []db.Generation]
+}
 
-	// The batch functions behind the loaders a page of generations primes
-	// (see primeGenerations).
-	storyBatch dataloader.BatchFunc[uuid.UUID, *db.Story]
-	emailBatch dataloader.BatchFunc[uuid.UUID, *string]
-	logsBatch  dataloader.BatchFunc[pageKey[uuid.UUID], []db.Log]
+// lazyLoader makes its dataloader on first use: most responses use one or
+// two of the loaders, and a subscription keeps its response's loaders for
+// as long as it waits for the next event.
+type lazyLoader[K comparable, V any] struct {
+	batch  dataloader.BatchFunc[K, V]
+	once   sync.Once
+	loader *dataloader.Loader[K, V]
+}
+
+func (z *lazyLoader[K, V]) get() *dataloader.Loader[K, V] {
+	z.once.Do(func() { z.loader = newLoader(z.batch) })
+	return z.loader
+}
+
+// Load loads key, batched with the other keys asked for meanwhile.
+func (z *lazyLoader[K, V]) Load(ctx context.Context, key K) dataloader.Thunk[V] {
+	return z.get().Load(ctx, key)
 }
 
 // NewLoaders makes the loaders of one response, reading as s.
 func NewLoaders(d *db.DB, s db.Session) *Loaders {
-	l := &Loaders{
-		storyBatch: byID(func(ctx context.Context, ids []uuid.UUID) ([]db.Story, error) {
-			return d.StoriesByID(ctx, s, ids)
-		}, func(v db.Story) uuid.UUID { return v.ID }),
-		emailBatch: func(ctx context.Context, ids []uuid.UUID) []*dataloader.Result[*string] {
-			rows, err := d.UserEmails(ctx, s, ids)
-			found := make(map[uuid.UUID]*string, len(rows))
-			for _, r := range rows {
-				found[r.ID] = r.Email
-			}
-			return results(ids, err, func(id uuid.UUID) *string { return found[id] })
-		},
-		logsBatch: pages(func(ctx context.Context, parents []uuid.UUID, limit int, after string, _ db.Status) ([]db.Keyed[db.Log], error) {
-			key, err := decodeCursor[db.LogKey](cursorLog, nonEmpty(after))
-			if err != nil {
-				return nil, err
-			}
-			return d.LogsByGeneration(ctx, s, parents, db.PageParams[db.LogKey]{Limit: limit, After: key})
-		}),
-		generation: newLoader(byID(func(ctx context.Context, ids []uuid.UUID) ([]db.Generation, error) {
-			return d.GenerationsByID(ctx, s, ids)
-		}, func(v db.Generation) uuid.UUID { return v.ID })),
-		profile: newLoader(byID(func(ctx context.Context, ids []uuid.UUID) ([]db.Profile, error) {
-			return d.ProfilesByUser(ctx, s, ids)
-		}, func(v db.Profile) uuid.UUID { return v.UserID })),
-		voiceSample: newLoader(byID(func(ctx context.Context, ids []uuid.UUID) ([]db.VoiceSample, error) {
-			return d.VoiceSamplesByUser(ctx, s, ids)
-		}, func(v db.VoiceSample) uuid.UUID { return v.UserID })),
-		generations: newLoader(pages(func(ctx context.Context, owners []db.OwnerKey, limit int, after string, status db.Status) ([]db.Keyed[db.Generation], error) {
-			key, err := decodeCursor[db.GenerationKey](cursorGeneration, nonEmpty(after))
-			if err != nil {
-				return nil, err
-			}
-			var f db.GenerationFilter
-			if status != "" {
-				f.Status = &status
-			}
-			return d.GenerationsByOwner(ctx, s, owners, f, db.PageParams[db.GenerationKey]{Limit: limit, After: key})
-		})),
+	l := &Loaders{}
+	l.story.batch = byID(func(ctx context.Context, ids []uuid.UUID) ([]db.Story, error) {
+		return d.StoriesByID(ctx, s, ids)
+	}, func(v db.Story) uuid.UUID { return v.ID })
+	l.email.batch = func(ctx context.Context, ids []uuid.UUID) []*dataloader.Result[*string] {
+		rows, err := d.UserEmails(ctx, s, ids)
+		found := make(map[uuid.UUID]*string, len(rows))
+		for _, r := range rows {
+			found[r.ID] = r.Email
+		}
+		return results(ids, err, func(id uuid.UUID) *string { return found[id] })
 	}
-	l.story = newLoader(l.storyBatch)
-	l.email = newLoader(l.emailBatch)
-	l.logs = newLoader(l.logsBatch)
+	l.logs.batch = pages(func(ctx context.Context, parents []uuid.UUID, limit int, after string, _ db.Status) ([]db.Keyed[db.Log], error) {
+		key, err := decodeCursor[db.LogKey](cursorLog, nonEmpty(after))
+		if err != nil {
+			return nil, err
+		}
+		return d.LogsByGeneration(ctx, s, parents, db.PageParams[db.LogKey]{Limit: limit, After: key})
+	})
+	l.generation.batch = byID(func(ctx context.Context, ids []uuid.UUID) ([]db.Generation, error) {
+		return d.GenerationsByID(ctx, s, ids)
+	}, func(v db.Generation) uuid.UUID { return v.ID })
+	l.profile.batch = byID(func(ctx context.Context, ids []uuid.UUID) ([]db.Profile, error) {
+		return d.ProfilesByUser(ctx, s, ids)
+	}, func(v db.Profile) uuid.UUID { return v.UserID })
+	l.voiceSample.batch = byID(func(ctx context.Context, ids []uuid.UUID) ([]db.VoiceSample, error) {
+		return d.VoiceSamplesByUser(ctx, s, ids)
+	}, func(v db.VoiceSample) uuid.UUID { return v.UserID })
+	l.generations.batch = pages(func(ctx context.Context, owners []db.OwnerKey, limit int, after string, status db.Status) ([]db.Keyed[db.Generation], error) {
+		key, err := decodeCursor[db.GenerationKey](cursorGeneration, nonEmpty(after))
+		if err != nil {
+			return nil, err
+		}
+		var f db.GenerationFilter
+		if status != "" {
+			f.Status = &status
+		}
+		return d.GenerationsByOwner(ctx, s, owners, f, db.PageParams[db.GenerationKey]{Limit: limit, After: key})
+	})
 	return l
 }
 

@@ -45,7 +45,7 @@ func (r *Resolver) primeGenerations(ctx context.Context, rows []db.Generation) {
 		switch f.Name {
 		case "story":
 			once("story", func() {
-				prime(ctx, l.story, l.storyBatch, distinct(rows, func(g db.Generation) uuid.UUID { return g.StoryID }))
+				prime(ctx, l.story.get(), l.story.batch, distinct(rows, func(g db.Generation) uuid.UUID { return g.StoryID }))
 			})
 		case "logs":
 			size, after, ok := logPageArgs(f, opCtx.Variables)
@@ -57,12 +57,12 @@ func (r *Resolver) primeGenerations(ctx context.Context, rows []db.Generation) {
 			for i, g := range rows {
 				keys[i] = pageKey[uuid.UUID]{Parent: g.ID, Limit: size + 1, After: after}
 			}
-			once(pageKey[uuid.UUID]{Limit: size, After: after}, func() { prime(ctx, l.logs, l.logsBatch, keys) })
+			once(pageKey[uuid.UUID]{Limit: size, After: after}, func() { prime(ctx, l.logs.get(), l.logs.batch, keys) })
 		case "user":
 			for _, uf := range graphql.CollectFields(opCtx, f.Selections, []string{"User"}) {
 				if uf.Name == "email" {
 					once("email", func() {
-						prime(ctx, l.email, l.emailBatch, distinct(rows, func(g db.Generation) uuid.UUID { return g.UserID }))
+						prime(ctx, l.email.get(), l.email.batch, distinct(rows, func(g db.Generation) uuid.UUID { return g.UserID }))
 					})
 				}
 			}
