@@ -1,126 +1,17 @@
 package api_test
 
 import (
-	"context"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/narrate/narrate/api"
-	"github.com/narrate/narrate/auth"
-	"github.com/narrate/narrate/db"
-	"github.com/narrate/narrate/db/dbtest"
-	"github.com/narrate/narrate/graph"
-	"github.com/narrate/narrate/realtime"
 	"github.com/narrate/narrate/storage"
-	"github.com/narrate/narrate/voice/local"
-	"github.com/narrate/narrate/worker"
 )
-
-// flowServer is a whole API process as `server serve` assembles it: the
-// GraphQL API with subscriptions, the local voice provider, local audio
-// storage served through signed links, and the embedded generation worker.
-type flowServer struct {
-	URL    string
-	Signer *storage.Signer
-}
-
-// startFlowServer starts a flowServer on database d and waits for its
-// notification listener to be connected. Everything stops when the test
-// ends.
-func startFlowServer(t *testing.T, d *dbtest.DB) *flowServer {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	pool, err := db.Open(ctx, d.AppURL, db.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := auth.NewVerifier(ctx, auth.Config{Secret: testSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := storage.NewLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A small chunk limit makes the story below several chunks, so the
-	// flow covers chunking, progress and joining the audio.
-	provider := local.New(local.Config{ChunkLimit: 60, EspeakPath: "-", Logger: logger})
-
-	reg := prometheus.NewRegistry()
-	metrics, err := realtime.NewMetrics(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hub := realtime.NewHub(realtime.WithHubMetrics(metrics))
-	bridge := realtime.NewBridge(hub, func(ctx context.Context, ids, users []uuid.UUID, since time.Time) ([]realtime.Event, error) {
-		rows, err := pool.ChangedGenerations(ctx, ids, users, since)
-		events := make([]realtime.Event, len(rows))
-		for i, g := range rows {
-			events[i] = realtime.Event{GenerationID: g.ID, UserID: g.UserID, StoryID: g.StoryID,
-				Status: g.Status.GraphQL(), Progress: g.Progress, UpdatedAt: g.UpdatedAt}
-		}
-		return events, err
-	}, logger)
-	listener := realtime.NewListener(realtime.ListenerConfig{
-		ConnString: d.AppURL, OnEvent: bridge.OnEvent, OnReconnect: bridge.OnReconnect,
-		Logger: logger, Metrics: metrics, MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-	})
-	w, err := worker.New(worker.Config{
-		Queue: pool, Provider: provider, Store: store,
-		PollInterval: 20 * time.Millisecond, Logger: logger,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	// The signer needs the server's URL, which exists only once the server
-	// is listening: the handler is installed right after.
-	var handler http.Handler
-	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { handler.ServeHTTP(rw, r) }))
-	signer := storage.NewSigner([]byte("flow-test-audio-secret"), srv.URL)
-	sockets := api.NewSockets(verifier, nil, metrics, logger)
-	handler = api.New(api.Options{
-		DB: pool, Verifier: verifier, Logger: logger, Registry: reg, Sockets: sockets,
-		Audio: storage.Handler(store, signer),
-		Resolver: &graph.Resolver{DB: pool, Logger: logger, Hub: hub, Metrics: metrics, Voice: provider,
-			SignAudio: func(key string) string { return signer.URL(key, time.Hour) }},
-	})
-
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = listener.Run(ctx) }()
-	go func() { defer wg.Done(); _ = w.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			sockets.Shutdown()
-			srv.Close()
-			cancel()
-			wg.Wait()
-			_ = store.Close()
-			pool.Close()
-		})
-	}
-	t.Cleanup(stop)
-
-	waitCtx, waitCancel := context.WithTimeout(ctx, 10*time.Second)
-	defer waitCancel()
-	if err := listener.WaitConnected(waitCtx); err != nil {
-		t.Fatal(err)
-	}
-	return &flowServer{URL: srv.URL, Signer: signer}
-}
 
 // flowStory is several sentences, so that with the flow server's chunk
 // limit it is narrated in several chunks.
@@ -137,7 +28,7 @@ const flowStory = "Once upon a time a small fox lived at the edge of a quiet for
 func TestFullNarrationFlow(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	srv := startFlowServer(t, e.DB)
+	srv := startRealtime(t, e.DB, 50*time.Millisecond, withNarration())
 	e.URL = srv.URL
 	alice := e.newUser("alice@example.com", false)
 	var storyID uuid.UUID

@@ -26,6 +26,7 @@ import (
 	"github.com/narrate/narrate/db/dbtest"
 	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/migrations"
+	"github.com/narrate/narrate/voice"
 )
 
 func TestMain(m *testing.M) { dbtest.Main(m, migrations.Up) }
@@ -59,6 +60,7 @@ type envConfig struct {
 	verifier    *auth.Verifier
 	corsOrigins []string
 	registry    *prometheus.Registry
+	voice       voice.Provider
 }
 
 // envOption changes one aspect of a test server.
@@ -72,6 +74,11 @@ func withVerifier(v *auth.Verifier) envOption {
 // withCORSOrigins restricts the allowed browser origins.
 func withCORSOrigins(origins ...string) envOption {
 	return func(c *envConfig) { c.corsOrigins = origins }
+}
+
+// withVoice gives the voice-sample mutations a provider.
+func withVoice(p voice.Provider) envOption {
+	return func(c *envConfig) { c.voice = p }
 }
 
 // withRegistry makes the server register its metrics in reg.
@@ -120,7 +127,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		DB:       app,
 		Verifier: cfg.verifier,
 		Logger:   logger,
-		Resolver: &graph.Resolver{DB: app, Logger: logger, SignAudio: func(key string) string {
+		Resolver: &graph.Resolver{DB: app, Logger: logger, Voice: cfg.voice, SignAudio: func(key string) string {
 			return audioBase + key
 		}},
 		Ready:       app.Ping,

@@ -2,11 +2,9 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -16,8 +14,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/narrate/narrate/api"
-	"github.com/narrate/narrate/auth"
 	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/voice"
 	"github.com/narrate/narrate/voice/elevenlabs"
@@ -202,29 +198,10 @@ func (f *fakeElevenLabs) failClones(fail *fakeFailure) {
 	f.cloneFailure = fail
 }
 
-// newVoiceEnv is newEnv with the server's resolver using provider for the
-// voice-sample mutations. It serves the same database and pools as the
-// plain env, through a second server whose resolver has the provider.
+// newVoiceEnv is newEnv with provider behind the voice-sample mutations.
 func newVoiceEnv(t testing.TB, provider voice.Provider) *env {
 	t.Helper()
-	e := newEnv(t)
-	verifier, err := auth.NewVerifier(context.Background(), auth.Config{Secret: testSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := httptest.NewServer(api.New(api.Options{
-		DB:       e.App,
-		Verifier: verifier,
-		Logger:   logger,
-		Resolver: &graph.Resolver{DB: e.App, Logger: logger, Voice: provider, SignAudio: func(key string) string {
-			return audioBase + key
-		}},
-		Ready: e.App.Ping,
-	}))
-	t.Cleanup(srv.Close)
-	e.URL = srv.URL
-	return e
+	return newEnv(t, withVoice(provider))
 }
 
 // upload is a file of a multipart GraphQL request.

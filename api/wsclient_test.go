@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -14,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -24,6 +24,9 @@ import (
 	"github.com/narrate/narrate/db/dbtest"
 	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/realtime"
+	"github.com/narrate/narrate/storage"
+	"github.com/narrate/narrate/voice/local"
+	"github.com/narrate/narrate/worker"
 )
 
 // rtServer is a complete API process with its own hub and listener, so a
@@ -33,13 +36,32 @@ type rtServer struct {
 	Sockets  *api.Sockets
 	Listener *realtime.Listener
 	Registry *prometheus.Registry
-	stop     func()
+	// Signer signs audio links; set with narration.
+	Signer *storage.Signer
+	stop   func()
 }
 
+// rtOption adjusts what startRealtime assembles.
+type rtOption func(*rtConfig)
+
+type rtConfig struct {
+	narration bool
+}
+
+// withNarration adds what `server serve` adds for narrations: the local
+// voice provider (with a small chunk limit, so stories take several
+// chunks), local audio storage served through signed links, and the
+// embedded worker.
+func withNarration() rtOption { return func(c *rtConfig) { c.narration = true } }
+
 // startRealtime starts a server with subscriptions on database d and waits
-// for its listener to be connected.
-func startRealtime(t testing.TB, d *dbtest.DB, minBackoff time.Duration) *rtServer {
+// for its listener to be connected. Everything stops when the test ends.
+func startRealtime(t testing.TB, d *dbtest.DB, minBackoff time.Duration, opts ...rtOption) *rtServer {
 	t.Helper()
+	var cfg rtConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	pool, err := db.Open(ctx, d.AppURL, db.Options{})
 	if err != nil {
@@ -60,43 +82,61 @@ func startRealtime(t testing.TB, d *dbtest.DB, minBackoff time.Duration) *rtServ
 		t.Fatal(err)
 	}
 	hub := realtime.NewHub(realtime.WithHubMetrics(metrics))
-	bridge := realtime.NewBridge(hub, func(ctx context.Context, ids, users []uuid.UUID, since time.Time) ([]realtime.Event, error) {
-		rows, err := pool.ChangedGenerations(ctx, ids, users, since)
-		events := make([]realtime.Event, len(rows))
-		for i, g := range rows {
-			events[i] = realtime.Event{GenerationID: g.ID, UserID: g.UserID, StoryID: g.StoryID,
-				Status: g.Status.GraphQL(), Progress: g.Progress, UpdatedAt: g.UpdatedAt}
-		}
-		return events, err
-	}, logger)
+	bridge := realtime.NewBridge(hub, pool.GenerationEvents, logger)
 	listener := realtime.NewListener(realtime.ListenerConfig{
 		ConnString: d.AppURL, OnEvent: bridge.OnEvent, OnReconnect: bridge.OnReconnect,
 		Logger: logger, Metrics: metrics, MinBackoff: minBackoff, MaxBackoff: 4 * minBackoff,
 	})
-	done := make(chan struct{})
-	go func() { defer close(done); _ = listener.Run(ctx) }()
-	sockets := api.NewSockets(verifier, nil, metrics, logger)
-	srv := httptest.NewServer(api.New(api.Options{
-		DB: pool, Verifier: verifier, Logger: logger, Registry: reg, Sockets: sockets,
-		Resolver: &graph.Resolver{DB: pool, Logger: logger, Hub: hub, Metrics: metrics},
-	}))
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = listener.Run(ctx) })
+
+	// The signer needs the server's URL, which exists only once the server
+	// listens: the handler is installed right after.
+	var handler http.Handler
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	s := &rtServer{URL: srv.URL, Listener: listener, Registry: reg}
+	s.Sockets = api.NewSockets(verifier, nil, metrics, logger)
+	resolver := &graph.Resolver{DB: pool, Logger: logger, Hub: hub, Metrics: metrics}
+	options := api.Options{DB: pool, Verifier: verifier, Logger: logger, Registry: reg, Sockets: s.Sockets, Resolver: resolver}
+	closeStore := func() {}
+	if cfg.narration {
+		store, err := storage.NewLocal(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		closeStore = func() { _ = store.Close() }
+		provider := local.New(local.Config{ChunkLimit: 60, EspeakPath: "-", Logger: logger})
+		w, err := worker.New(worker.Config{
+			Queue: pool, Provider: provider, Store: store, PollInterval: 20 * time.Millisecond, Logger: logger,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { _ = w.Run(ctx) })
+		s.Signer = storage.NewSigner([]byte("test-audio-secret"), srv.URL)
+		resolver.Voice = provider
+		resolver.SignAudio = func(key string) string { return s.Signer.URL(key, time.Hour) }
+		options.Audio = storage.Handler(store, s.Signer)
+	}
+	handler = api.New(options)
+
+	var once sync.Once
+	s.stop = func() {
+		once.Do(func() {
+			s.Sockets.Shutdown()
+			srv.Close()
+			cancel()
+			wg.Wait()
+			closeStore()
+			pool.Close()
+		})
+	}
+	t.Cleanup(s.stop)
 	waitCtx, waitCancel := context.WithTimeout(ctx, 10*time.Second)
 	defer waitCancel()
 	if err := listener.WaitConnected(waitCtx); err != nil {
 		t.Fatal(err)
 	}
-	s := &rtServer{URL: srv.URL, Sockets: sockets, Listener: listener, Registry: reg}
-	var once sync.Once
-	s.stop = func() {
-		once.Do(func() {
-			sockets.Shutdown()
-			srv.Close()
-			cancel()
-			<-done
-			pool.Close()
-		})
-	}
-	t.Cleanup(s.stop)
 	return s
 }
 

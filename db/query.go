@@ -10,6 +10,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/narrate/narrate/realtime"
 )
 
 const (
@@ -402,11 +404,23 @@ func (d *DB) UserEmails(ctx context.Context, s Session, ids []uuid.UUID) ([]User
 	return queryAll[UserEmail](ctx, d, s, `SELECT id, email FROM public.user_emails($1)`, ids)
 }
 
-// ChangedGenerations reads, as the service role, the generations with the
-// given ids and the given users' generations updated since a time: what a
-// notification listener re-reads after a reconnect.
-func (d *DB) ChangedGenerations(ctx context.Context, ids, users []uuid.UUID, since time.Time) ([]Generation, error) {
-	return queryAll[Generation](ctx, d, Service(), `
+// GenerationEvents reads, as the service role, the state of the
+// generations with the given ids and of the given users' generations
+// updated since a time, as realtime events: what the notification listener
+// re-reads after a reconnect (it is a realtime.StateReader).
+func (d *DB) GenerationEvents(ctx context.Context, ids, users []uuid.UUID, since time.Time) ([]realtime.Event, error) {
+	rows, err := queryAll[Generation](ctx, d, Service(), `
 		SELECT `+generationColumns+` FROM story_generations
 		WHERE id = ANY($1) OR (user_id = ANY($2) AND updated_at >= $3)`, ids, users, since)
+	if err != nil {
+		return nil, err
+	}
+	events := make([]realtime.Event, len(rows))
+	for i, g := range rows {
+		events[i] = realtime.Event{
+			GenerationID: g.ID, UserID: g.UserID, StoryID: g.StoryID,
+			Status: g.Status.GraphQL(), Progress: g.Progress, UpdatedAt: g.UpdatedAt,
+		}
+	}
+	return events, nil
 }

@@ -19,7 +19,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -123,7 +122,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		return err
 	}
 	hub := realtime.NewHub(realtime.WithHubMetrics(metrics))
-	bridge := realtime.NewBridge(hub, changedGenerations(pool), logger)
+	bridge := realtime.NewBridge(hub, pool.GenerationEvents, logger)
 	onEvent, onReconnect := bridge.OnEvent, bridge.OnReconnect
 	if wk != nil {
 		// A queued (or released) generation wakes the embedded worker at
@@ -271,25 +270,6 @@ func devSetup(ctx context.Context, cfg config.Config, pool *db.DB, secret []byte
 	logger.Info("development token for "+email+" (valid 24h); more with: go run ./server token --email you@example.com [--admin]",
 		"authorization", "Bearer "+token)
 	return nil
-}
-
-// changedGenerations reads generation state back for the realtime bridge's
-// resync, as the service role.
-func changedGenerations(pool *db.DB) realtime.StateReader {
-	return func(ctx context.Context, ids, users []uuid.UUID, since time.Time) ([]realtime.Event, error) {
-		rows, err := pool.ChangedGenerations(ctx, ids, users, since)
-		if err != nil {
-			return nil, err
-		}
-		events := make([]realtime.Event, len(rows))
-		for i, g := range rows {
-			events[i] = realtime.Event{
-				GenerationID: g.ID, UserID: g.UserID, StoryID: g.StoryID,
-				Status: g.Status.GraphQL(), Progress: g.Progress, UpdatedAt: g.UpdatedAt,
-			}
-		}
-		return events, nil
-	}
 }
 
 // newProvider is ElevenLabs when ELEVENLABS_API_KEY is set, and otherwise
