@@ -14,7 +14,6 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
-	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -90,8 +89,8 @@ func New(o Options) http.Handler {
 		graphqlHandler = o.Sockets.track(graphqlHandler)
 	}
 	mux.Handle("/graphql", graphqlHandler)
-	mux.Handle("GET /{$}", playground.Handler("Narrate GraphiQL", "/graphql",
-		playground.WithGraphiqlEnablePluginExplorer(true)))
+	mux.Handle("GET /{$}", graphiqlPage())
+	mux.Handle("GET "+graphiqlPath, graphiqlFiles())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
