@@ -128,6 +128,9 @@ func NewGraphQL(o Options) *handler.Server {
 	srv := handler.New(es)
 	if o.Sockets != nil {
 		srv.AddTransport(o.Sockets.Transport())
+		// Server-sent events, for clients that cannot use websockets; it
+		// must come before POST, which would take the request otherwise.
+		srv.AddTransport(transport.SSE{KeepAlivePingInterval: wsKeepAlive})
 	}
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})

@@ -48,7 +48,15 @@ func authenticate(v *auth.Verifier, next http.Handler) http.Handler {
 		if ok && err == nil {
 			var id *auth.Identity
 			if id, err = v.Verify(r.Context(), token); err == nil {
-				r = r.WithContext(graph.WithViewer(r.Context(), ViewerOf(id)))
+				ctx := graph.WithViewer(r.Context(), ViewerOf(id))
+				if isEventStream(r) {
+					// A stream lives no longer than its token, like a
+					// websocket.
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithDeadline(ctx, id.ExpiresAt)
+					defer cancel()
+				}
+				r = r.WithContext(ctx)
 			}
 		}
 		if err != nil {
@@ -67,6 +75,12 @@ func authenticate(v *auth.Verifier, next http.Handler) http.Handler {
 
 func isWebsocket(r *http.Request) bool {
 	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+// isEventStream reports a subscription over server-sent events
+// (graphql-sse's distinct connections mode, as gqlgen serves it).
+func isEventStream(r *http.Request) bool {
+	return r.Method == http.MethodPost && strings.Contains(r.Header.Get("Accept"), "text/event-stream")
 }
 
 // rejectGetMutations answers 405 to a GET carrying a mutation (or
@@ -239,6 +253,16 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the connection (flushing).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush streams what was written so far (server-sent events).
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		if w.status == 0 {
+			w.status = http.StatusOK
+		}
+		f.Flush()
+	}
+}
 
 // Hijack hands the connection to gorilla/websocket, which asks for
 // http.Hijacker directly; a websocket's status is 101 Switching Protocols.

@@ -85,11 +85,11 @@ func (s *Sockets) Transport() transport.Websocket {
 
 type socketKey struct{}
 
-// track registers every websocket request as a socket, with a context
-// Shutdown can cancel, before gqlgen takes it over.
+// track registers every websocket and event-stream request, with a
+// context Shutdown can cancel, before gqlgen takes it over.
 func (s *Sockets) track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !isWebsocket(r) {
+		if !isWebsocket(r) && !isEventStream(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -199,7 +199,8 @@ func (sock *socket) markReady(expiresAt time.Time) {
 	sock.mu.Unlock()
 }
 
-// Shutdown closes every open socket with 1001 and refuses new ones.
+// Shutdown closes every open socket with 1001, ends every event stream,
+// and refuses new ones.
 func (s *Sockets) Shutdown() {
 	s.mu.Lock()
 	s.shutdown = true
