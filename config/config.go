@@ -29,6 +29,9 @@ type Config struct {
 	// ElevenLabsModelID is the text-to-speech model; empty uses the
 	// client's default (eleven_multilingual_v2).
 	ElevenLabsModelID string
+	// ElevenLabsSTTModelID is the speech-to-text model that checks
+	// verification recordings; empty uses the client's default.
+	ElevenLabsSTTModelID string
 	// ElevenLabsMaxConcurrent caps concurrent synthesis requests per
 	// process, to stay within the plan's concurrency limit.
 	ElevenLabsMaxConcurrent int
@@ -81,16 +84,17 @@ func FromEnv() (Config, error) { return Parse(os.Getenv) }
 // Parse reads the configuration through getenv.
 func Parse(getenv func(string) string) (Config, error) {
 	c := Config{
-		DatabaseURL:        getenv("DATABASE_URL"),
-		DataDir:            or(getenv("DATA_DIR"), DefaultDataDir),
-		JWTSecret:          getenv("JWT_SECRET"),
-		JWKSURL:            getenv("JWKS_URL"),
-		ListenURL:          getenv("LISTEN_DATABASE_URL"),
-		JWTAudience:        or(getenv("JWT_AUDIENCE"), DefaultAudience),
-		ElevenLabsAPIKey:   getenv("ELEVENLABS_API_KEY"),
-		ElevenLabsBaseURL:  strings.TrimRight(or(getenv("ELEVENLABS_BASE_URL"), DefaultElevenLabsBaseURL), "/"),
-		ElevenLabsModelID:  getenv("ELEVENLABS_MODEL_ID"),
-		AudioSigningSecret: getenv("AUDIO_SIGNING_SECRET"),
+		DatabaseURL:          getenv("DATABASE_URL"),
+		DataDir:              or(getenv("DATA_DIR"), DefaultDataDir),
+		JWTSecret:            getenv("JWT_SECRET"),
+		JWKSURL:              getenv("JWKS_URL"),
+		ListenURL:            getenv("LISTEN_DATABASE_URL"),
+		JWTAudience:          or(getenv("JWT_AUDIENCE"), DefaultAudience),
+		ElevenLabsAPIKey:     getenv("ELEVENLABS_API_KEY"),
+		ElevenLabsBaseURL:    strings.TrimRight(or(getenv("ELEVENLABS_BASE_URL"), DefaultElevenLabsBaseURL), "/"),
+		ElevenLabsModelID:    getenv("ELEVENLABS_MODEL_ID"),
+		ElevenLabsSTTModelID: getenv("ELEVENLABS_STT_MODEL_ID"),
+		AudioSigningSecret:   getenv("AUDIO_SIGNING_SECRET"),
 	}
 	var err error
 	if c.DataDir, err = filepath.Abs(c.DataDir); err != nil {

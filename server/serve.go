@@ -284,6 +284,8 @@ func newProvider(cfg config.Config, logger *slog.Logger) (voice.Provider, error)
 		BaseURL:       cfg.ElevenLabsBaseURL,
 		ModelID:       cfg.ElevenLabsModelID,
 		MaxConcurrent: cfg.ElevenLabsMaxConcurrent,
+
+		TranscriptionModelID: cfg.ElevenLabsSTTModelID,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("voice provider: %w", err)
