@@ -57,19 +57,8 @@ func TestFullNarrationFlow(t *testing.T) {
 	c := dialWS(t, srv.URL, protoTransportWS, authInit(alice.Token))
 	c.ack()
 	c.subscribe("1", progressQuery, map[string]any{"id": genID})
-	var events []progressEvent
-	for {
-		ev := c.nextEvent("1", 30*time.Second)
-		if ev.Kind == "complete" {
-			break
-		}
-		p := decodeProgress(t, ev, "generationProgress")
-		events = append(events, p)
-		if p.Status == "FAILED" {
-			t.Fatalf("generation failed: events %v", events)
-		}
-	}
-	last := events[len(events)-1]
+	events := c.progressUntilComplete("1", 30*time.Second)
+	last := lastProgress(t, events)
 	if last.Status != "COMPLETED" || last.Progress != 100 {
 		t.Fatalf("events %v, want to end COMPLETED/100", events)
 	}

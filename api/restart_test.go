@@ -70,15 +70,7 @@ func TestTerminalEventSurvivesDatabaseRestart(t *testing.T) {
 	}
 	e.setProgress(gen, db.StatusCompleted, 100)
 
-	var last progressEvent
-	for {
-		ev := c.nextEvent("1", 20*time.Second)
-		if ev.Kind == "complete" {
-			break
-		}
-		last = decodeProgress(t, ev, "generationProgress")
-	}
-	if last.Status != "COMPLETED" {
+	if last := lastProgress(t, c.progressUntilComplete("1", 20*time.Second)); last.Status != "COMPLETED" {
 		t.Fatalf("last event %+v, want COMPLETED", last)
 	}
 }

@@ -56,14 +56,7 @@ func TestGenerationProgressBothSubprotocols(t *testing.T) {
 			e.exec(`UPDATE stories SET title = 'The Fox (revised)' WHERE id = $1`, story)
 			e.setProgress(gen, db.StatusCompleted, 100)
 
-			var got []progressEvent
-			for {
-				ev := c.nextEvent("1", 5*time.Second)
-				if ev.Kind == "complete" {
-					break
-				}
-				got = append(got, decodeProgress(t, ev, "generationProgress"))
-			}
+			got := c.progressUntilComplete("1", 5*time.Second)
 			if len(got) == 0 || got[len(got)-1].Status != "COMPLETED" || got[len(got)-1].Progress != 100 {
 				t.Fatalf("events = %v, want to end COMPLETED/100", got)
 			}
@@ -264,15 +257,7 @@ func TestTerminalEventSurvivesListenerReconnect(t *testing.T) {
 	}
 	e.setProgress(gen, db.StatusCompleted, 100)
 
-	var last progressEvent
-	for {
-		ev := c.nextEvent("1", 10*time.Second)
-		if ev.Kind == "complete" {
-			break
-		}
-		last = decodeProgress(t, ev, "generationProgress")
-	}
-	if last.Status != "COMPLETED" {
+	if last := lastProgress(t, c.progressUntilComplete("1", 10*time.Second)); last.Status != "COMPLETED" {
 		t.Fatalf("last event %+v, want COMPLETED", last)
 	}
 }
@@ -298,12 +283,8 @@ func TestSlowClientDoesNotSlowOthers(t *testing.T) {
 		e.setProgress(gen, db.StatusInProgress, i)
 	}
 	e.setProgress(gen, db.StatusCompleted, 100)
-	for {
-		ev := fast.nextEvent("f", 10*time.Second)
-		if ev.Kind == "complete" {
-			return
-		}
-		decodeProgress(t, ev, "generationProgress")
+	if last := lastProgress(t, fast.progressUntilComplete("f", 10*time.Second)); last.Status != "COMPLETED" {
+		t.Fatalf("fast client's last event %+v, want COMPLETED", last)
 	}
 }
 

@@ -397,3 +397,28 @@ func mintToken(t testing.TB, u user, ttl time.Duration) string {
 	}
 	return tok
 }
+
+// progressUntilComplete collects the generationProgress events of
+// operation id until the server completes it, waiting up to timeout for
+// each.
+func (c *wsClient) progressUntilComplete(id string, timeout time.Duration) []progressEvent {
+	c.t.Helper()
+	var events []progressEvent
+	for {
+		ev := c.nextEvent(id, timeout)
+		if ev.Kind == "complete" {
+			return events
+		}
+		events = append(events, decodeProgress(c.t, ev, "generationProgress"))
+	}
+}
+
+// lastProgress is the final event of events, failing the test when there
+// is none.
+func lastProgress(t testing.TB, events []progressEvent) progressEvent {
+	t.Helper()
+	if len(events) == 0 {
+		t.Fatal("the subscription completed without an event")
+	}
+	return events[len(events)-1]
+}
