@@ -130,7 +130,7 @@ func NewGraphQL(o Options) *handler.Server {
 		srv.AddTransport(o.Sockets.Transport())
 		// Server-sent events, for clients that cannot use websockets; it
 		// must come before POST, which would take the request otherwise.
-		srv.AddTransport(transport.SSE{KeepAlivePingInterval: wsKeepAlive})
+		srv.AddTransport(transport.SSE{KeepAlivePingInterval: o.Sockets.KeepAlive})
 	}
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})

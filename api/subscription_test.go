@@ -2,10 +2,13 @@ package api_test
 
 import (
 	"fmt"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
 	"github.com/narrate/narrate/db"
@@ -331,5 +334,46 @@ func TestThousandSubscriptionsLeaveNoGoroutines(t *testing.T) {
 	// goleak retries for a while, so sockets still closing are waited for.
 	if err := goleak.Find(ignore); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestKeepAlives(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	srv := startRealtime(t, e.DB, 50*time.Millisecond, withKeepAlive(50*time.Millisecond))
+	alice := e.newUser("alice@example.com", false)
+	for _, proto := range []string{protoTransportWS, protoLegacyWS} {
+		c := dialWS(t, srv.URL, proto, authInit(alice.Token))
+		c.ack()
+		deadline := time.Now().Add(5 * time.Second)
+		for c.keepAlives.Load() < 3 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := c.keepAlives.Load(); n < 3 {
+			t.Errorf("%s: %d keepalives in 5 s at a 50 ms interval", proto, n)
+		}
+	}
+}
+
+func TestWebsocketOriginsFollowCORSOrigins(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	srv := startRealtime(t, e.DB, 50*time.Millisecond, withOrigins("https://app.example.com"))
+	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/graphql"
+	for origin, want := range map[string]int{
+		"https://app.example.com":  http.StatusSwitchingProtocols,
+		"https://evil.example.com": http.StatusForbidden,
+	} {
+		dialer := websocket.Dialer{Subprotocols: []string{protoTransportWS}}
+		conn, res, err := dialer.Dial(url, http.Header{"Origin": {origin}})
+		if conn != nil {
+			conn.Close()
+		}
+		if res == nil {
+			t.Fatalf("%s: no response: %v", origin, err)
+		}
+		if res.StatusCode != want {
+			t.Errorf("origin %s: HTTP %d, want %d", origin, res.StatusCode, want)
+		}
 	}
 }

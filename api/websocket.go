@@ -37,6 +37,10 @@ const (
 // registry of open sockets so each one can be closed with the right code:
 // 4403 when its token expires, 1001 when the server shuts down.
 type Sockets struct {
+	// KeepAlive is how often idle sockets are pinged (graphql-transport-ws)
+	// or sent "ka" (graphql-ws); set it before serving.
+	KeepAlive time.Duration
+
 	verifier *auth.Verifier
 	metrics  *realtime.Metrics
 	logger   *slog.Logger
@@ -64,7 +68,8 @@ type socket struct {
 // NewSockets makes the websocket side of the API.
 func NewSockets(verifier *auth.Verifier, origins []string, metrics *realtime.Metrics, logger *slog.Logger) *Sockets {
 	return &Sockets{
-		verifier: verifier,
+		KeepAlive: wsKeepAlive,
+		verifier:  verifier,
 		metrics:  metrics,
 		logger:   logger,
 		impl:     wsgorilla.New(wsgorilla.Options{AllowedOrigins: origins}),
@@ -78,8 +83,8 @@ func (s *Sockets) Transport() transport.Websocket {
 		Implementation:        s,
 		InitFunc:              s.init,
 		InitTimeout:           wsInitTimeout,
-		KeepAlivePingInterval: wsKeepAlive,
-		PingPongInterval:      wsKeepAlive,
+		KeepAlivePingInterval: s.KeepAlive,
+		PingPongInterval:      s.KeepAlive,
 	}
 }
 

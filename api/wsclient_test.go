@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,7 +47,15 @@ type rtOption func(*rtConfig)
 
 type rtConfig struct {
 	narration bool
+	origins   []string
+	keepAlive time.Duration
 }
+
+// withOrigins restricts the browser origins allowed to open sockets.
+func withOrigins(origins ...string) rtOption { return func(c *rtConfig) { c.origins = origins } }
+
+// withKeepAlive sets the keepalive interval.
+func withKeepAlive(d time.Duration) rtOption { return func(c *rtConfig) { c.keepAlive = d } }
 
 // withNarration adds what `server serve` adds for narrations: the local
 // voice provider (with a small chunk limit, so stories take several
@@ -95,7 +104,10 @@ func startRealtime(t testing.TB, d *dbtest.DB, minBackoff time.Duration, opts ..
 	var handler http.Handler
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	s := &rtServer{URL: srv.URL, Listener: listener, Registry: reg}
-	s.Sockets = api.NewSockets(verifier, nil, metrics, logger)
+	s.Sockets = api.NewSockets(verifier, cfg.origins, metrics, logger)
+	if cfg.keepAlive > 0 {
+		s.Sockets.KeepAlive = cfg.keepAlive
+	}
 	resolver := &graph.Resolver{DB: pool, Logger: logger, Hub: hub, Metrics: metrics}
 	options := api.Options{DB: pool, Verifier: verifier, Logger: logger, Registry: reg, Sockets: s.Sockets, Resolver: resolver}
 	closeStore := func() {}
@@ -157,6 +169,9 @@ type wsClient struct {
 	closeCode int
 	// pending holds messages read while waiting for another operation's.
 	pending map[string][]wsMessage
+	// keepAlives counts the server's "ka" (graphql-ws) and "ping"
+	// (graphql-transport-ws) messages.
+	keepAlives atomic.Int32
 }
 
 type wsMessage struct {
@@ -199,8 +214,10 @@ func (c *wsClient) read() {
 		}
 		switch m.Type {
 		case "ka":
+			c.keepAlives.Add(1)
 			continue
 		case "ping":
+			c.keepAlives.Add(1)
 			c.write(wsMessage{Type: "pong"})
 			continue
 		}
