@@ -70,10 +70,10 @@ func NewSockets(verifier *auth.Verifier, origins []string, metrics *realtime.Met
 	return &Sockets{
 		KeepAlive: wsKeepAlive,
 		verifier:  verifier,
-		metrics:  metrics,
-		logger:   logger,
-		impl:     wsgorilla.New(wsgorilla.Options{AllowedOrigins: origins}),
-		open:     map[*socket]struct{}{},
+		metrics:   metrics,
+		logger:    logger,
+		impl:      wsgorilla.New(wsgorilla.Options{AllowedOrigins: origins}),
+		open:      map[*socket]struct{}{},
 	}
 }
 
