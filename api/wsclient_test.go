@@ -172,6 +172,8 @@ type wsClient struct {
 	// keepAlives counts the server's "ka" (graphql-ws) and "ping"
 	// (graphql-transport-ws) messages.
 	keepAlives atomic.Int32
+	// writeMu serialises writes: the reader answers pings meanwhile.
+	writeMu sync.Mutex
 }
 
 type wsMessage struct {
@@ -226,6 +228,8 @@ func (c *wsClient) read() {
 }
 
 func (c *wsClient) write(m wsMessage) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
 	if err := c.conn.WriteJSON(m); err != nil {
 		c.t.Logf("ws write: %v", err)
 	}

@@ -74,6 +74,9 @@ type Options struct {
 	// ReadBufferSize and WriteBufferSize size gorilla's I/O buffers; zero
 	// reuses the buffers of the HTTP server.
 	ReadBufferSize, WriteBufferSize int
+	// PoolWriteBuffers shares write buffers between connections, taking one
+	// only while a message is written: an idle socket then holds none.
+	PoolWriteBuffers bool
 	// Subprotocols are offered in addition to the GraphQL subprotocols gqlgen
 	// asks for; gqlgen itself closes sockets that negotiate anything else.
 	Subprotocols []string
@@ -89,6 +92,7 @@ type Implementation struct {
 	closeGracePeriod time.Duration
 	readBufferSize   int
 	writeBufferSize  int
+	writeBufferPool  websocket.BufferPool
 	subprotocols     []string
 }
 
@@ -105,6 +109,9 @@ func New(opts Options) *Implementation {
 		readBufferSize:   opts.ReadBufferSize,
 		writeBufferSize:  opts.WriteBufferSize,
 		subprotocols:     slices.Clone(opts.Subprotocols),
+	}
+	if opts.PoolWriteBuffers {
+		impl.writeBufferPool = &sync.Pool{}
 	}
 	if impl.readLimit == 0 {
 		impl.readLimit = DefaultReadLimit
@@ -130,6 +137,7 @@ func (i *Implementation) Accept(w http.ResponseWriter, r *http.Request, options 
 		HandshakeTimeout: i.handshakeTimeout,
 		ReadBufferSize:   i.readBufferSize,
 		WriteBufferSize:  i.writeBufferSize,
+		WriteBufferPool:  i.writeBufferPool,
 		Subprotocols:     i.subprotocolsFor(options.Subprotocols),
 		CheckOrigin:      i.checkOrigin,
 		Error:            writeHandshakeStatus,
