@@ -3,6 +3,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -55,7 +56,31 @@ type Config struct {
 	// ListenURL is a direct (session) connection for LISTEN, needed when
 	// DatabaseURL goes through a transaction pooler; empty uses DatabaseURL.
 	ListenURL string
+	// StorageS3 locates S3-compatible audio storage. Audio is kept there
+	// when its Bucket is set, and under DataDir otherwise.
+	StorageS3 S3Storage
 }
+
+// S3Storage is the STORAGE_S3_* settings.
+type S3Storage struct {
+	// Endpoint is the service's base URL, such as
+	// "https://<project-ref>.storage.supabase.co/storage/v1/s3".
+	Endpoint string
+	// Bucket enables S3 storage when set.
+	Bucket string
+	Region string
+	// Prefix is prepended to every object key; empty stores keys as they
+	// are.
+	Prefix          string
+	AccessKeyID     string
+	SecretAccessKey string
+	// PathStyle puts the bucket in the URL's path rather than its host
+	// name, as Supabase and MinIO require.
+	PathStyle bool
+}
+
+// Enabled reports whether audio is stored in S3 rather than under DataDir.
+func (s S3Storage) Enabled() bool { return s.Bucket != "" }
 
 // ListenDatabaseURL is the URL the notification listener connects to.
 func (c Config) ListenDatabaseURL(databaseURL string) string {
@@ -76,6 +101,7 @@ const (
 	DefaultWorkerPollInterval      = 2 * time.Second
 	DefaultWorkerLease             = 30 * time.Second
 	DefaultAudioURLTTL             = time.Hour
+	DefaultS3Region                = "us-east-1"
 )
 
 // FromEnv reads the configuration from the process environment.
@@ -140,7 +166,49 @@ func Parse(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("JWKS_URL: %q is not an absolute URL", c.JWKSURL)
 		}
 	}
+	if c.StorageS3, err = parseS3Storage(getenv); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// parseS3Storage reads the STORAGE_S3_* settings. Settings without a
+// bucket are an error rather than ignored, so that a forgotten bucket does
+// not silently keep audio on the local disk.
+func parseS3Storage(getenv func(string) string) (S3Storage, error) {
+	s := S3Storage{
+		Endpoint:        strings.TrimRight(getenv("STORAGE_S3_ENDPOINT"), "/"),
+		Bucket:          getenv("STORAGE_S3_BUCKET"),
+		Region:          or(getenv("STORAGE_S3_REGION"), DefaultS3Region),
+		Prefix:          getenv("STORAGE_S3_PREFIX"),
+		AccessKeyID:     getenv("STORAGE_S3_ACCESS_KEY_ID"),
+		SecretAccessKey: getenv("STORAGE_S3_SECRET_ACCESS_KEY"),
+		PathStyle:       true,
+	}
+	if v := getenv("STORAGE_S3_PATH_STYLE"); v != "" {
+		var err error
+		if s.PathStyle, err = strconv.ParseBool(v); err != nil {
+			return s, fmt.Errorf("STORAGE_S3_PATH_STYLE: %q is not a boolean", v)
+		}
+	}
+	if !s.Enabled() {
+		for _, name := range []string{"STORAGE_S3_ENDPOINT", "STORAGE_S3_PREFIX", "STORAGE_S3_ACCESS_KEY_ID", "STORAGE_S3_SECRET_ACCESS_KEY"} {
+			if getenv(name) != "" {
+				return s, fmt.Errorf("%s is set but STORAGE_S3_BUCKET is not: set the bucket to store audio in S3, or unset %s", name, name)
+			}
+		}
+		return s, nil
+	}
+	if s.Endpoint == "" {
+		return s, errors.New("STORAGE_S3_ENDPOINT: required when STORAGE_S3_BUCKET is set")
+	}
+	if u, err := url.Parse(s.Endpoint); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return s, fmt.Errorf("STORAGE_S3_ENDPOINT: %q is not an absolute http(s) URL", s.Endpoint)
+	}
+	if s.AccessKeyID == "" || s.SecretAccessKey == "" {
+		return s, errors.New("STORAGE_S3_ACCESS_KEY_ID and STORAGE_S3_SECRET_ACCESS_KEY: both required when STORAGE_S3_BUCKET is set")
+	}
+	return s, nil
 }
 
 func or(v, def string) string {

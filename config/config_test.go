@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -47,5 +48,92 @@ func TestInvalidWorkerSettings(t *testing.T) {
 		if _, err := Parse(env(vars)); err == nil {
 			t.Errorf("%s: Parse(%v) succeeded", name, vars)
 		}
+	}
+}
+
+func TestS3StorageSettings(t *testing.T) {
+	t.Parallel()
+	full := map[string]string{
+		"STORAGE_S3_ENDPOINT":          "https://abcd.storage.supabase.co/storage/v1/s3/",
+		"STORAGE_S3_BUCKET":            "narrations",
+		"STORAGE_S3_ACCESS_KEY_ID":     "key-id",
+		"STORAGE_S3_SECRET_ACCESS_KEY": "secret",
+	}
+	with := func(extra map[string]string) map[string]string {
+		vars := map[string]string{}
+		for k, v := range full {
+			vars[k] = v
+		}
+		for k, v := range extra {
+			vars[k] = v
+		}
+		return vars
+	}
+	for _, tc := range []struct {
+		name string
+		vars map[string]string
+		want S3Storage
+	}{
+		{"unset: local storage", nil, S3Storage{Region: DefaultS3Region, PathStyle: true}},
+		{"defaults", full, S3Storage{
+			Endpoint: "https://abcd.storage.supabase.co/storage/v1/s3", Bucket: "narrations", Region: "us-east-1",
+			AccessKeyID: "key-id", SecretAccessKey: "secret", PathStyle: true,
+		}},
+		{"everything", with(map[string]string{
+			"STORAGE_S3_REGION": "eu-central-1", "STORAGE_S3_PREFIX": "prod/audio", "STORAGE_S3_PATH_STYLE": "false",
+		}), S3Storage{
+			Endpoint: "https://abcd.storage.supabase.co/storage/v1/s3", Bucket: "narrations", Region: "eu-central-1",
+			Prefix: "prod/audio", AccessKeyID: "key-id", SecretAccessKey: "secret", PathStyle: false,
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Parse(env(tc.vars))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.StorageS3 != tc.want {
+				t.Errorf("StorageS3 = %+v, want %+v", c.StorageS3, tc.want)
+			}
+			if c.StorageS3.Enabled() != (tc.want.Bucket != "") {
+				t.Errorf("Enabled() = %v", c.StorageS3.Enabled())
+			}
+		})
+	}
+}
+
+func TestInvalidS3StorageSettings(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		vars map[string]string
+		want string // a substring of the error
+	}{
+		{"bucket without endpoint", map[string]string{
+			"STORAGE_S3_BUCKET": "b", "STORAGE_S3_ACCESS_KEY_ID": "k", "STORAGE_S3_SECRET_ACCESS_KEY": "s",
+		}, "STORAGE_S3_ENDPOINT: required"},
+		{"endpoint not a URL", map[string]string{
+			"STORAGE_S3_BUCKET": "b", "STORAGE_S3_ENDPOINT": "storage.example.com", "STORAGE_S3_ACCESS_KEY_ID": "k", "STORAGE_S3_SECRET_ACCESS_KEY": "s",
+		}, "not an absolute http(s) URL"},
+		{"no secret", map[string]string{
+			"STORAGE_S3_BUCKET": "b", "STORAGE_S3_ENDPOINT": "http://localhost:9000", "STORAGE_S3_ACCESS_KEY_ID": "k",
+		}, "STORAGE_S3_SECRET_ACCESS_KEY"},
+		{"no access key", map[string]string{
+			"STORAGE_S3_BUCKET": "b", "STORAGE_S3_ENDPOINT": "http://localhost:9000", "STORAGE_S3_SECRET_ACCESS_KEY": "s",
+		}, "STORAGE_S3_ACCESS_KEY_ID"},
+		{"endpoint without bucket", map[string]string{"STORAGE_S3_ENDPOINT": "http://localhost:9000"}, "STORAGE_S3_BUCKET is not"},
+		{"keys without bucket", map[string]string{"STORAGE_S3_ACCESS_KEY_ID": "k", "STORAGE_S3_SECRET_ACCESS_KEY": "s"}, "STORAGE_S3_BUCKET is not"},
+		{"path style not a boolean", map[string]string{"STORAGE_S3_PATH_STYLE": "path"}, "STORAGE_S3_PATH_STYLE"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse(env(tc.vars))
+			if err == nil {
+				t.Fatalf("Parse(%v) succeeded", tc.vars)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not mention %q", err, tc.want)
+			}
+		})
 	}
 }

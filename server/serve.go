@@ -76,11 +76,11 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	if err != nil {
 		return err
 	}
-	store, err := storage.NewLocal(filepath.Join(cfg.DataDir, "audio"))
+	store, closeStore, err := newStore(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer closeStore()
 
 	// The worker stops after the HTTP server and before the listener and
 	// the pool it uses (deferred earlier, so closed later).
@@ -292,6 +292,40 @@ func newProvider(cfg config.Config, logger *slog.Logger) (voice.Provider, error)
 	}
 	logger.Info("using ElevenLabs", "base_url", cfg.ElevenLabsBaseURL, "max_concurrent", cfg.ElevenLabsMaxConcurrent)
 	return client, nil
+}
+
+// s3CheckTimeout bounds the start-up check of the S3 bucket, so that an
+// unreachable endpoint fails the start rather than hanging it.
+const s3CheckTimeout = 30 * time.Second
+
+// newStore is the S3-compatible bucket when STORAGE_S3_BUCKET is set, which
+// every host of a deployment shares, and otherwise a directory under
+// DATA_DIR. The returned function releases the store.
+func newStore(ctx context.Context, cfg config.Config, logger *slog.Logger) (storage.Store, func(), error) {
+	if s3cfg := cfg.StorageS3; s3cfg.Enabled() {
+		checkCtx, cancel := context.WithTimeout(ctx, s3CheckTimeout)
+		defer cancel()
+		store, err := storage.NewS3(checkCtx, storage.S3Config{
+			Endpoint:        s3cfg.Endpoint,
+			Region:          s3cfg.Region,
+			Bucket:          s3cfg.Bucket,
+			Prefix:          s3cfg.Prefix,
+			AccessKeyID:     s3cfg.AccessKeyID,
+			SecretAccessKey: s3cfg.SecretAccessKey,
+			PathStyle:       s3cfg.PathStyle,
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("audio storage: %w", err)
+		}
+		logger.Info("storing audio in S3", "endpoint", s3cfg.Endpoint, "bucket", s3cfg.Bucket, "prefix", s3cfg.Prefix)
+		return store, func() {}, nil
+	}
+	dir := filepath.Join(cfg.DataDir, "audio")
+	store, err := storage.NewLocal(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("audio storage: %w", err)
+	}
+	return store, func() { _ = store.Close() }, nil
 }
 
 // startWorker runs a narration worker until the returned stop function is
