@@ -47,6 +47,10 @@ const startAttempts = 3
 // bytes on Linux, including the terminating NUL).
 const maxSocketPath = 107
 
+// ErrUnreachable is returned (wrapped) by Start, when running as root, for
+// a directory the server user cannot reach.
+var ErrUnreachable = errors.New("localdb: directory not reachable by the server user")
+
 // Options configures Start.
 type Options struct {
 	// Dir holds the cluster: the data directory Dir/pgdata, the socket
@@ -315,8 +319,8 @@ func checkReachable(dir string, cred *syscall.Credential) error {
 			bit = 0o001
 		}
 		if fi.Mode().Perm()&bit == 0 {
-			return fmt.Errorf("localdb: %s is not reachable by the %q user (%s has mode %v); use a directory such as one from os.MkdirTemp under /tmp",
-				dir, serverUser, d, fi.Mode().Perm())
+			return fmt.Errorf("%w: %s is not reachable by the %q user (%s has mode %v); use a directory such as one from os.MkdirTemp under /tmp",
+				ErrUnreachable, dir, serverUser, d, fi.Mode().Perm())
 		}
 		if d == filepath.Dir(d) {
 			return nil

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -68,6 +71,15 @@ func openDatabase(ctx context.Context, cfg config.Config, logger *slog.Logger, m
 	dir := filepath.Join(cfg.DataDir, "postgres")
 	logger.Info("DATABASE_URL is not set: starting a local PostgreSQL cluster", "dir", dir)
 	cluster, err := localdb.Start(ctx, localdb.Options{Dir: dir, Reuse: true, Logger: logger})
+	if errors.Is(err, localdb.ErrUnreachable) {
+		// Running as root with DATA_DIR somewhere the postgres user cannot
+		// enter (a checkout under /root, typically): keep the cluster, and
+		// only it, in a directory of its own, named after DATA_DIR so each
+		// DATA_DIR still has its own cluster across runs.
+		fallback := clusterFallbackDir(cfg.DataDir)
+		logger.Warn("the postgres user cannot reach DATA_DIR; keeping the local cluster elsewhere", "dir", fallback, "data_dir", cfg.DataDir)
+		cluster, err = localdb.Start(ctx, localdb.Options{Dir: fallback, Reuse: true, Logger: logger})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("start local postgres: %w", err)
 	}
@@ -79,6 +91,13 @@ func openDatabase(ctx context.Context, cfg config.Config, logger *slog.Logger, m
 	}
 	logger.Info("local PostgreSQL is up", "url", cluster.AdminURL(localDatabase))
 	return d, nil
+}
+
+// clusterFallbackDir is where the local cluster of dataDir lives when the
+// postgres user cannot reach dataDir.
+func clusterFallbackDir(dataDir string) string {
+	sum := sha256.Sum256([]byte(dataDir))
+	return filepath.Join("/var/tmp", "narrate-"+hex.EncodeToString(sum[:6]))
 }
 
 // migrate applies the migrations and exits.

@@ -37,13 +37,39 @@ func TestServeLocalEndToEnd(t *testing.T) {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	serveEndToEnd(t, tmp, filepath.Join(tmp, "data"))
+}
+
+// TestServeLocalWithUnreachableDataDir runs the server as root with DATA_DIR
+// where the postgres user cannot go (a checkout under /root, say): the
+// cluster is kept in a directory of its own and everything else works.
+func TestServeLocalWithUnreachableDataDir(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the server binary")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("only root runs PostgreSQL as another user")
+	}
+	t.Parallel()
+	tmp, err := os.MkdirTemp("", "narrate-private-") // mode 0700
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(tmp) })
+	dataDir := filepath.Join(tmp, "data")
+	t.Cleanup(func() { _ = os.RemoveAll(clusterFallbackDir(dataDir)) })
+	serveEndToEnd(t, tmp, dataDir)
+}
+
+func serveEndToEnd(t *testing.T, tmp, dataDir string) {
+	t.Helper()
 	bin := filepath.Join(tmp, "server")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	port := freePort(t)
 	env := append(os.Environ(),
-		"DATA_DIR="+filepath.Join(tmp, "data"),
+		"DATA_DIR="+dataDir,
 		"PORT="+strconv.Itoa(port),
 		"WORKER_CONCURRENCY=1",
 		"DATABASE_URL=", "TEST_DATABASE_URL=", "JWT_SECRET=", "JWKS_URL=", "ELEVENLABS_API_KEY=",
