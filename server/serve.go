@@ -179,15 +179,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		Registry:    registry,
 		CORSOrigins: cfg.CORSOrigins,
 		Sockets:     sockets,
-		Ready: func(ctx context.Context) error {
-			if err := pool.Ping(ctx); err != nil {
-				return fmt.Errorf("database: %w", err)
-			}
-			if !listener.Connected() {
-				return errors.New("notification listener is not connected")
-			}
-			return nil
-		},
+		Ready:       readiness(pool.Ping, listener.Connected),
 	})
 
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
@@ -226,6 +218,21 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	stopWorker()
 	logger.Info("stopped")
 	return nil
+}
+
+// readiness is /readyz's check: the process serves only while the
+// database answers and the notification listener is connected, since
+// without the listener subscriptions would silently stop receiving changes.
+func readiness(ping func(context.Context) error, listening func() bool) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := ping(ctx); err != nil {
+			return fmt.Errorf("database: %w", err)
+		}
+		if !listening() {
+			return errors.New("notification listener is not connected")
+		}
+		return nil
+	}
 }
 
 // jwtSecret is JWT_SECRET, or the development secret kept in DATA_DIR when
