@@ -56,7 +56,6 @@ type Querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // DB is the application's connection pool.
@@ -120,9 +119,7 @@ func (d *DB) Batch(ctx context.Context, s Session, queue func(b *pgx.Batch)) err
 		}
 		defer conn.Release()
 
-		b := &pgx.Batch{}
-		b.Queue("BEGIN")
-		b.Queue(setSessionSQL, s.Role, claimsText(s.Claims))
+		b := begin(s)
 		queue(b)
 		b.Queue("COMMIT")
 		if err := conn.SendBatch(ctx, b).Close(); err != nil {
@@ -170,10 +167,7 @@ func (d *DB) Tx(ctx context.Context, s Session, fn func(q Querier) error) error 
 		if err != nil {
 			return fmt.Errorf("acquire connection: %w", err)
 		}
-		b := &pgx.Batch{}
-		b.Queue("BEGIN")
-		b.Queue(setSessionSQL, s.Role, claimsText(s.Claims))
-		if err := c.SendBatch(ctx, b).Close(); err != nil {
+		if err := c.SendBatch(ctx, begin(s)).Close(); err != nil {
 			abort(ctx, c)
 			c.Release()
 			return fmt.Errorf("begin: %w", err)
@@ -214,11 +208,13 @@ func abort(ctx context.Context, conn *pgxpool.Conn) {
 	_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
 }
 
-func claimsText(c json.RawMessage) string {
-	if len(c) == 0 {
-		return ""
-	}
-	return string(c)
+// begin starts a batch with BEGIN and the session's settings, which every
+// transaction sends before its statements.
+func begin(s Session) *pgx.Batch {
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(setSessionSQL, s.Role, string(s.Claims))
+	return b
 }
 
 // Errors callers branch on.

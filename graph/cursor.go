@@ -27,8 +27,8 @@ func encodeCursor(kind string, key any) string {
 	return base64.RawURLEncoding.EncodeToString(append([]byte(kind+":"), b...))
 }
 
-// decodeCursor reads a cursor of the given kind into key; a nil or empty
-// cursor leaves key nil-equivalent and reports false.
+// decodeCursor reads a cursor of the given kind; a nil cursor gives a nil
+// key (the first page).
 func decodeCursor[K any](kind string, cursor *string) (*K, error) {
 	if cursor == nil {
 		return nil, nil
@@ -76,4 +76,19 @@ func pageSize(first *int, def int) (int, error) {
 		return 0, badInput(fmt.Sprintf("first must be between 0 and %d", maxPageSize))
 	}
 	return *first, nil
+}
+
+// checkPage validates the arguments of a nested connection's page: its
+// size and, if any, a cursor of kind K. Nested connections load through
+// loaders, which decode the cursor themselves; validating here gives the
+// client the error on the field that has the bad argument.
+func checkPage[K any](kind string, first *int, after *string, def int) (int, error) {
+	size, err := pageSize(first, def)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := decodeCursor[K](kind, after); err != nil {
+		return 0, err
+	}
+	return size, nil
 }

@@ -83,6 +83,9 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 		presented := graphql.DefaultErrorPresenter(ctx, err)
 		var appErr *Error
 		if errors.As(err, &appErr) {
+			if appErr.Err != nil {
+				logger.DebugContext(ctx, "client error", "code", appErr.Code, "err", appErr.Err, "path", graphql.GetPath(ctx).String())
+			}
 			presented.Message = appErr.Message
 			presented.Extensions = map[string]any{"code": appErr.Code}
 			return presented

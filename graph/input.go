@@ -23,6 +23,8 @@ const (
 	maxTitle   = 300
 	maxSlug    = 200
 	maxContent = 1_000_000
+	// maxDisplayName matches the profiles.display_name CHECK constraint.
+	maxDisplayName = 100
 )
 
 // checkStory validates the story fields that are present (non-nil).
@@ -81,11 +83,8 @@ func deref(s *string) string {
 // (optionally of one story) through the response's loader, so a page of
 // parents costs one statement.
 func (r *Resolver) generations(ctx context.Context, owner db.OwnerKey, first *int, after *string, status *db.Status) (*model.StoryGenerationConnection, error) {
-	size, err := pageSize(first, defaultPageSize)
+	size, err := checkPage[db.GenerationKey](cursorGeneration, first, after, defaultPageSize)
 	if err != nil {
-		return nil, err
-	}
-	if _, err := decodeCursor[db.GenerationKey](cursorGeneration, after); err != nil {
 		return nil, err
 	}
 	if owner.UserID == uuid.Nil {

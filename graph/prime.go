@@ -113,19 +113,17 @@ func logPageArgs(f graphql.CollectedField, vars map[string]any) (size int, after
 		}
 		first = &n
 	}
-	size, err := pageSize(first, defaultLogPageSize)
-	if err != nil {
-		return 0, "", false
-	}
+	var cursor *string
 	if v := args["after"]; v != nil {
 		s, isString := v.(string)
 		if !isString {
 			return 0, "", false
 		}
-		after = s
-		if _, err := decodeCursor[db.LogKey](cursorLog, &after); err != nil {
-			return 0, "", false
-		}
+		cursor, after = &s, s
+	}
+	size, err := checkPage[db.LogKey](cursorLog, first, cursor, defaultLogPageSize)
+	if err != nil {
+		return 0, "", false
 	}
 	return size, after, true
 }

@@ -24,7 +24,7 @@ func (r *mutationResolver) UpdateProfile(ctx context.Context, input model.Update
 	}
 	patch := db.ProfilePatch{}
 	if value, set := input.DisplayName.ValueOK(); set {
-		if err := checkText("displayName", value, 100); err != nil {
+		if err := checkText("displayName", value, maxDisplayName); err != nil {
 			return nil, err
 		}
 		patch.DisplayName, patch.SetDisplayName = value, true
@@ -241,11 +241,8 @@ func (r *storyGenerationResolver) User(ctx context.Context, obj *db.Generation) 
 
 // Logs is the resolver for the logs field.
 func (r *storyGenerationResolver) Logs(ctx context.Context, obj *db.Generation, first *int, after *string) (*model.GenerationLogConnection, error) {
-	size, err := pageSize(first, defaultLogPageSize)
+	size, err := checkPage[db.LogKey](cursorLog, first, after, defaultLogPageSize)
 	if err != nil {
-		return nil, err
-	}
-	if _, err := decodeCursor[db.LogKey](cursorLog, after); err != nil {
 		return nil, err
 	}
 	rows, err := r.loaders(ctx).logs.Load(ctx, pageKey[uuid.UUID]{Parent: obj.ID, Limit: size + 1, After: deref(after)})()

@@ -73,9 +73,8 @@ type stream struct {
 }
 
 type sent struct {
-	status   db.Status
-	progress int
-	at       int64 // updated_at, in microseconds
+	status db.Status
+	at     int64 // updated_at, in microseconds
 }
 
 func (r *Resolver) newStream(v Viewer, sub *realtime.Subscription, single bool) *stream {
@@ -200,7 +199,7 @@ func (s *stream) send(ctx context.Context, g *db.Generation, e realtime.Event) b
 	case <-ctx.Done():
 		return false
 	}
-	s.last[g.ID] = sent{status: g.Status, progress: g.Progress, at: g.UpdatedAt.UnixMicro()}
+	s.last[g.ID] = sent{status: g.Status, at: g.UpdatedAt.UnixMicro()}
 	s.r.Metrics.Delivered(e)
 	return true
 }
