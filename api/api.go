@@ -84,7 +84,7 @@ func New(o Options) http.Handler {
 	metrics := newHTTPMetrics(o.Registry)
 
 	mux := http.NewServeMux()
-	var graphqlHandler http.Handler = authenticate(o.Verifier, rejectGetMutations(gql))
+	var graphqlHandler http.Handler = authenticate(o.Verifier, rejectGetMutations(limitBody(gql)))
 	if o.Sockets != nil {
 		graphqlHandler = o.Sockets.track(graphqlHandler)
 	}
@@ -116,7 +116,7 @@ func New(o Options) http.Handler {
 
 	var h http.Handler = mux
 	h = cors(o.CORSOrigins, h)
-	h = metrics.observe(o.Logger, mux, h)
+	h = metrics.observe(o.Logger, h)
 	h = requestID(h)
 	return h
 }

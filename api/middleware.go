@@ -17,8 +17,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/vektah/gqlparser/v2/ast"
-	"github.com/vektah/gqlparser/v2/parser"
 
 	"github.com/narrate/narrate/auth"
 	"github.com/narrate/narrate/graph"
@@ -83,31 +81,25 @@ func isEventStream(r *http.Request) bool {
 	return r.Method == http.MethodPost && strings.Contains(r.Header.Get("Accept"), "text/event-stream")
 }
 
-// rejectGetMutations answers 405 to a GET carrying a mutation (or
+// rejectGetMutations answers 405 to a GET carrying a mutation (or a
 // subscription): GET must be safe, so browsers, caches and prefetchers can
-// never change state. gqlgen's GET transport would answer 406.
+// never change state. gqlgen's GET transport parses the operation (through
+// its query cache, persisted queries included) and refuses anything but a
+// query with 406, its only use of that status; the refusal is rewritten
+// here into the 405 with Allow: POST the API promises.
 func rejectGetMutations(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet && !isWebsocket(r) {
-			if query := r.URL.Query().Get("query"); query != "" {
-				doc, err := parser.ParseQuery(&ast.Source{Input: query})
-				if err == nil {
-					op := doc.Operations.ForName(r.URL.Query().Get("operationName"))
-					if op == nil && len(doc.Operations) == 1 {
-						op = doc.Operations[0]
-					}
-					if op != nil && op.Operation != ast.Query {
-						w.Header().Set("Allow", http.MethodPost)
-						writeGraphQLError(w, http.StatusMethodNotAllowed, graph.CodeBadUserInput,
-							"GET requests may only carry queries; send "+string(op.Operation)+"s with POST")
-						return
-					}
-				}
-			}
-			// A persisted query carries no text to look at here: gqlgen's
-			// GET transport finds the mutation and refuses it with 406.
 			w = &getMutationRefusal{ResponseWriter: w}
 		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// limitBody caps JSON request bodies; multipart uploads have their own
+// limits in the multipart transport.
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && !strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/") {
 			r.Body = http.MaxBytesReader(w, r.Body, maxJSONBody)
 		}
@@ -299,14 +291,16 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 // observe logs every request once it is answered and records it in the
 // metrics under its route pattern, never its raw path, so label
 // cardinality stays bounded.
-func (m *httpMetrics) observe(logger *slog.Logger, mux *http.ServeMux, next http.Handler) http.Handler {
+func (m *httpMetrics) observe(logger *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
 		elapsed := time.Since(start)
 
-		_, route := mux.Handler(r)
+		// The mux records the pattern it matched on the request it was
+		// given, this one: no need to match again.
+		route := r.Pattern
 		if route == "" {
 			route = "unmatched"
 		}
