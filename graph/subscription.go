@@ -82,8 +82,6 @@ func (r *Resolver) newStream(v Viewer, sub *realtime.Subscription, single bool) 
 }
 
 func (s *stream) run(ctx context.Context, snapshot *db.Generation) {
-	s.r.Metrics.SubscriptionStarted()
-	defer s.r.Metrics.SubscriptionEnded()
 	defer close(s.out)
 	defer s.sub.Close()
 

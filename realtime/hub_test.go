@@ -307,7 +307,7 @@ func TestHubMetrics(t *testing.T) {
 	want := map[string]float64{
 		"narrate_realtime_events_published_total": 4,
 		"narrate_realtime_events_coalesced_total": 1,
-		"narrate_realtime_subscriptions":          1,
+		"narrate_realtime_active_subscriptions":   1,
 	}
 	for name, value := range want {
 		if got := gather(t, reg, name); got != value {
@@ -316,7 +316,7 @@ func TestHubMetrics(t *testing.T) {
 	}
 	sub.Close()
 	sub.Close()
-	if got := gather(t, reg, "narrate_realtime_subscriptions"); got != 0 {
+	if got := gather(t, reg, "narrate_realtime_active_subscriptions"); got != 0 {
 		t.Errorf("subscriptions = %v after close, want 0", got)
 	}
 }

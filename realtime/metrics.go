@@ -20,7 +20,6 @@ type Metrics struct {
 	reconnects      prometheus.Counter
 	connected       prometheus.Gauge
 	sockets         prometheus.Gauge
-	active          prometheus.Gauge
 	delivered       prometheus.Counter
 	latency         prometheus.Histogram
 }
@@ -43,8 +42,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help: "Pending subscriber events dropped because one generation changed status too often before the subscriber drained.",
 		}),
 		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "narrate", Subsystem: "realtime", Name: "subscriptions",
-			Help: "Open hub subscriptions.",
+			Namespace: "narrate", Subsystem: "realtime", Name: "active_subscriptions",
+			Help: "Open subscriptions: each streaming GraphQL subscription holds one on the hub.",
 		}),
 		notifications: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "narrate", Subsystem: "realtime", Name: "notifications_received_total",
@@ -61,10 +60,6 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		sockets: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "narrate", Subsystem: "realtime", Name: "open_sockets",
 			Help: "Open websocket connections.",
-		}),
-		active: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "narrate", Subsystem: "realtime", Name: "active_subscriptions",
-			Help: "GraphQL subscriptions currently streaming.",
 		}),
 		delivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "narrate", Subsystem: "realtime", Name: "events_delivered_total",
@@ -84,7 +79,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.published, m.coalesced, m.dropped, m.subscriptions,
 		m.notifications, m.invalidPayloads, m.reconnects, m.connected,
-		m.sockets, m.active, m.delivered, m.latency,
+		m.sockets, m.delivered, m.latency,
 	} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
@@ -160,20 +155,6 @@ func (m *Metrics) SocketOpened() {
 func (m *Metrics) SocketClosed() {
 	if m != nil {
 		m.sockets.Dec()
-	}
-}
-
-// SubscriptionStarted counts a GraphQL subscription that began streaming.
-func (m *Metrics) SubscriptionStarted() {
-	if m != nil {
-		m.active.Inc()
-	}
-}
-
-// SubscriptionEnded counts a GraphQL subscription that stopped streaming.
-func (m *Metrics) SubscriptionEnded() {
-	if m != nil {
-		m.active.Dec()
 	}
 }
 
