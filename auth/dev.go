@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -18,11 +19,11 @@ import (
 // DevIssuer is the iss of tokens made by [Mint].
 const DevIssuer = "narrate-dev"
 
-// devSecretFile is the name of the development secret inside its directory.
-const devSecretFile = "jwt-secret"
+// DevSecretFile is the name of the development secret inside its directory.
+const DevSecretFile = "jwt-secret"
 
-// devSecretBytes is the amount of randomness in a new development secret.
-const devSecretBytes = 32
+// secretBytes is the amount of randomness in a new secret.
+const secretBytes = 32
 
 // Mint signs a development HS256 token shaped like a Supabase access token:
 // sub, email, role "authenticated", aud, iat, exp, iss [DevIssuer],
@@ -39,9 +40,6 @@ func Mint(secret []byte, userID uuid.UUID, email string, admin bool, audience st
 	if ttl <= 0 {
 		return "", fmt.Errorf("mint token: ttl %s is not positive", ttl)
 	}
-	if audience == "" {
-		audience = DefaultAudience
-	}
 	appMetadata := map[string]any{
 		"provider":  "email",
 		"providers": []string{"email"},
@@ -54,7 +52,7 @@ func Mint(secret []byte, userID uuid.UUID, email string, admin bool, audience st
 		"sub":           userID.String(),
 		"email":         email,
 		"role":          "authenticated",
-		"aud":           audience,
+		"aud":           cmp.Or(audience, DefaultAudience),
 		"iat":           now.Unix(),
 		"exp":           now.Add(ttl).Unix(),
 		"iss":           DevIssuer,
@@ -70,17 +68,24 @@ func Mint(secret []byte, userID uuid.UUID, email string, admin bool, audience st
 	return signed, nil
 }
 
-// DevSecret returns the development HS256 secret kept in dir/jwt-secret,
-// creating dir (0700) and the file (0600, 32 random bytes hex-encoded) on
-// first use.
+// DevSecret returns the development HS256 secret kept in dir/jwt-secret
+// (see [SecretFile]).
 //
 // The secret is the file's hex text itself, used as raw bytes, the same way
 // a JWT_SECRET value is used, so the file's content can be passed as
-// JWT_SECRET to another process and verify the same tokens. Concurrent first
-// calls, even from different processes, agree on one secret.
+// JWT_SECRET to another process and verify the same tokens.
 func DevSecret(dir string) ([]byte, error) {
-	path := filepath.Join(dir, devSecretFile)
-	secret, err := readDevSecret(path)
+	return SecretFile(filepath.Join(dir, DevSecretFile))
+}
+
+// SecretFile returns the secret kept in path: the file's text, 32 random
+// bytes hex-encoded, created (mode 0600) on first use together with its
+// directory. The directory gets mode 0755, not 0700: it is DATA_DIR, which
+// PostgreSQL's own user must be able to cross; the file itself stays
+// private. Concurrent first calls, even from different processes, agree on
+// one secret.
+func SecretFile(path string) ([]byte, error) {
+	secret, err := readSecret(path)
 	if err == nil {
 		return secret, nil
 	}
@@ -88,36 +93,38 @@ func DevSecret(dir string) ([]byte, error) {
 		return nil, err
 	}
 
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("dev secret: %w", err)
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("secret %s: %w", path, err)
 	}
-	raw := make([]byte, devSecretBytes)
+	raw := make([]byte, secretBytes)
 	if _, err := rand.Read(raw); err != nil {
-		return nil, fmt.Errorf("dev secret: %w", err)
+		return nil, fmt.Errorf("secret %s: %w", path, err)
 	}
 	encoded := []byte(hex.EncodeToString(raw))
 	if err := createExclusive(dir, path, append(encoded, '\n')); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			// Another caller created it first; use theirs.
-			return readDevSecret(path)
+			return readSecret(path)
 		}
-		return nil, fmt.Errorf("dev secret: %w", err)
+		return nil, fmt.Errorf("secret %s: %w", path, err)
 	}
 	return encoded, nil
 }
 
-// readDevSecret reads and checks an existing secret file. A file that does
+// readSecret reads and checks an existing secret file. A file that does
 // not hold a full-length hex secret is an error rather than something to
-// overwrite, so a damaged file never silently invalidates issued tokens.
-func readDevSecret(path string) ([]byte, error) {
+// overwrite, so a damaged file never silently invalidates issued tokens or
+// links.
+func readSecret(path string) ([]byte, error) {
 	content, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("dev secret: %w", err)
+		return nil, fmt.Errorf("secret: %w", err)
 	}
 	text := strings.TrimSpace(string(content))
 	decoded, err := hex.DecodeString(text)
-	if err != nil || len(decoded) < devSecretBytes {
-		return nil, fmt.Errorf("dev secret: %s does not hold a hex secret of at least %d bytes", path, devSecretBytes)
+	if err != nil || len(decoded) < secretBytes {
+		return nil, fmt.Errorf("secret: %s does not hold a hex secret of at least %d bytes", path, secretBytes)
 	}
 	return []byte(text), nil
 }
@@ -126,7 +133,7 @@ func readDevSecret(path string) ([]byte, error) {
 // path appears complete and with mode 0600 or not at all, and fails with
 // fs.ErrExist when path already exists.
 func createExclusive(dir, path string, data []byte) (err error) {
-	tmp, err := os.CreateTemp(dir, "."+devSecretFile+"-*")
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*")
 	if err != nil {
 		return err
 	}
@@ -135,19 +142,18 @@ func createExclusive(dir, path string, data []byte) (err error) {
 			err = rmErr
 		}
 	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
+	// CreateTemp's 0600 is subject to the umask; Chmod is not.
+	err = tmp.Chmod(0o600)
+	if err == nil {
+		_, err = tmp.Write(data)
 	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
+	if err == nil {
+		err = tmp.Sync()
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
+	if closeErr := tmp.Close(); err == nil {
+		err = closeErr
 	}
-	if err := tmp.Close(); err != nil {
+	if err != nil {
 		return err
 	}
 	return os.Link(tmp.Name(), path)

@@ -168,8 +168,10 @@ func TestDevSecret(t *testing.T) {
 	if mode := info.Mode().Perm(); mode != 0o600 {
 		t.Errorf("file mode = %o, want 600", mode)
 	}
-	if info, err := os.Stat(dir); err != nil || info.Mode().Perm() != 0o700 {
-		t.Errorf("dir mode = %v (%v), want 700", info.Mode().Perm(), err)
+	if info, err := os.Stat(dir); err != nil {
+		t.Error(err)
+	} else if mode := info.Mode().Perm(); mode != 0o755 {
+		t.Errorf("dir mode = %o, want 755", mode)
 	}
 
 	second, err := DevSecret(dir)

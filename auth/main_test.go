@@ -30,19 +30,17 @@ var (
 // refresh goroutine outlives the context that started it.
 func TestMain(m *testing.M) {
 	var err error
-	if rsaKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	rsaKey, err = rsa.GenerateKey(rand.Reader, 2048)
+	if err == nil {
+		otherRSAKey, err = rsa.GenerateKey(rand.Reader, 2048)
 	}
-	if otherRSAKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	if err == nil {
+		ecKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	}
-	if ecKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	if err == nil {
+		otherECKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	}
-	if otherECKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -109,18 +110,9 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 	if cfg.Leeway < 0 {
 		return nil, fmt.Errorf("new verifier: negative leeway %s", cfg.Leeway)
 	}
-	audience := cfg.Audience
-	if audience == "" {
-		audience = DefaultAudience
-	}
-	leeway := cfg.Leeway
-	if leeway == 0 {
-		leeway = DefaultLeeway
-	}
-	logger := cfg.Logger
-	if logger == nil {
-		logger = slog.Default()
-	}
+	audience := cmp.Or(cfg.Audience, DefaultAudience)
+	leeway := cmp.Or(cfg.Leeway, DefaultLeeway)
+	logger := cmp.Or(cfg.Logger, slog.Default())
 
 	v := &Verifier{}
 	var methods []string
@@ -204,7 +196,9 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) 
 	}
 	// The parser accepted the token, so it has exactly three segments and
 	// the payload segment decodes.
-	payload, err := v.parser.DecodeSegment(strings.Split(token, ".")[1])
+	_, rest, _ := strings.Cut(token, ".")
+	segment, _, _ := strings.Cut(rest, ".")
+	payload, err := v.parser.DecodeSegment(segment)
 	if err != nil {
 		return nil, invalid("token is malformed", err)
 	}

@@ -86,6 +86,11 @@ func TestVerify(t *testing.T) {
 
 	user := uuid.New()
 	now := time.Now()
+	// signed makes a token maker for a table entry: user's claims after mod,
+	// signed with method and key under kid.
+	signed := func(method jwt.SigningMethod, key any, kid string, mod func(jwt.MapClaims)) func(*testing.T) string {
+		return func(t *testing.T) string { return sign(t, method, key, kid, claimsFor(user, mod)) }
+	}
 	tests := []struct {
 		name     string
 		verifier string
@@ -98,124 +103,94 @@ func TestVerify(t *testing.T) {
 	}{
 		{
 			name: "valid HS256", verifier: "secret",
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, nil))
-			},
+			token: signed(jwt.SigningMethodHS256, testSecret, "", nil),
 		},
 		{
 			name: "valid RS256", verifier: "jwks",
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodRS256, rsaKey, "rsa-1", claimsFor(user, nil))
-			},
+			token: signed(jwt.SigningMethodRS256, rsaKey, "rsa-1", nil),
 		},
 		{
 			name: "valid ES256", verifier: "jwks",
-			token: func(t *testing.T) string { return sign(t, jwt.SigningMethodES256, ecKey, "ec-1", claimsFor(user, nil)) },
+			token: signed(jwt.SigningMethodES256, ecKey, "ec-1", nil),
 		},
 		{
 			name: "valid HS256 with both configured", verifier: "both",
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, nil))
-			},
+			token: signed(jwt.SigningMethodHS256, testSecret, "", nil),
 		},
 		{
 			name: "valid ES256 with both configured", verifier: "both",
-			token: func(t *testing.T) string { return sign(t, jwt.SigningMethodES256, ecKey, "ec-1", claimsFor(user, nil)) },
+			token: signed(jwt.SigningMethodES256, ecKey, "ec-1", nil),
 		},
 		{
 			name: "valid RS256 without kid", verifier: "jwks",
-			token: func(t *testing.T) string { return sign(t, jwt.SigningMethodRS256, rsaKey, "", claimsFor(user, nil)) },
+			token: signed(jwt.SigningMethodRS256, rsaKey, "", nil),
 		},
 		{
 			name: "valid ES256 against a JWK without alg", verifier: "jwks",
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodES256, ecKey, "ec-noalg", claimsFor(user, nil))
-			},
+			token: signed(jwt.SigningMethodES256, ecKey, "ec-noalg", nil),
 		},
 		{
 			name: "admin", verifier: "secret", admin: true,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, func(c jwt.MapClaims) {
-					c["app_metadata"] = map[string]any{"provider": "email", "role": "admin"}
-				}))
-			},
+			token: signed(jwt.SigningMethodHS256, testSecret, "", func(c jwt.MapClaims) {
+				c["app_metadata"] = map[string]any{"provider": "email", "role": "admin"}
+			}),
 		},
 		{
 			name: "admin only through app_metadata", verifier: "secret",
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, func(c jwt.MapClaims) {
-					c["user_metadata"] = map[string]any{"role": "admin"}
-				}))
-			},
+			token: signed(jwt.SigningMethodHS256, testSecret, "", func(c jwt.MapClaims) {
+				c["user_metadata"] = map[string]any{"role": "admin"}
+			}),
 		},
 		{
 			name: "aud as an array", verifier: "secret",
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, func(c jwt.MapClaims) {
-					c["aud"] = []string{"other", "authenticated"}
-				}))
-			},
+			token: signed(jwt.SigningMethodHS256, testSecret, "", func(c jwt.MapClaims) {
+				c["aud"] = []string{"other", "authenticated"}
+			}),
 		},
 		{
 			name: "expired within leeway", verifier: "secret",
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, func(c jwt.MapClaims) {
-					c["iat"] = now.Add(-time.Hour).Unix()
-					c["exp"] = now.Add(-10 * time.Second).Unix()
-				}))
-			},
+			token: signed(jwt.SigningMethodHS256, testSecret, "", func(c jwt.MapClaims) {
+				c["iat"] = now.Add(-time.Hour).Unix()
+				c["exp"] = now.Add(-10 * time.Second).Unix()
+			}),
 		},
 		{
 			name: "nbf within leeway", verifier: "secret",
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, func(c jwt.MapClaims) {
-					c["nbf"] = now.Add(10 * time.Second).Unix()
-					c["iat"] = now.Add(10 * time.Second).Unix()
-				}))
-			},
+			token: signed(jwt.SigningMethodHS256, testSecret, "", func(c jwt.MapClaims) {
+				c["nbf"] = now.Add(10 * time.Second).Unix()
+				c["iat"] = now.Add(10 * time.Second).Unix()
+			}),
 		},
 		{
 			name: "expired", verifier: "secret", wantReason: "token is expired", wantCause: jwt.ErrTokenExpired,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, func(c jwt.MapClaims) {
-					c["iat"] = now.Add(-2 * time.Hour).Unix()
-					c["exp"] = now.Add(-time.Minute).Unix()
-				}))
-			},
+			token: signed(jwt.SigningMethodHS256, testSecret, "", func(c jwt.MapClaims) {
+				c["iat"] = now.Add(-2 * time.Hour).Unix()
+				c["exp"] = now.Add(-time.Minute).Unix()
+			}),
 		},
 		{
 			name: "nbf in the future", verifier: "secret", wantReason: "token is not valid yet", wantCause: jwt.ErrTokenNotValidYet,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, func(c jwt.MapClaims) {
-					c["nbf"] = now.Add(5 * time.Minute).Unix()
-				}))
-			},
+			token: signed(jwt.SigningMethodHS256, testSecret, "", func(c jwt.MapClaims) {
+				c["nbf"] = now.Add(5 * time.Minute).Unix()
+			}),
 		},
 		{
 			name: "iat in the future", verifier: "secret", wantReason: "token used before issued", wantCause: jwt.ErrTokenUsedBeforeIssued,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, func(c jwt.MapClaims) {
-					c["iat"] = now.Add(5 * time.Minute).Unix()
-				}))
-			},
+			token: signed(jwt.SigningMethodHS256, testSecret, "", func(c jwt.MapClaims) {
+				c["iat"] = now.Add(5 * time.Minute).Unix()
+			}),
 		},
 		{
 			name: "wrong HS256 secret", verifier: "secret", wantReason: "token signature is invalid", wantCause: jwt.ErrTokenSignatureInvalid,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodHS256, []byte("another-secret-of-sufficient-length-000"), "", claimsFor(user, nil))
-			},
+			token: signed(jwt.SigningMethodHS256, []byte("another-secret-of-sufficient-length-000"), "", nil),
 		},
 		{
 			name: "RS256 signed by a key that is not published", verifier: "jwks", wantReason: "token signature is invalid", wantCause: jwt.ErrTokenSignatureInvalid,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodRS256, otherRSAKey, "rsa-1", claimsFor(user, nil))
-			},
+			token: signed(jwt.SigningMethodRS256, otherRSAKey, "rsa-1", nil),
 		},
 		{
 			name: "ES256 signed by a key that is not published", verifier: "jwks", wantReason: "token signature is invalid", wantCause: jwt.ErrTokenSignatureInvalid,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodES256, otherECKey, "ec-1", claimsFor(user, nil))
-			},
+			token: signed(jwt.SigningMethodES256, otherECKey, "ec-1", nil),
 		},
 		{
 			name: "tampered payload", verifier: "secret", wantReason: "token signature is invalid", wantCause: jwt.ErrTokenSignatureInvalid,
@@ -229,105 +204,71 @@ func TestVerify(t *testing.T) {
 		},
 		{
 			name: "alg none", verifier: "both", wantReason: "token signature is invalid", wantCause: jwt.ErrTokenSignatureInvalid,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "", claimsFor(user, nil))
-			},
+			token: signed(jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "", nil),
 		},
 		{
 			name: "alg none with a published kid", verifier: "jwks", wantReason: "token signature is invalid", wantCause: jwt.ErrTokenSignatureInvalid,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "rsa-1", claimsFor(user, nil))
-			},
+			token: signed(jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "rsa-1", nil),
 		},
 		{
 			name: "wrong audience", verifier: "secret", wantReason: "token has invalid audience", wantCause: jwt.ErrTokenInvalidAudience,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, func(c jwt.MapClaims) { c["aud"] = "anon" }))
-			},
+			token: signed(jwt.SigningMethodHS256, testSecret, "", func(c jwt.MapClaims) { c["aud"] = "anon" }),
 		},
 		{
 			name: "missing audience", verifier: "secret", wantReason: "token is missing a required claim", wantCause: jwt.ErrTokenRequiredClaimMissing,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, func(c jwt.MapClaims) { delete(c, "aud") }))
-			},
+			token: signed(jwt.SigningMethodHS256, testSecret, "", func(c jwt.MapClaims) { delete(c, "aud") }),
 		},
 		{
 			name: "missing exp", verifier: "secret", wantReason: "token is missing a required claim", wantCause: jwt.ErrTokenRequiredClaimMissing,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, func(c jwt.MapClaims) { delete(c, "exp") }))
-			},
+			token: signed(jwt.SigningMethodHS256, testSecret, "", func(c jwt.MapClaims) { delete(c, "exp") }),
 		},
 		{
 			name: "non-uuid sub", verifier: "secret", wantReason: "subject is not a valid user id",
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, func(c jwt.MapClaims) { c["sub"] = "alice" }))
-			},
+			token: signed(jwt.SigningMethodHS256, testSecret, "", func(c jwt.MapClaims) { c["sub"] = "alice" }),
 		},
 		{
 			name: "missing sub", verifier: "secret", wantReason: "subject is not a valid user id",
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, func(c jwt.MapClaims) { delete(c, "sub") }))
-			},
+			token: signed(jwt.SigningMethodHS256, testSecret, "", func(c jwt.MapClaims) { delete(c, "sub") }),
 		},
 		{
 			name: "HS256 signed with the RSA public key against JWKS", verifier: "jwks", wantReason: "token signature is invalid", wantCause: jwt.ErrTokenSignatureInvalid,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodHS256, rsaPublicPEM, "rsa-1", claimsFor(user, nil))
-			},
+			token: signed(jwt.SigningMethodHS256, rsaPublicPEM, "rsa-1", nil),
 		},
 		{
 			name: "HS256 signed with the RSA public key against both", verifier: "both", wantReason: "token signature is invalid", wantCause: jwt.ErrTokenSignatureInvalid,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodHS256, rsaPublicPEM, "rsa-1", claimsFor(user, nil))
-			},
+			token: signed(jwt.SigningMethodHS256, rsaPublicPEM, "rsa-1", nil),
 		},
 		{
 			name: "HS256 against JWKS only", verifier: "jwks", wantReason: "token signature is invalid", wantCause: jwt.ErrTokenSignatureInvalid,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, nil))
-			},
+			token: signed(jwt.SigningMethodHS256, testSecret, "", nil),
 		},
 		{
 			name: "RS256 with only the secret configured", verifier: "secret", wantReason: "token signature is invalid", wantCause: jwt.ErrTokenSignatureInvalid,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodRS256, rsaKey, "rsa-1", claimsFor(user, nil))
-			},
+			token: signed(jwt.SigningMethodRS256, rsaKey, "rsa-1", nil),
 		},
 		{
 			name: "HS384 is not accepted", verifier: "both", wantReason: "token signature is invalid", wantCause: jwt.ErrTokenSignatureInvalid,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodHS384, testSecret, "", claimsFor(user, nil))
-			},
+			token: signed(jwt.SigningMethodHS384, testSecret, "", nil),
 		},
 		{
 			name: "PS256 is not accepted", verifier: "jwks", wantReason: "token signature is invalid", wantCause: jwt.ErrTokenSignatureInvalid,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodPS256, rsaKey, "rsa-noalg", claimsFor(user, nil))
-			},
+			token: signed(jwt.SigningMethodPS256, rsaKey, "rsa-noalg", nil),
 		},
 		{
 			name: "unknown kid", verifier: "jwks", wantReason: "signing key is unknown", wantCause: errKeyUnknown,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodRS256, rsaKey, "nope", claimsFor(user, nil))
-			},
+			token: signed(jwt.SigningMethodRS256, rsaKey, "nope", nil),
 		},
 		{
 			name: "RS256 naming an EC key without alg", verifier: "jwks", wantReason: "signing key is unknown", wantCause: errKeyUnknown,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodRS256, rsaKey, "ec-noalg", claimsFor(user, nil))
-			},
+			token: signed(jwt.SigningMethodRS256, rsaKey, "ec-noalg", nil),
 		},
 		{
 			name: "ES256 naming an RSA key without alg", verifier: "jwks", wantReason: "signing key is unknown", wantCause: errKeyUnknown,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodES256, ecKey, "rsa-noalg", claimsFor(user, nil))
-			},
+			token: signed(jwt.SigningMethodES256, ecKey, "rsa-noalg", nil),
 		},
 		{
 			name: "ES256 naming an RS256 key", verifier: "jwks", wantReason: "signing key is unknown", wantCause: errKeyUnknown,
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodES256, ecKey, "rsa-1", claimsFor(user, nil))
-			},
+			token: signed(jwt.SigningMethodES256, ecKey, "rsa-1", nil),
 		},
 		{
 			name: "garbage", verifier: "both", wantReason: "token is malformed", wantCause: jwt.ErrTokenMalformed,
@@ -343,11 +284,9 @@ func TestVerify(t *testing.T) {
 		},
 		{
 			name: "too large", verifier: "secret", wantReason: "token is too large",
-			token: func(t *testing.T) string {
-				return sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, func(c jwt.MapClaims) {
-					c["user_metadata"] = map[string]any{"bio": strings.Repeat("a", maxTokenLen)}
-				}))
-			},
+			token: signed(jwt.SigningMethodHS256, testSecret, "", func(c jwt.MapClaims) {
+				c["user_metadata"] = map[string]any{"bio": strings.Repeat("a", maxTokenLen)}
+			}),
 		},
 	}
 	for _, tt := range tests {

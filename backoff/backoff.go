@@ -33,6 +33,12 @@ func (p Policy) Delay(n int) time.Duration {
 	return half + rand.N(d-half+1)
 }
 
+// Database spaces retries while the database is unreachable: quick at
+// first, for a dropped connection, and patient later, for a restart or a
+// failover. The worker, the listener's resync and the subscription streams
+// use it.
+var Database = Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+
 // Or fills in the fields of p left unset from def.
 func (p Policy) Or(def Policy) Policy {
 	if p.Min <= 0 {

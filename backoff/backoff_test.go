@@ -58,6 +58,9 @@ func TestSleep(t *testing.T) {
 	if !backoff.Sleep(context.Background(), time.Millisecond) {
 		t.Error("Sleep did not report a full wait")
 	}
+	if !backoff.Sleep(context.Background(), 0) {
+		t.Error("a zero Sleep on a live context did not report a full wait")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if backoff.Sleep(ctx, time.Hour) {

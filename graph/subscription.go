@@ -3,7 +3,6 @@ package graph
 import (
 	"context"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 
@@ -158,16 +157,13 @@ func (s *stream) loadRetrying(ctx context.Context, events []realtime.Event) (map
 		if ctx.Err() != nil {
 			return nil, false
 		}
-		delay := loadBackoff.Delay(attempt)
+		delay := backoff.Database.Delay(attempt)
 		s.r.Logger.WarnContext(ctx, "load subscription event; retrying", "err", err, "in", delay)
 		if !backoff.Sleep(ctx, delay) {
 			return nil, false
 		}
 	}
 }
-
-// loadBackoff spaces the retries of a subscription event's load.
-var loadBackoff = backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 
 // load reads the events' generations as the viewer, so row-level security
 // decides again, per event, whether the viewer may see them.

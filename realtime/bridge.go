@@ -21,11 +21,10 @@ type StateReader func(ctx context.Context, generations, users []uuid.UUID, since
 // the listener saw but committed after it.
 const resyncMargin = 5 * time.Second
 
-// resyncAttempts and resyncBackoff bound the reads of one resync to about
-// 30 s: long enough for a restarting database to accept connections again.
+// resyncAttempts bounds the reads of one resync: with backoff.Database,
+// about 30 s, long enough for a restarting database to accept connections
+// again.
 const resyncAttempts = 10
-
-var resyncBackoff = backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 
 // Bridge connects a Listener to a Hub: it publishes every notification
 // and, after every reconnect, re-reads what subscribers are watching and
@@ -87,7 +86,7 @@ func (b *Bridge) OnReconnect(ctx context.Context) {
 			b.logger.ErrorContext(ctx, "resync after listener reconnect", "err", err, "attempts", attempt)
 			return
 		}
-		delay := resyncBackoff.Delay(attempt)
+		delay := backoff.Database.Delay(attempt)
 		b.logger.WarnContext(ctx, "resync after listener reconnect; retrying", "err", err, "in", delay)
 		if !backoff.Sleep(ctx, delay) {
 			return

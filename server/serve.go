@@ -3,19 +3,14 @@ package main
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -248,7 +243,7 @@ func jwtSecret(cfg config.Config, logger *slog.Logger) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("development JWT secret: %w", err)
 	}
-	logger.Info("JWT_SECRET and JWKS_URL are not set: using the development secret", "file", cfg.DataDir+"/jwt-secret")
+	logger.Info("JWT_SECRET and JWKS_URL are not set: using the development secret", "file", filepath.Join(cfg.DataDir, auth.DevSecretFile))
 	return secret, nil
 }
 
@@ -398,54 +393,11 @@ func audioSecret(cfg config.Config, jwtSecret []byte, logger *slog.Logger) ([]by
 		return mac.Sum(nil), nil
 	}
 	path := filepath.Join(cfg.DataDir, audioSecretFile)
-	secret, err := readOrCreateSecret(path)
+	secret, err := auth.SecretFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("audio link secret: %w", err)
 	}
 	logger.Info("AUDIO_SIGNING_SECRET is not set and there is no JWT_SECRET: signing audio links with a secret kept in DATA_DIR; "+
 		"set AUDIO_SIGNING_SECRET when several servers serve audio", "file", path)
 	return secret, nil
-}
-
-// readOrCreateSecret returns the secret in path, creating it (32 random
-// bytes, hex) on first use. The new file is written aside and linked into
-// place, which fails if the file exists, so concurrent first calls, even
-// from several processes, agree on one secret and never read a partial one.
-func readOrCreateSecret(path string) ([]byte, error) {
-	read := func() ([]byte, error) {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		s := strings.TrimSpace(string(data))
-		if s == "" {
-			return nil, fmt.Errorf("%s is empty", path)
-		}
-		return []byte(s), nil
-	}
-	secret, err := read()
-	if !errors.Is(err, fs.ErrNotExist) {
-		return secret, err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(tmp.Name())
-	buf := make([]byte, 32)
-	_, _ = rand.Read(buf) // crypto/rand.Read never fails.
-	_, err = tmp.WriteString(hex.EncodeToString(buf) + "\n")
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, err
-	}
-	return read()
 }
