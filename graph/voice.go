@@ -53,8 +53,8 @@ func (r *Resolver) createVoiceSample(ctx context.Context, input model.CreateVoic
 	}
 	// Checking the count before reading anything keeps a request with
 	// hundreds of files from being read into memory first.
-	if n := len(input.Samples); n == 0 || n > voice.MaxSamples {
-		return nil, badInput(fmt.Sprintf("got %d files: %v", n, voice.ErrFileCount))
+	if err := voice.ValidateSampleCount(len(input.Samples)); err != nil {
+		return nil, badInput(err.Error())
 	}
 	files := make([]voice.File, len(input.Samples))
 	for i, u := range input.Samples {

@@ -2,9 +2,10 @@ package voice
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/narrate/narrate/voice/internal/wav"
 )
 
 // ErrJoin is wrapped by the errors Join returns.
@@ -90,76 +91,20 @@ func id3v2Len(data []byte) int {
 	return min(n, len(data))
 }
 
-// wavParts is a parsed WAV file: its format chunk (header and body) and
-// its sample data.
-type wavParts struct {
-	fmtChunk []byte
-	data     []byte
-}
-
-func parseWAV(b []byte) (wavParts, error) {
-	if len(b) < 12 || !bytes.Equal(b[0:4], []byte("RIFF")) || !bytes.Equal(b[8:12], []byte("WAVE")) {
-		return wavParts{}, errors.New("not a RIFF/WAVE file")
-	}
-	var w wavParts
-	for off := 12; off+8 <= len(b); {
-		id := string(b[off : off+4])
-		size := int(binary.LittleEndian.Uint32(b[off+4 : off+8]))
-		body := off + 8
-		end := body + size
-		if size < 0 || end > len(b) {
-			if id != "data" {
-				return wavParts{}, fmt.Errorf("chunk %q runs past the end of the file", id)
-			}
-			// Streaming writers leave the data size unset; the data then
-			// runs to the end of the file.
-			end = len(b)
-		}
-		switch id {
-		case "fmt ":
-			w.fmtChunk = b[off:end]
-		case "data":
-			w.data = b[body:end]
-		}
-		off = end + (end-body)%2 // chunks are padded to even sizes
-	}
-	if w.fmtChunk == nil || w.data == nil {
-		return wavParts{}, errors.New("missing fmt or data chunk")
-	}
-	return w, nil
-}
-
 func joinWAV(parts []*Audio) ([]byte, error) {
 	var format []byte
 	var pcm bytes.Buffer
 	for i, p := range parts {
-		w, err := parseWAV(p.Data)
+		f, err := wav.Parse(p.Data)
 		if err != nil {
 			return nil, fmt.Errorf("%w: part %d: %w", ErrJoin, i+1, err)
 		}
 		if i == 0 {
-			format = w.fmtChunk
-		} else if !bytes.Equal(w.fmtChunk[8:], format[8:]) {
+			format = f.Format
+		} else if !bytes.Equal(f.Format[8:], format[8:]) {
 			return nil, fmt.Errorf("%w: part %d has a different sample format", ErrJoin, i+1)
 		}
-		pcm.Write(w.data)
+		pcm.Write(f.Data)
 	}
-	n := pcm.Len()
-	pad := n % 2
-	out := make([]byte, 0, 12+len(format)+8+n+pad)
-	out = append(out, "RIFF"...)
-	out = append(out, 0, 0, 0, 0) // RIFF size, set below
-	out = append(out, "WAVE"...)
-	out = append(out, format...)
-	if len(format)%2 == 1 {
-		out = append(out, 0)
-	}
-	out = append(out, "data"...)
-	out = binary.LittleEndian.AppendUint32(out, uint32(n))
-	out = append(out, pcm.Bytes()...)
-	if pad == 1 {
-		out = append(out, 0)
-	}
-	binary.LittleEndian.PutUint32(out[4:], uint32(len(out)-8))
-	return out, nil
+	return wav.Encode(format, pcm.Bytes()), nil
 }

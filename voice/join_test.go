@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"testing"
+
+	"github.com/narrate/narrate/voice/internal/wav"
 )
 
 // wavChunk is one RIFF chunk of a test file.
@@ -70,9 +72,9 @@ func TestJoinWAV(t *testing.T) {
 	if !bytes.Equal(got.Data, want) {
 		t.Fatalf("joined WAV\n got %v\nwant %v", got.Data, want)
 	}
-	w, err := parseWAV(got.Data)
-	if err != nil || len(w.data) != 10 {
-		t.Fatalf("joined WAV does not parse back: %v, %d data bytes", err, len(w.data))
+	w, err := wav.Parse(got.Data)
+	if err != nil || len(w.Data) != 10 {
+		t.Fatalf("joined WAV does not parse back: %v, %d data bytes", err, len(w.Data))
 	}
 }
 

@@ -16,7 +16,7 @@ const (
 )
 
 // ErrInvalidUpload is wrapped by every error ValidateUpload and
-// ValidateSamples return, so callers can map them all to one user-input
+// ValidateSampleCount return, so callers can map them all to one user-input
 // error with errors.Is.
 var ErrInvalidUpload = errors.New("invalid audio upload")
 
@@ -64,16 +64,13 @@ func ValidateUpload(f File) error {
 	return nil
 }
 
-// ValidateSamples checks the files of one voice sample: between 1 and
-// MaxSamples files, each passing ValidateUpload.
-func ValidateSamples(files []File) error {
-	if len(files) == 0 || len(files) > MaxSamples {
-		return fmt.Errorf("got %d files: %w", len(files), ErrFileCount)
-	}
-	for _, f := range files {
-		if err := ValidateUpload(f); err != nil {
-			return err
-		}
+// ValidateSampleCount checks that one voice sample has between 1 and
+// MaxSamples files. It takes the count alone so that callers can refuse
+// too many uploads before reading any of them; each file then goes through
+// ValidateUpload.
+func ValidateSampleCount(n int) error {
+	if n == 0 || n > MaxSamples {
+		return fmt.Errorf("got %d files: %w", n, ErrFileCount)
 	}
 	return nil
 }

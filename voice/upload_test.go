@@ -43,34 +43,11 @@ func TestValidateUpload(t *testing.T) {
 	}
 }
 
-func TestValidateSamples(t *testing.T) {
+func TestValidateSampleCount(t *testing.T) {
 	t.Parallel()
-	good := File{Name: "a.mp3", ContentType: "audio/mpeg", Data: []byte{1}}
-	bad := File{Name: "a.txt", ContentType: "text/plain", Data: []byte{1}}
-	files := func(n int) []File {
-		out := make([]File, n)
-		for i := range out {
-			out[i] = good
+	for n, want := range map[int]error{0: ErrFileCount, 1: nil, MaxSamples: nil, MaxSamples + 1: ErrFileCount} {
+		if err := ValidateSampleCount(n); !errors.Is(err, want) {
+			t.Errorf("ValidateSampleCount(%d) = %v, want %v", n, err, want)
 		}
-		return out
-	}
-	tests := []struct {
-		name  string
-		files []File
-		want  error
-	}{
-		{name: "none", files: nil, want: ErrFileCount},
-		{name: "one", files: files(1)},
-		{name: "max", files: files(MaxSamples)},
-		{name: "too many", files: files(MaxSamples + 1), want: ErrFileCount},
-		{name: "one bad", files: append(files(2), bad), want: ErrUnsupportedType},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			if err := ValidateSamples(tt.files); !errors.Is(err, tt.want) {
-				t.Fatalf("ValidateSamples() = %v, want %v", err, tt.want)
-			}
-		})
 	}
 }

@@ -50,8 +50,9 @@ type SynthesisRequest struct {
 	// Text is the chunk to narrate.
 	Text string
 	// PreviousRequestIDs are the Audio.RequestID values of the chunks
-	// narrated just before this one, oldest first. Providers that support it
-	// use them to keep the intonation continuous across chunks.
+	// narrated before this one, oldest first. Providers that support it use
+	// the most recent ones, as many as they accept, to keep the intonation
+	// continuous across chunks.
 	PreviousRequestIDs []string
 }
 

@@ -117,33 +117,17 @@ func New(cfg Config) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
 		return nil, fmt.Errorf("elevenlabs: invalid base URL %q", base)
 	}
-	c := &Client{
-		apiKey:   cfg.APIKey,
-		baseURL:  base,
-		model:    cmp.Or(cfg.ModelID, DefaultModelID),
-		sttModel: cmp.Or(cfg.TranscriptionModelID, DefaultTranscriptionModelID),
-		http:     cfg.HTTPClient,
-		timeout:  cfg.Timeout,
-	}
-	c.chunkLimit = cfg.ChunkLimit
-	if c.chunkLimit <= 0 {
-		c.chunkLimit = modelChunkLimits[c.model]
-	}
-	if c.chunkLimit <= 0 {
-		c.chunkLimit = fallbackChunkLimit
-	}
-	if c.http == nil {
-		c.http = &http.Client{}
-	}
-	if c.timeout <= 0 {
-		c.timeout = DefaultTimeout
-	}
-	n := cfg.MaxConcurrent
-	if n <= 0 {
-		n = DefaultMaxConcurrent
-	}
-	c.sem = make(chan struct{}, n)
-	return c, nil
+	model := cmp.Or(cfg.ModelID, DefaultModelID)
+	return &Client{
+		apiKey:     cfg.APIKey,
+		baseURL:    base,
+		model:      model,
+		sttModel:   cmp.Or(cfg.TranscriptionModelID, DefaultTranscriptionModelID),
+		chunkLimit: cmp.Or(max(cfg.ChunkLimit, 0), modelChunkLimits[model], fallbackChunkLimit),
+		http:       cmp.Or(cfg.HTTPClient, &http.Client{}),
+		timeout:    cmp.Or(max(cfg.Timeout, 0), DefaultTimeout),
+		sem:        make(chan struct{}, cmp.Or(max(cfg.MaxConcurrent, 0), DefaultMaxConcurrent)),
+	}, nil
 }
 
 // Name returns "elevenlabs".
@@ -220,22 +204,11 @@ func (c *Client) Synthesize(ctx context.Context, req voice.SynthesisRequest) (*v
 	}
 	defer c.release()
 
-	reqCtx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
 	query := url.Values{"output_format": {outputFormat}}
-	resp, err := c.send(ctx, reqCtx, http.MethodPost, "/v1/text-to-speech/"+url.PathEscape(req.VoiceID), query,
-		&requestBody{contentType: "application/json", data: [][]byte{payload}})
+	resp, data, err := c.do(ctx, http.MethodPost, "/v1/text-to-speech/"+url.PathEscape(req.VoiceID), query,
+		&requestBody{contentType: "application/json", data: [][]byte{payload}}, maxAudioBody)
 	if err != nil {
 		return nil, fmt.Errorf("synthesize: %w", err)
-	}
-	defer resp.Body.Close()
-
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAudioBody+1))
-	if err != nil {
-		return nil, fmt.Errorf("synthesize: %w", c.transportError(ctx, err))
-	}
-	if len(data) > maxAudioBody {
-		return nil, fmt.Errorf("synthesize: %w", &voice.Error{Provider: c.Name(), Kind: voice.KindOther, Message: "audio response too large"})
 	}
 	if len(data) == 0 {
 		return nil, fmt.Errorf("synthesize: %w", &voice.Error{Provider: c.Name(), Kind: voice.KindServer, Status: resp.StatusCode, Message: "empty audio response"})
@@ -293,21 +266,11 @@ func (c *Client) badRequest(msg string) error {
 }
 
 // doJSON sends a request and decodes a JSON response into out (when out is
-// non-nil), all within the per-request timeout.
+// non-nil).
 func (c *Client) doJSON(ctx context.Context, method, path string, query url.Values, body *requestBody, out any) error {
-	reqCtx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	resp, err := c.send(ctx, reqCtx, method, path, query, body)
-	if err != nil {
+	resp, data, err := c.do(ctx, method, path, query, body, maxJSONBody)
+	if err != nil || out == nil {
 		return err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxJSONBody))
-	if err != nil {
-		return c.transportError(ctx, err)
-	}
-	if out == nil {
-		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return &voice.Error{Provider: c.Name(), Kind: voice.KindOther, Status: resp.StatusCode,
@@ -316,11 +279,14 @@ func (c *Client) doJSON(ctx context.Context, method, path string, query url.Valu
 	return nil
 }
 
-// send performs one request under reqCtx, which is ctx with the
-// per-request timeout, and returns the response when its status is 2xx;
-// otherwise it returns a *voice.Error describing the failure, or ctx's error
-// when the caller gave up. path must already be escaped.
-func (c *Client) send(ctx, reqCtx context.Context, method, path string, query url.Values, body *requestBody) (*http.Response, error) {
+// do performs one request within the per-request timeout and returns the
+// response, whose body is already closed, with the body's contents, at
+// most limit bytes. A non-2xx status is a *voice.Error describing the
+// failure; when ctx ends first, do returns ctx's error. path must already
+// be escaped.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, body *requestBody, limit int64) (*http.Response, []byte, error) {
+	reqCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
 	target := c.baseURL + path
 	if len(query) > 0 {
 		target += "?" + query.Encode()
@@ -331,7 +297,7 @@ func (c *Client) send(ctx, reqCtx context.Context, method, path string, query ur
 	}
 	req, err := http.NewRequestWithContext(reqCtx, method, target, r)
 	if err != nil {
-		return nil, fmt.Errorf("build request: %w", err)
+		return nil, nil, fmt.Errorf("build request: %w", err)
 	}
 	req.Header.Set("xi-api-key", c.apiKey)
 	req.Header.Set("Accept", "application/json, audio/mpeg")
@@ -342,13 +308,20 @@ func (c *Client) send(ctx, reqCtx context.Context, method, path string, query ur
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, c.transportError(ctx, err)
-	}
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return resp, nil
+		return nil, nil, c.transportError(ctx, err)
 	}
 	defer resp.Body.Close()
-	return nil, c.responseError(resp)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, nil, c.responseError(resp)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, nil, c.transportError(ctx, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, nil, &voice.Error{Provider: c.Name(), Kind: voice.KindOther, Status: resp.StatusCode, Message: "response too large"}
+	}
+	return resp, data, nil
 }
 
 // transportError classifies a failure to get or read a response. When the

@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os/exec"
@@ -166,6 +165,3 @@ func (p *Provider) runEspeak(ctx context.Context, text string) ([]byte, error) {
 func randomID() string {
 	return strings.ToLower(rand.Text())
 }
-
-// errNotWAV is returned for data that does not hold a RIFF/WAVE data chunk.
-var errNotWAV = errors.New("not a WAV file")

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/narrate/narrate/voice"
+	"github.com/narrate/narrate/voice/internal/wav"
 )
 
 // wavInfo is what parseWAV learns from a WAV file.
@@ -210,8 +211,8 @@ func TestFixWAVSizes(t *testing.T) {
 	}
 	parseWAV(t, fixed)
 	for _, bad := range [][]byte{nil, []byte("RIFF....WAVX"), []byte("RIFF\x04\x00\x00\x00WAVE")} {
-		if _, err := fixWAVSizes(bad); !errors.Is(err, errNotWAV) {
-			t.Errorf("fixWAVSizes(%q) = %v, want errNotWAV", bad, err)
+		if _, err := fixWAVSizes(bad); !errors.Is(err, wav.ErrNotWAV) {
+			t.Errorf("fixWAVSizes(%q) = %v, want wav.ErrNotWAV", bad, err)
 		}
 	}
 }
