@@ -98,6 +98,9 @@ func TestClaimTakesOldestPendingWithStoryAndVoice(t *testing.T) {
 	t.Parallel()
 	f := newQueueFixture(t, 2)
 	ctx := context.Background()
+	if n, err := f.d.QueueDepth(ctx); err != nil || n != 2 {
+		t.Fatalf("queue depth = %d, %v; want 2", n, err)
+	}
 
 	before := time.Now()
 	job := f.claim(t, "w1", time.Minute)
@@ -224,17 +227,26 @@ func TestCompleteFailRelease(t *testing.T) {
 		t.Parallel()
 		f := newQueueFixture(t, 1)
 		id := f.claim(t, "w1", time.Minute).Generation.ID
+		key := "generations/" + id.String() + ".mp3"
 		if err := f.d.Progress(ctx, id, "w1", 50, "chunk 1/2"); err != nil {
 			t.Fatal(err)
 		}
 		if err := f.d.Progress(ctx, id, "w1", 99, ""); err != nil {
 			t.Fatal(err)
 		}
-		if err := f.d.Complete(ctx, id, "w1", "generations/"+id.String()+".mp3", map[string]any{"chunks": 2}); err != nil {
+		if err := f.d.Complete(ctx, id, "w1", key, map[string]any{"chunks": 2}); err != nil {
 			t.Fatal(err)
 		}
+		// A retry after a lost answer succeeds and changes nothing; a
+		// completion with another key is not this worker's.
+		if err := f.d.Complete(ctx, id, "w1", key, map[string]any{"chunks": 3}); err != nil {
+			t.Fatalf("repeated completion: %v", err)
+		}
+		if err := f.d.Complete(ctx, id, "w1", "generations/other.mp3", nil); !errors.Is(err, db.ErrLeaseLost) {
+			t.Fatalf("completion with another key: err = %v, want ErrLeaseLost", err)
+		}
 		s := f.state(t, id)
-		if s.Status != "completed" || s.Progress != 100 || s.ResultURL == nil || *s.ResultURL != "generations/"+id.String()+".mp3" ||
+		if s.Status != "completed" || s.Progress != 100 || s.ResultURL == nil || *s.ResultURL != key ||
 			s.Metadata["chunks"] != float64(2) || s.Metadata["story_version"] != float64(1) || s.LeaseOwner != nil {
 			t.Fatalf("completed row = %+v", s)
 		}
@@ -279,6 +291,30 @@ func TestCompleteFailRelease(t *testing.T) {
 			t.Fatalf("logs = %q", got)
 		}
 	})
+}
+
+// TestLongEventsAreClipped: log events and failure reasons longer than the
+// log accepts are shortened, on a rune boundary, rather than refused.
+func TestLongEventsAreClipped(t *testing.T) {
+	t.Parallel()
+	f := newQueueFixture(t, 1)
+	ctx := context.Background()
+	id := f.claim(t, "w1", time.Minute).Generation.ID
+	long := strings.Repeat("é", 3000)
+	if err := f.d.Log(ctx, id, "w1", long); err != nil {
+		t.Fatalf("log a long event: %v", err)
+	}
+	if err := f.d.Fail(ctx, id, "w1", long); err != nil {
+		t.Fatalf("fail with a long reason: %v", err)
+	}
+	s := f.state(t, id)
+	clipped := strings.Repeat("é", 1999) + "…"
+	if len(s.Logs) != 3 || s.Logs[1] != clipped || s.Logs[2] != "failed: "+strings.Repeat("é", 1991)+"…" {
+		t.Errorf("logs = %q, want the long events clipped to 2000 characters", s.Logs)
+	}
+	if s.Metadata["error"] != clipped {
+		t.Errorf("error = %q, want it clipped", s.Metadata["error"])
+	}
 }
 
 func TestClaimRecordsStoryVersionAgainstLaterEdits(t *testing.T) {
@@ -426,9 +462,31 @@ func TestUsersCannotSeeOrWriteLeases(t *testing.T) {
 	}
 }
 
+// batchRecorder records the statements of every batch: the tracer that
+// lets a test see the SQL a method sends.
+type batchRecorder struct {
+	mu      sync.Mutex
+	queries []pgx.TraceBatchQueryData
+}
+
+func (r *batchRecorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+func (r *batchRecorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (r *batchRecorder) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+func (r *batchRecorder) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.queries = append(r.queries, d)
+}
+func (r *batchRecorder) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
 // TestClaimUsesTheClaimIndex guards the claim's access path: with many
 // finished generations, the claim's candidate scan must use the partial
-// index instead of reading them. The query is claimSQL's candidate part.
+// index instead of reading them. It explains the very statement Claim
+// sends, as a tracer saw it.
 func TestClaimUsesTheClaimIndex(t *testing.T) {
 	t.Parallel()
 	f := newQueueFixture(t, 1)
@@ -437,9 +495,27 @@ func TestClaimUsesTheClaimIndex(t *testing.T) {
 		INSERT INTO story_generations (user_id, story_id, status, progress)
 		SELECT $1, $2, 'failed', 0 FROM generate_series(1, 5000)`, f.user, f.story)
 	mustExec(t, f.tdb.Admin, `ANALYZE story_generations`)
-	rows, _ := f.tdb.Admin.Query(ctx, `EXPLAIN SELECT g.id FROM story_generations g
-		WHERE g.status = 'pending' OR (g.status = 'in_progress' AND (g.lease_expires_at IS NULL OR g.lease_expires_at < now()))
-		ORDER BY g.created_at, g.id LIMIT 1 FOR UPDATE OF g SKIP LOCKED`)
+
+	rec := &batchRecorder{}
+	traced, err := db.Open(ctx, f.tdb.AppURL, db.Options{Tracer: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(traced.Close)
+	if _, _, err := traced.Claim(ctx, "w1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	var claim *pgx.TraceBatchQueryData
+	for i, q := range rec.queries {
+		if strings.Contains(q.SQL, "SKIP LOCKED") {
+			claim = &rec.queries[i]
+		}
+	}
+	if claim == nil {
+		t.Fatalf("no claim statement among %d traced", len(rec.queries))
+	}
+	// EXPLAIN without ANALYZE plans the statement without running it.
+	rows, _ := f.tdb.Admin.Query(ctx, "EXPLAIN "+claim.SQL, claim.Args...)
 	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		t.Fatal(err)

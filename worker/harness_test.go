@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/narrate/narrate/backoff"
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/db/dbtest"
 	"github.com/narrate/narrate/storage"
@@ -310,8 +311,8 @@ func (e *env) newWorker(mutate func(*Config)) *testWorker {
 		Store:        e.store,
 		Lease:        testLease,
 		PollInterval: 20 * time.Millisecond,
-		Retry:        RetryPolicy{MaxRetries: 3, Backoff: Backoff{Min: time.Millisecond, Max: 5 * time.Millisecond}},
-		DBBackoff:    Backoff{Min: 10 * time.Millisecond, Max: 200 * time.Millisecond},
+		Retry:        RetryPolicy{MaxRetries: 3, Backoff: backoff.Policy{Min: time.Millisecond, Max: 5 * time.Millisecond}},
+		DBBackoff:    backoff.Policy{Min: 10 * time.Millisecond, Max: 200 * time.Millisecond},
 		Logger:       testLogger(e.t),
 		Metrics:      m,
 	}
@@ -364,6 +365,15 @@ func counterValue(c prometheus.Counter) float64 {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// gaugeValue reads a gauge.
+func gaugeValue(g prometheus.Gauge) float64 {
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		panic(err)
+	}
+	return m.GetGauge().GetValue()
 }
 
 // histogramCount is how many observations a histogram holds.

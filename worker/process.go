@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -71,7 +70,7 @@ func (w *Worker) process(runCtx context.Context, job db.Job) {
 // narrate runs the steps of one generation and returns how it ended.
 func (w *Worker) narrate(runCtx, jobCtx context.Context, job db.Job, log *slog.Logger) Outcome {
 	id := job.Generation.ID
-	if job.Attempt > w.maxAttempts {
+	if job.Attempt > maxAttempts {
 		return w.fail(jobCtx, job, log, fmt.Sprintf("gave up after %d attempts: each worker stopped before finishing", job.Attempt-1))
 	}
 	if job.VoiceID == "" {
@@ -97,9 +96,6 @@ func (w *Worker) narrate(runCtx, jobCtx context.Context, job db.Job, log *slog.L
 		parts = append(parts, audio)
 		if audio.RequestID != "" {
 			previous = append(previous, audio.RequestID)
-			if len(previous) > maxStitch {
-				previous = previous[len(previous)-maxStitch:]
-			}
 		}
 		progress := min(99, (i+1)*100/len(chunks))
 		event := fmt.Sprintf("chunk %d/%d", i+1, len(chunks))
@@ -158,7 +154,7 @@ func splitText(text string, limit int) []string {
 // with backoff and logging each retry on the generation.
 func (w *Worker) synthesize(runCtx, jobCtx context.Context, job db.Job, log *slog.Logger, i, n int, text string, previous []string) (*voice.Audio, error) {
 	name := w.provider.Name()
-	req := voice.SynthesisRequest{VoiceID: job.VoiceID, Text: text, PreviousRequestIDs: slices.Clone(previous)}
+	req := voice.SynthesisRequest{VoiceID: job.VoiceID, Text: text, PreviousRequestIDs: previous}
 	for retry := 0; ; retry++ {
 		start := time.Now()
 		audio, err := w.provider.Synthesize(jobCtx, req)

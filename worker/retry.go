@@ -8,9 +8,6 @@ import (
 	"github.com/narrate/narrate/voice"
 )
 
-// Backoff spaces out retries; see backoff.Policy.
-type Backoff = backoff.Policy
-
 // RetryPolicy decides how often, and after how long, a failed synthesis is
 // tried again. Only retryable provider failures (rate limits, server and
 // network errors; see voice.IsRetryable) are retried; anything else fails
@@ -21,7 +18,7 @@ type RetryPolicy struct {
 	MaxRetries int
 	// Backoff spaces the retries; default 1 s doubling up to 30 s. A
 	// provider's Retry-After, when longer, is honoured up to Backoff.Max.
-	Backoff Backoff
+	Backoff backoff.Policy
 }
 
 // Defaults for RetryPolicy fields left zero.
@@ -29,7 +26,7 @@ const (
 	DefaultMaxRetries = 4
 )
 
-var defaultProviderBackoff = Backoff{Min: time.Second, Max: 30 * time.Second}
+var defaultProviderBackoff = backoff.Policy{Min: time.Second, Max: 30 * time.Second}
 
 func (p RetryPolicy) withDefaults() RetryPolicy {
 	if p.MaxRetries <= 0 {

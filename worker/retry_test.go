@@ -3,42 +3,13 @@ package worker
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/narrate/narrate/voice"
+	"github.com/narrate/narrate/voice/local"
 )
-
-func TestBackoffDelay(t *testing.T) {
-	t.Parallel()
-	b := Backoff{Min: 100 * time.Millisecond, Max: time.Second}
-	tests := []struct {
-		n        int
-		min, max time.Duration
-	}{
-		{1, 50 * time.Millisecond, 100 * time.Millisecond},
-		{2, 100 * time.Millisecond, 200 * time.Millisecond},
-		{4, 400 * time.Millisecond, 800 * time.Millisecond},
-		{5, 500 * time.Millisecond, time.Second},
-		{50, 500 * time.Millisecond, time.Second},
-	}
-	for _, tc := range tests {
-		t.Run(fmt.Sprint(tc.n), func(t *testing.T) {
-			t.Parallel()
-			seen := map[time.Duration]bool{}
-			for range 200 {
-				d := b.Delay(tc.n)
-				if d < tc.min || d > tc.max {
-					t.Fatalf("Delay(%d) = %v, want within [%v, %v]", tc.n, d, tc.min, tc.max)
-				}
-				seen[d] = true
-			}
-			if len(seen) < 2 {
-				t.Errorf("Delay(%d) has no jitter: always %v", tc.n, seen)
-			}
-		})
-	}
-}
 
 func TestRetryPolicyDefaultsAndRetryAfter(t *testing.T) {
 	t.Parallel()
@@ -66,9 +37,43 @@ func TestRetryPolicyDefaultsAndRetryAfter(t *testing.T) {
 	}
 }
 
+// nopStore satisfies Store for tests of New, which never touches it.
+type nopStore struct{ Store }
+
 func TestNewValidates(t *testing.T) {
 	t.Parallel()
-	if _, err := New(Config{}); err == nil {
-		t.Fatal("New with no queue, provider or store succeeded")
+	valid := func() Config {
+		return Config{Queue: nopQueue{}, Provider: local.New(local.Config{EspeakPath: "-"}), Store: nopStore{}}
+	}
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		want   string // substring of the error; "" means New succeeds
+	}{
+		{"valid", func(*Config) {}, ""},
+		{"no queue", func(c *Config) { c.Queue = nil }, "Queue is required"},
+		{"no provider", func(c *Config) { c.Provider = nil }, "Provider is required"},
+		{"no store", func(c *Config) { c.Store = nil }, "Store is required"},
+		{"negative concurrency", func(c *Config) { c.Concurrency = -1 }, "negative"},
+		{"lease too short", func(c *Config) { c.Lease = time.Millisecond }, "too short"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := valid()
+			tc.mutate(&cfg)
+			w, err := New(cfg)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("New: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("New = %v, want an error containing %q", err, tc.want)
+			case tc.want == "" && (w.concurrency != 1 || w.lease != DefaultLease || w.pollInterval != DefaultPollInterval || w.owner == ""):
+				t.Errorf("defaults not applied: %+v", w)
+			}
+		})
 	}
 }
+
+// nopQueue satisfies Queue for tests of New, which never touches it.
+type nopQueue struct{ Queue }

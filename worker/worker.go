@@ -20,12 +20,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/narrate/narrate/backoff"
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/voice"
 )
@@ -71,11 +71,7 @@ type Config struct {
 	// DBBackoff spaces attempts while the database is unreachable;
 	// default 100 ms doubling up to 5 s. The worker retries for as long as
 	// it takes: an outage delays work but loses none.
-	DBBackoff Backoff
-	// MaxAttempts bounds how many times a generation is claimed before it
-	// fails: a story that crashes every worker which takes it must not
-	// circle forever. Default 3.
-	MaxAttempts int
+	DBBackoff backoff.Policy
 	// ShutdownGrace is how long, once Run's context is cancelled, the
 	// chunk being synthesised may take to finish before the worker
 	// abandons it; default 10 s. After the chunk the worker releases the
@@ -91,19 +87,17 @@ type Config struct {
 const (
 	DefaultLease         = 30 * time.Second
 	DefaultPollInterval  = 2 * time.Second
-	DefaultMaxAttempts   = 3
 	DefaultShutdownGrace = 10 * time.Second
 )
 
-var defaultDBBackoff = Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+// maxAttempts bounds how many times a generation is claimed before it
+// fails: a story that crashes every worker which takes it must not circle
+// forever.
+const maxAttempts = 3
 
 // dbTimeout bounds one database call, so a connection that hangs (rather
 // than fails) during an outage is given up and retried.
 const dbTimeout = 10 * time.Second
-
-// maxStitch is how many previous request ids a synthesis request carries,
-// the most ElevenLabs accepts.
-const maxStitch = 3
 
 // Worker processes generations. Create it with New and start it with Run.
 type Worker struct {
@@ -115,8 +109,7 @@ type Worker struct {
 	lease        time.Duration
 	pollInterval time.Duration
 	retry        RetryPolicy
-	dbBackoff    Backoff
-	maxAttempts  int
+	dbBackoff    backoff.Policy
 	grace        time.Duration
 	logger       *slog.Logger
 	metrics      *Metrics
@@ -146,8 +139,7 @@ func New(cfg Config) (*Worker, error) {
 		lease:        cmp.Or(cfg.Lease, DefaultLease),
 		pollInterval: cmp.Or(cfg.PollInterval, DefaultPollInterval),
 		retry:        cfg.Retry.withDefaults(),
-		dbBackoff:    cfg.DBBackoff.Or(defaultDBBackoff),
-		maxAttempts:  cmp.Or(cfg.MaxAttempts, DefaultMaxAttempts),
+		dbBackoff:    cfg.DBBackoff.Or(backoff.Database),
 		grace:        cmp.Or(cfg.ShutdownGrace, DefaultShutdownGrace),
 		logger:       cmp.Or(cfg.Logger, slog.Default()),
 		metrics:      cfg.Metrics,
@@ -167,11 +159,8 @@ func DefaultOwner() string {
 	if err != nil || host == "" {
 		host = "unknown"
 	}
-	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), strings.ToLower(uuid.NewString()[:8]))
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), uuid.NewString()[:8])
 }
-
-// Owner is the id this worker's leases carry.
-func (w *Worker) Owner() string { return w.owner }
 
 // Wake makes the worker look for work now instead of at its next poll; the
 // server calls it when a generation is queued. It never blocks.
@@ -200,30 +189,22 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer poll.Stop()
 	done := make(chan struct{})
 	busy := 0
-	dbFailures := 0
-	var retryAt <-chan time.Time
 	var lastDepth time.Time
 
 	for {
-		for retryAt == nil && busy < w.concurrency && ctx.Err() == nil {
-			job, ok, err := w.claim(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					break
-				}
-				dbFailures++
-				delay := w.dbBackoff.Delay(dbFailures)
-				if dbFailures == 1 || dbFailures%10 == 0 {
-					w.logger.WarnContext(ctx, "claim failed; retrying", "err", err, "failures", dbFailures, "retry_in", delay)
-				}
-				retryAt = time.After(delay)
-				break
+		for busy < w.concurrency && ctx.Err() == nil {
+			// persist waits out a database outage here, so the loop
+			// claims again as soon as the database answers.
+			var job db.Job
+			var ok bool
+			err := w.persist(ctx, w.logger, "claim generation", func(ctx context.Context) (err error) {
+				job, ok, err = w.queue.Claim(ctx, w.owner, w.lease)
+				return err
+			})
+			if err != nil && ctx.Err() == nil {
+				w.logger.ErrorContext(ctx, "claim generation", "err", err)
 			}
-			if dbFailures > 0 {
-				w.logger.InfoContext(ctx, "database reachable again", "failures", dbFailures)
-				dbFailures = 0
-			}
-			if !ok {
+			if err != nil || !ok {
 				break
 			}
 			busy++
@@ -233,7 +214,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				done <- struct{}{}
 			}()
 		}
-		if w.metrics != nil && retryAt == nil && time.Since(lastDepth) >= w.pollInterval {
+		if w.metrics != nil && time.Since(lastDepth) >= w.pollInterval {
 			lastDepth = time.Now()
 			w.refreshQueueDepth(ctx)
 		}
@@ -251,16 +232,8 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.metrics.setBusy(busy)
 		case <-w.wake:
 		case <-poll.C:
-		case <-retryAt:
-			retryAt = nil
 		}
 	}
-}
-
-func (w *Worker) claim(ctx context.Context) (db.Job, bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, dbTimeout)
-	defer cancel()
-	return w.queue.Claim(ctx, w.owner, w.lease)
 }
 
 func (w *Worker) refreshQueueDepth(ctx context.Context) {

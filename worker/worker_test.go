@@ -3,13 +3,17 @@ package worker
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -17,6 +21,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/localdb"
 	"github.com/narrate/narrate/voice/local"
 )
@@ -532,4 +537,163 @@ func TestLocalProviderMakesOneWAV(t *testing.T) {
 	if len(data) <= len(one.Data) {
 		t.Errorf("joined WAV has %d bytes, no more than one chunk's %d", len(data), len(one.Data))
 	}
+}
+
+// flakyStore fails the first failures Puts (every Put when failures < 0).
+type flakyStore struct {
+	Store
+	mu       sync.Mutex
+	failures int
+	puts     int
+}
+
+func (s *flakyStore) Put(ctx context.Context, key string, r io.Reader, contentType string) error {
+	s.mu.Lock()
+	s.puts++
+	fail := s.failures < 0 || s.puts <= s.failures
+	s.mu.Unlock()
+	if fail {
+		return errors.New("disk full")
+	}
+	return s.Store.Put(ctx, key, r, contentType)
+}
+
+func (s *flakyStore) Puts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.puts
+}
+
+func TestStoreFailuresAreRetried(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		failures int
+		puts     int
+		status   string
+		lastLog  string
+		outcome  Outcome
+	}{
+		{name: "passing hiccup", failures: 2, puts: 3, status: "completed", lastLog: "completed", outcome: OutcomeCompleted},
+		// The test worker retries 3 times: 4 attempts in all.
+		{name: "lasting failure", failures: -1, puts: 4, status: "failed", lastLog: "failed: the audio could not be stored", outcome: OutcomeFailed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			store := &flakyStore{Store: e.store, failures: tc.failures}
+			id := e.start(e.story("Short", "One sentence."))
+			w := e.run(e.newWorker(func(c *Config) { c.Store = store }))
+
+			s := e.waitStatus(id, tc.status)
+			e.waitOutcome(w, tc.outcome, 1)
+			if got := store.Puts(); got != tc.puts {
+				t.Errorf("%d Puts, want %d", got, tc.puts)
+			}
+			if last := s.Logs[len(s.Logs)-1]; last != tc.lastLog {
+				t.Errorf("logs = %q, want the last %q", s.Logs, tc.lastLog)
+			}
+		})
+	}
+}
+
+// completeHook is the database queue with Complete replaced.
+type completeHook struct {
+	*db.DB
+	complete func(ctx context.Context, id uuid.UUID, owner, key string, meta map[string]any) error
+}
+
+func (q completeHook) Complete(ctx context.Context, id uuid.UUID, owner, key string, meta map[string]any) error {
+	return q.complete(ctx, id, owner, key, meta)
+}
+
+// TestCompletionOutcomes checks what becomes of the stored audio when
+// recording the completion does not simply succeed: a cancel just before it
+// leaves the audio unused, so it is deleted; an answer lost after the commit
+// is retried, and the audio stays with the completed generation.
+func TestCompletionOutcomes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// complete wraps the real Complete of generation id; calls counts
+		// the calls so far, this one included.
+		complete  func(e *env, id uuid.UUID, calls int, real func() error) error
+		status    string
+		logs      []string
+		outcome   Outcome
+		keepAudio bool
+	}{
+		{
+			name: "cancelled before the completion",
+			complete: func(e *env, id uuid.UUID, _ int, real func() error) error {
+				e.cancel(id)
+				return real()
+			},
+			status: "failed", logs: []string{"claimed", "chunk 1/1", "canceled"}, outcome: OutcomeCanceled, keepAudio: false,
+		},
+		{
+			name: "answer lost after the commit",
+			complete: func(_ *env, _ uuid.UUID, calls int, real func() error) error {
+				err := real()
+				if calls == 1 && err == nil {
+					return errors.New("connection reset by peer")
+				}
+				return err
+			},
+			status: "completed", logs: []string{"claimed", "chunk 1/1", "completed"}, outcome: OutcomeCompleted, keepAudio: true,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			id := e.start(e.story("Short", "One sentence."))
+			var calls atomic.Int32
+			queue := completeHook{DB: e.d, complete: func(ctx context.Context, id uuid.UUID, owner, key string, meta map[string]any) error {
+				return tc.complete(e, id, int(calls.Add(1)), func() error { return e.d.Complete(ctx, id, owner, key, meta) })
+			}}
+			w := e.run(e.newWorker(func(c *Config) { c.Queue = queue }))
+
+			e.waitOutcome(w, tc.outcome, 1)
+			s := e.state(id)
+			if s.Status != tc.status || !slices.Equal(s.Logs, tc.logs) {
+				t.Errorf("status %s, logs %q; want %s, %q", s.Status, s.Logs, tc.status, tc.logs)
+			}
+			files, err := os.ReadDir(filepath.Join(e.dir, "generations"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if kept := len(files) == 1; kept != tc.keepAudio || len(files) > 1 {
+				t.Errorf("%d audio files stored, want the audio kept: %v", len(files), tc.keepAudio)
+			}
+			if tc.keepAudio && e.audio(s) != wantAudio(chunksOf("One sentence.")) {
+				t.Errorf("stored audio = %q", e.audio(s))
+			}
+		})
+	}
+}
+
+func TestBusyAndQueueDepthGauges(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	release := make(chan struct{})
+	e.el.setHandler(func(r *http.Request, c ttsCall) reply {
+		if c.N == 1 {
+			blockUntil(r, release)
+		}
+		return reply{}
+	})
+	ids := []uuid.UUID{e.start(e.story("One", "First.")), e.start(e.story("Two", "Second.")), e.start(e.story("Three", "Third."))}
+	w := e.run(e.newWorker(func(c *Config) { c.Concurrency = 1; c.Lease = time.Minute }))
+
+	gauges := func() (busy, depth float64) {
+		return gaugeValue(w.metrics.busy), gaugeValue(w.metrics.queueDepth)
+	}
+	e.waitFor("one busy slot and two queued", func() bool { b, d := gauges(); return b == 1 && d == 2 })
+	close(release)
+	for _, id := range ids {
+		e.waitStatus(id, "completed")
+	}
+	e.waitFor("no busy slot and none queued", func() bool { b, d := gauges(); return b == 0 && d == 0 })
 }
