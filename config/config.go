@@ -3,6 +3,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
@@ -111,13 +112,13 @@ func FromEnv() (Config, error) { return Parse(os.Getenv) }
 func Parse(getenv func(string) string) (Config, error) {
 	c := Config{
 		DatabaseURL:          getenv("DATABASE_URL"),
-		DataDir:              or(getenv("DATA_DIR"), DefaultDataDir),
+		DataDir:              cmp.Or(getenv("DATA_DIR"), DefaultDataDir),
 		JWTSecret:            getenv("JWT_SECRET"),
 		JWKSURL:              getenv("JWKS_URL"),
 		ListenURL:            getenv("LISTEN_DATABASE_URL"),
-		JWTAudience:          or(getenv("JWT_AUDIENCE"), DefaultAudience),
+		JWTAudience:          cmp.Or(getenv("JWT_AUDIENCE"), DefaultAudience),
 		ElevenLabsAPIKey:     getenv("ELEVENLABS_API_KEY"),
-		ElevenLabsBaseURL:    strings.TrimRight(or(getenv("ELEVENLABS_BASE_URL"), DefaultElevenLabsBaseURL), "/"),
+		ElevenLabsBaseURL:    strings.TrimRight(cmp.Or(getenv("ELEVENLABS_BASE_URL"), DefaultElevenLabsBaseURL), "/"),
 		ElevenLabsModelID:    getenv("ELEVENLABS_MODEL_ID"),
 		ElevenLabsSTTModelID: getenv("ELEVENLABS_STT_MODEL_ID"),
 		AudioSigningSecret:   getenv("AUDIO_SIGNING_SECRET"),
@@ -152,7 +153,7 @@ func Parse(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("MIGRATE_ON_START: %q is not a boolean", v)
 		}
 	}
-	c.PublicURL = strings.TrimRight(or(getenv("PUBLIC_URL"), fmt.Sprintf("http://localhost:%d", c.Port)), "/")
+	c.PublicURL = strings.TrimRight(cmp.Or(getenv("PUBLIC_URL"), fmt.Sprintf("http://localhost:%d", c.Port)), "/")
 	if u, err := url.Parse(c.PublicURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return c, fmt.Errorf("PUBLIC_URL: %q is not an absolute http(s) URL", c.PublicURL)
 	}
@@ -179,7 +180,7 @@ func parseS3Storage(getenv func(string) string) (S3Storage, error) {
 	s := S3Storage{
 		Endpoint:        strings.TrimRight(getenv("STORAGE_S3_ENDPOINT"), "/"),
 		Bucket:          getenv("STORAGE_S3_BUCKET"),
-		Region:          or(getenv("STORAGE_S3_REGION"), DefaultS3Region),
+		Region:          cmp.Or(getenv("STORAGE_S3_REGION"), DefaultS3Region),
 		Prefix:          getenv("STORAGE_S3_PREFIX"),
 		AccessKeyID:     getenv("STORAGE_S3_ACCESS_KEY_ID"),
 		SecretAccessKey: getenv("STORAGE_S3_SECRET_ACCESS_KEY"),
@@ -209,13 +210,6 @@ func parseS3Storage(getenv func(string) string) (S3Storage, error) {
 		return s, errors.New("STORAGE_S3_ACCESS_KEY_ID and STORAGE_S3_SECRET_ACCESS_KEY: both required when STORAGE_S3_BUCKET is set")
 	}
 	return s, nil
-}
-
-func or(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }
 
 func intVar(getenv func(string) string, name string, def, lo, hi int) (int, error) {

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"maps"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,19 +38,88 @@ func TestWorkerAndAudioSettings(t *testing.T) {
 	}
 }
 
-func TestInvalidWorkerSettings(t *testing.T) {
+// TestServerSettings covers the settings outside the worker, audio and S3
+// groups: defaults, derived values and normalisation.
+func TestServerSettings(t *testing.T) {
+	t.Parallel()
+	abs := func(p string) string {
+		t.Helper()
+		a, err := filepath.Abs(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	tests := []struct {
+		name  string
+		vars  map[string]string
+		check func(c Config) bool
+	}{
+		{"DATA_DIR defaults to an absolute .data", nil, func(c Config) bool { return c.DataDir == abs(DefaultDataDir) }},
+		{"DATA_DIR is made absolute", map[string]string{"DATA_DIR": "var/narrate"}, func(c Config) bool { return c.DataDir == abs("var/narrate") }},
+		{"PORT defaults", nil, func(c Config) bool { return c.Port == DefaultPort }},
+		{"PUBLIC_URL follows PORT", map[string]string{"PORT": "9000"}, func(c Config) bool {
+			return c.Port == 9000 && c.PublicURL == "http://localhost:9000"
+		}},
+		{"PUBLIC_URL loses its trailing slash", map[string]string{"PUBLIC_URL": "https://api.example.com/"}, func(c Config) bool {
+			return c.PublicURL == "https://api.example.com"
+		}},
+		{"ELEVENLABS_BASE_URL defaults", nil, func(c Config) bool { return c.ElevenLabsBaseURL == DefaultElevenLabsBaseURL }},
+		{"ELEVENLABS_BASE_URL loses its trailing slash", map[string]string{"ELEVENLABS_BASE_URL": "http://localhost:9999/"}, func(c Config) bool {
+			return c.ElevenLabsBaseURL == "http://localhost:9999"
+		}},
+		{"JWT_AUDIENCE defaults", nil, func(c Config) bool { return c.JWTAudience == DefaultAudience }},
+		{"MIGRATE_ON_START defaults to true", nil, func(c Config) bool { return c.MigrateOnStart }},
+		{"MIGRATE_ON_START false", map[string]string{"MIGRATE_ON_START": "false"}, func(c Config) bool { return !c.MigrateOnStart }},
+		{"CORS_ORIGINS unset allows any", nil, func(c Config) bool { return c.CORSOrigins == nil }},
+		{"CORS_ORIGINS wildcard allows any", map[string]string{"CORS_ORIGINS": "*"}, func(c Config) bool { return c.CORSOrigins == nil }},
+		{"CORS_ORIGINS trimmed, blanks dropped", map[string]string{"CORS_ORIGINS": " https://a.example.com/ ,, http://localhost:5173"}, func(c Config) bool {
+			return slices.Equal(c.CORSOrigins, []string{"https://a.example.com", "http://localhost:5173"})
+		}},
+		{"JWKS_URL kept", map[string]string{"JWKS_URL": "https://ref.supabase.co/auth/v1/.well-known/jwks.json"}, func(c Config) bool {
+			return c.JWKSURL == "https://ref.supabase.co/auth/v1/.well-known/jwks.json"
+		}},
+		{"listener uses the database URL", nil, func(c Config) bool { return c.ListenDatabaseURL("postgres://db") == "postgres://db" }},
+		{"listener uses LISTEN_DATABASE_URL", map[string]string{"LISTEN_DATABASE_URL": "postgres://direct"}, func(c Config) bool {
+			return c.ListenDatabaseURL("postgres://pooler") == "postgres://direct"
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Parse(env(tt.vars))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(c) {
+				t.Errorf("Parse(%v) = %+v", tt.vars, c)
+			}
+		})
+	}
+}
+
+func TestInvalidSettings(t *testing.T) {
 	t.Parallel()
 	for name, vars := range map[string]map[string]string{
-		"poll not a duration":  {"WORKER_POLL_INTERVAL": "often"},
-		"poll too short":       {"WORKER_POLL_INTERVAL": "1ms"},
-		"lease too short":      {"WORKER_LEASE": "1s"},
-		"ttl negative":         {"AUDIO_URL_TTL": "-1h"},
-		"concurrency negative": {"WORKER_CONCURRENCY": "-1"},
-		"provider limit zero":  {"ELEVENLABS_MAX_CONCURRENT": "0"},
+		"poll not a duration":         {"WORKER_POLL_INTERVAL": "often"},
+		"poll too short":              {"WORKER_POLL_INTERVAL": "1ms"},
+		"lease too short":             {"WORKER_LEASE": "1s"},
+		"ttl negative":                {"AUDIO_URL_TTL": "-1h"},
+		"concurrency negative":        {"WORKER_CONCURRENCY": "-1"},
+		"provider limit zero":         {"ELEVENLABS_MAX_CONCURRENT": "0"},
+		"port not a number":           {"PORT": "http"},
+		"port too large":              {"PORT": "70000"},
+		"migrate not a boolean":       {"MIGRATE_ON_START": "maybe"},
+		"public URL without a scheme": {"PUBLIC_URL": "api.example.com"},
+		"public URL not http":         {"PUBLIC_URL": "ftp://api.example.com"},
+		"JWKS URL relative":           {"JWKS_URL": "/jwks.json"},
 	} {
-		if _, err := Parse(env(vars)); err == nil {
-			t.Errorf("%s: Parse(%v) succeeded", name, vars)
-		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := Parse(env(vars)); err == nil {
+				t.Errorf("Parse(%v) succeeded", vars)
+			}
+		})
 	}
 }
 
@@ -60,13 +132,8 @@ func TestS3StorageSettings(t *testing.T) {
 		"STORAGE_S3_SECRET_ACCESS_KEY": "secret",
 	}
 	with := func(extra map[string]string) map[string]string {
-		vars := map[string]string{}
-		for k, v := range full {
-			vars[k] = v
-		}
-		for k, v := range extra {
-			vars[k] = v
-		}
+		vars := maps.Clone(full)
+		maps.Copy(vars, extra)
 		return vars
 	}
 	for _, tc := range []struct {

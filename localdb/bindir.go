@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -75,7 +76,7 @@ func (f binFinder) find(ctx context.Context) (string, error) {
 		if !hasInitdb(dir) {
 			continue
 		}
-		if bestVersion == nil || compareVersions(version, bestVersion) > 0 {
+		if bestVersion == nil || slices.Compare(version, bestVersion) > 0 {
 			best, bestVersion = dir, version
 		}
 	}
@@ -102,16 +103,4 @@ func parseVersion(name string) ([]int, bool) {
 		version = append(version, n)
 	}
 	return version, true
-}
-
-func compareVersions(a, b []int) int {
-	for i := 0; i < len(a) && i < len(b); i++ {
-		if a[i] != b[i] {
-			if a[i] < b[i] {
-				return -1
-			}
-			return 1
-		}
-	}
-	return len(a) - len(b)
 }

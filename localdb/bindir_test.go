@@ -76,28 +76,6 @@ func TestBinFinder(t *testing.T) {
 	}
 }
 
-func TestCompareVersions(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		a, b string
-		want int
-	}{
-		{"15", "9.6", 1},
-		{"9.6", "15", -1},
-		{"15", "15", 0},
-		{"9.6", "9", 1},
-		{"10", "9.6", 1},
-	}
-	for _, tt := range tests {
-		a, _ := parseVersion(tt.a)
-		b, _ := parseVersion(tt.b)
-		got := compareVersions(a, b)
-		if (got > 0) != (tt.want > 0) || (got < 0) != (tt.want < 0) {
-			t.Errorf("compareVersions(%s, %s) = %d, want sign of %d", tt.a, tt.b, got, tt.want)
-		}
-	}
-}
-
 func TestQuoting(t *testing.T) {
 	t.Parallel()
 	if got, want := shellQuote(`a'b`), `'a'\''b'`; got != want {

@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -122,7 +123,7 @@ type Cluster struct {
 // Start initialises the cluster in opts.Dir if it holds none yet and starts
 // the server, returning once it accepts connections. A server left running on
 // the same data directory by an earlier, crashed run is stopped first.
-func Start(ctx context.Context, opts Options) (*Cluster, error) {
+func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if opts.Dir == "" {
 		return nil, errors.New("localdb: Options.Dir is required")
 	}
@@ -145,6 +146,15 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if c.logger == nil {
 		c.logger = slog.Default()
 	}
+	if opts.Reuse {
+		// Checked before anything is made: a reused server needs no
+		// binaries, directories or watchdog of this process's.
+		if pid, port, err := c.readPidFile(); err == nil && port > 0 && processState(pid) == procPostgres {
+			c.port, c.stopped = port, true
+			c.logger.Info("reusing running postgres", "dir", c.dir, "port", port)
+			return c, nil
+		}
+	}
 	if c.binDir == "" {
 		if c.binDir, err = defaultBinFinder().find(ctx); err != nil {
 			return nil, err
@@ -158,32 +168,26 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := c.prepareDirs(); err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			c.releaseWatchdog()
+			c.removeTempSockDir()
+		}
+	}()
 	if err := c.initdb(ctx); err != nil {
-		c.removeTempSockDir()
 		return nil, err
 	}
-	if opts.Reuse {
-		if port, ok := c.runningPort(); ok {
-			c.port, c.stopped = port, true
-			c.logger.Info("reusing running postgres", "dir", c.dir, "port", port)
-			return c, nil
-		}
-	}
 	if err := c.stopStale(ctx); err != nil {
-		c.removeTempSockDir()
 		return nil, err
 	}
 	if opts.Temporary {
 		// Started before the server so that a crash while it starts is
 		// covered too.
 		if c.watchdog, err = c.startWatchdog(); err != nil {
-			c.removeTempSockDir()
 			return nil, err
 		}
 	}
 	if err := c.start(ctx, opts.Port); err != nil {
-		c.releaseWatchdog()
-		c.removeTempSockDir()
 		return nil, err
 	}
 	return c, nil
@@ -313,7 +317,7 @@ func checkReachable(dir string, cred *syscall.Credential) error {
 		switch {
 		case st.Uid == cred.Uid:
 			bit = 0o100
-		case st.Gid == cred.Gid || containsGid(cred.Groups, st.Gid):
+		case st.Gid == cred.Gid || slices.Contains(cred.Groups, st.Gid):
 			bit = 0o010
 		default:
 			bit = 0o001
@@ -326,15 +330,6 @@ func checkReachable(dir string, cred *syscall.Credential) error {
 			return nil
 		}
 	}
-}
-
-func containsGid(groups []uint32, gid uint32) bool {
-	for _, g := range groups {
-		if g == gid {
-			return true
-		}
-	}
-	return false
 }
 
 // command builds an invocation of one of the PostgreSQL binaries, run as the
@@ -353,13 +348,7 @@ func (c *Cluster) command(ctx context.Context, name string, args ...string) *exe
 }
 
 func childEnv() []string {
-	env := make([]string, 0, len(os.Environ()))
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PG") {
-			env = append(env, kv)
-		}
-	}
-	return env
+	return slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "PG") })
 }
 
 // initdb creates the data directory unless it already holds a cluster.
@@ -395,24 +384,19 @@ const (
 // after a container restart) is removed, since the server would otherwise
 // refuse to start.
 func (c *Cluster) stopStale(ctx context.Context) error {
-	pidFile := filepath.Join(c.pgdata, "postmaster.pid")
-	data, err := os.ReadFile(pidFile)
-	if errors.Is(err, os.ErrNotExist) {
+	pid, _, err := c.readPidFile()
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, errTornPidFile) {
+		// A torn pid file: the server itself treats it as stale.
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("localdb: read pid file: %w", err)
-	}
-	line, _, _ := strings.Cut(string(data), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || pid <= 0 {
-		// A torn pid file: the server itself treats it as stale.
-		return nil
+		return err
 	}
 	switch processState(pid) {
 	case procGone:
 		return nil
 	case procOther:
+		pidFile := c.pidFile()
 		c.logger.Warn("removing stale postgres pid file", "pid", pid, "file", pidFile)
 		if err := os.Remove(pidFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("localdb: remove stale pid file: %w", err)
@@ -424,26 +408,27 @@ func (c *Cluster) stopStale(ctx context.Context) error {
 	}
 }
 
-// runningPort reports the port of a live server on this data directory,
-// from the pid file PostgreSQL keeps (line 1: pid, line 4: port).
-func (c *Cluster) runningPort() (int, bool) {
-	data, err := os.ReadFile(filepath.Join(c.pgdata, "postmaster.pid"))
+// errTornPidFile reports a pid file without a valid pid on its first line.
+var errTornPidFile = errors.New("localdb: torn pid file")
+
+func (c *Cluster) pidFile() string { return filepath.Join(c.pgdata, "postmaster.pid") }
+
+// readPidFile reads the pid file PostgreSQL keeps in its data directory
+// (line 1: pid, line 4: port). The port is 0 when the file does not hold one
+// yet, as while the server starts.
+func (c *Cluster) readPidFile() (pid, port int, err error) {
+	data, err := os.ReadFile(c.pidFile())
 	if err != nil {
-		return 0, false
+		return 0, 0, fmt.Errorf("localdb: read pid file: %w", err)
 	}
 	lines := strings.Split(string(data), "\n")
-	if len(lines) < 4 {
-		return 0, false
+	if pid, err = strconv.Atoi(strings.TrimSpace(lines[0])); err != nil || pid <= 0 {
+		return 0, 0, errTornPidFile
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(lines[0]))
-	if err != nil || pid <= 0 || processState(pid) != procPostgres {
-		return 0, false
+	if len(lines) >= 4 {
+		port, _ = strconv.Atoi(strings.TrimSpace(lines[3]))
 	}
-	port, err := strconv.Atoi(strings.TrimSpace(lines[3]))
-	if err != nil || port <= 0 {
-		return 0, false
-	}
-	return port, true
+	return pid, max(port, 0), nil
 }
 
 func processState(pid int) procState {
@@ -522,7 +507,7 @@ func (c *Cluster) startOnce(ctx context.Context, port int) error {
 	// so the failed start leaves nothing running.
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if _, err := os.Stat(filepath.Join(c.pgdata, "postmaster.pid")); err == nil {
+	if _, err := os.Stat(c.pidFile()); err == nil {
 		_ = c.command(stopCtx, "pg_ctl", "stop", "-D", c.pgdata, "-m", "immediate", "-w").Run()
 	}
 	return startErr
@@ -574,7 +559,11 @@ func logTail(path string, offset int64, n int) string {
 		return ""
 	}
 	defer f.Close()
-	size := fileSize(path)
+	fi, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	size := fi.Size()
 	if offset >= size {
 		offset = 0
 	}

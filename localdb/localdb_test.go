@@ -34,11 +34,16 @@ func clusterDir(t *testing.T, pattern string) string {
 
 func startCluster(t *testing.T, dir string) *localdb.Cluster {
 	t.Helper()
-	c, err := localdb.Start(context.Background(), localdb.Options{
-		Dir:       dir,
-		Ephemeral: true,
-		Logger:    slog.New(slog.DiscardHandler),
-	})
+	return startClusterWith(t, localdb.Options{Dir: dir})
+}
+
+// startClusterWith starts an ephemeral, quiet cluster with opts and stops it
+// when the test ends.
+func startClusterWith(t *testing.T, opts localdb.Options) *localdb.Cluster {
+	t.Helper()
+	opts.Ephemeral = true
+	opts.Logger = slog.New(slog.DiscardHandler)
+	c, err := localdb.Start(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -222,6 +227,29 @@ func TestStartStopsServerLeftRunning(t *testing.T) {
 		_ = conn.Close(ctx)
 		t.Fatal("the server left running still answers on its old port")
 	}
+}
+
+// TestReuse checks that Reuse starts a server when none runs, and otherwise
+// attaches to the running one, which a Stop through the attached Cluster
+// leaves running.
+func TestReuse(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := clusterDir(t, "localdb-reuse-*")
+	owner := startClusterWith(t, localdb.Options{Dir: dir, Reuse: true})
+	exec(t, connect(t, owner.AdminURL("postgres")), "SELECT 1")
+
+	attached, err := localdb.Start(ctx, localdb.Options{Dir: dir, Reuse: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("Start with Reuse on a running server: %v", err)
+	}
+	if attached.Port() != owner.Port() {
+		t.Fatalf("attached to port %d, want the running server's %d", attached.Port(), owner.Port())
+	}
+	if err := attached.Stop(ctx); err != nil {
+		t.Fatalf("Stop of the attached cluster: %v", err)
+	}
+	exec(t, connect(t, owner.AdminURL("postgres")), "SELECT 1")
 }
 
 func TestStartFailureIncludesLogTail(t *testing.T) {

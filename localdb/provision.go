@@ -128,7 +128,9 @@ func createDatabase(ctx context.Context, conn *pgx.Conn, dbname string) error {
 // ensureLoginRole creates or repairs role login and grants it what is
 // missing, in one transaction so a failure leaves no half-made role behind.
 // It only issues statements that change something, so that an unprivileged
-// admin user succeeds against a server already set up by someone else.
+// admin user succeeds against a server already set up by someone else; the
+// exception is a password, which cannot be read back to compare and is set
+// on every call, so such a user needs a password-less admin URL.
 func ensureLoginRole(ctx context.Context, conn *pgx.Conn, login, password, dbname string) (err error) {
 	tx, err := conn.Begin(ctx)
 	if err != nil {

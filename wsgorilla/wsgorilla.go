@@ -71,15 +71,12 @@ type Options struct {
 	// frame the server reads until the client's close frame arrives, then
 	// closes the TCP connection, or closes it anyway after this period.
 	CloseGracePeriod time.Duration
-	// ReadBufferSize and WriteBufferSize size gorilla's I/O buffers; zero
-	// reuses the buffers of the HTTP server.
-	ReadBufferSize, WriteBufferSize int
+	// ReadBufferSize sizes gorilla's read buffer; zero reuses the one of the
+	// HTTP server.
+	ReadBufferSize int
 	// PoolWriteBuffers shares write buffers between connections, taking one
 	// only while a message is written: an idle socket then holds none.
 	PoolWriteBuffers bool
-	// Subprotocols are offered in addition to the GraphQL subprotocols gqlgen
-	// asks for; gqlgen itself closes sockets that negotiate anything else.
-	Subprotocols []string
 }
 
 // Implementation is a transport.WebsocketImplementation backed by
@@ -91,9 +88,7 @@ type Implementation struct {
 	handshakeTimeout time.Duration
 	closeGracePeriod time.Duration
 	readBufferSize   int
-	writeBufferSize  int
 	writeBufferPool  websocket.BufferPool
-	subprotocols     []string
 }
 
 var _ transport.WebsocketImplementation = (*Implementation)(nil)
@@ -107,8 +102,6 @@ func New(opts Options) *Implementation {
 		handshakeTimeout: opts.HandshakeTimeout,
 		closeGracePeriod: opts.CloseGracePeriod,
 		readBufferSize:   opts.ReadBufferSize,
-		writeBufferSize:  opts.WriteBufferSize,
-		subprotocols:     slices.Clone(opts.Subprotocols),
 	}
 	if opts.PoolWriteBuffers {
 		impl.writeBufferPool = &sync.Pool{}
@@ -136,9 +129,8 @@ func (i *Implementation) Accept(w http.ResponseWriter, r *http.Request, options 
 	upgrader := websocket.Upgrader{
 		HandshakeTimeout: i.handshakeTimeout,
 		ReadBufferSize:   i.readBufferSize,
-		WriteBufferSize:  i.writeBufferSize,
 		WriteBufferPool:  i.writeBufferPool,
-		Subprotocols:     i.subprotocolsFor(options.Subprotocols),
+		Subprotocols:     preferredFirst(options.Subprotocols),
 		CheckOrigin:      i.checkOrigin,
 		Error:            writeHandshakeStatus,
 	}
@@ -153,20 +145,16 @@ func (i *Implementation) Accept(w http.ResponseWriter, r *http.Request, options 
 	return c, nil
 }
 
-// subprotocolsFor merges gqlgen's subprotocols with the configured extras,
-// preferred protocol first, because gorilla picks the first server entry the
-// client also offered.
-func (i *Implementation) subprotocolsFor(requested []string) []string {
-	out := make([]string, 0, len(requested)+len(i.subprotocols))
-	if slices.Contains(requested, preferredSubprotocol) {
-		out = append(out, preferredSubprotocol)
+// preferredFirst orders gqlgen's subprotocols with the preferred one first,
+// because gorilla picks the first server entry the client also offered.
+func preferredFirst(protocols []string) []string {
+	i := slices.Index(protocols, preferredSubprotocol)
+	if i <= 0 {
+		return protocols
 	}
-	for _, p := range slices.Concat(requested, i.subprotocols) {
-		if !slices.Contains(out, p) {
-			out = append(out, p)
-		}
-	}
-	return out
+	out := make([]string, 0, len(protocols))
+	out = append(out, preferredSubprotocol)
+	return append(append(out, protocols[:i]...), protocols[i+1:]...)
 }
 
 // writeHandshakeStatus writes only the status of a failed upgrade. gqlgen's

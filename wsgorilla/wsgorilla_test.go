@@ -413,15 +413,14 @@ func TestClosingHandshake(t *testing.T) {
 				t.Fatalf("dial: %v", err)
 			}
 			send(t, conn, wsMessage{Type: "connection_init"})
-			if !tt.initAck {
-				// Unread data at close time would turn the server's close
-				// into a reset, which the client's read below reports.
-				_ = conn.WriteJSON(wsMessage{Type: "subscribe", ID: "1", Payload: json.RawMessage(`{"query":"subscription { name }"}`)})
-			}
 			if tt.initAck {
 				if msg := read(t, conn); msg.Type != "connection_ack" {
 					t.Fatalf("got %q, want connection_ack", msg.Type)
 				}
+			} else {
+				// Unread data at close time would turn the server's close
+				// into a reset, which the client's read below reports.
+				_ = conn.WriteJSON(wsMessage{Type: "subscribe", ID: "1", Payload: json.RawMessage(`{"query":"subscription { name }"}`)})
 			}
 			if tt.answer {
 				// gorilla's default close handler answers the close frame.

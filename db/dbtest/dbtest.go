@@ -157,7 +157,6 @@ type environment struct {
 	// appURL is the template's application URL, empty when the login role
 	// could not be set up and tests get the admin URL instead.
 	appURL string
-	logger *slog.Logger
 
 	// createMu serialises copies of the template: PostgreSQL refuses to copy
 	// a database another session is using, and a copy in progress counts.
@@ -175,7 +174,6 @@ func newEnvironment(ctx context.Context, baseURL string, migrate func(ctx contex
 		pool:     pool,
 		adminURL: baseURL,
 		template: "dbtest_tpl_" + randomHex(6),
-		logger:   logger,
 	}
 	defer func() {
 		if err != nil {
