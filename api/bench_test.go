@@ -82,24 +82,10 @@ func openIdle(b *testing.B, e *env, url string, u user, story uuid.UUID, n int) 
 	if n == 0 {
 		return
 	}
-	var gens []uuid.UUID
-	rows, err := e.Admin.Query(context.Background(), `
+	gens := e.ids(`
 		INSERT INTO story_generations (user_id, story_id, status)
 		SELECT $1, $2, 'in_progress' FROM generate_series(1, $3::int)
 		RETURNING id`, u.ID, story, n)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for rows.Next() {
-		var id uuid.UUID
-		if err := rows.Scan(&id); err != nil {
-			b.Fatal(err)
-		}
-		gens = append(gens, id)
-	}
-	if err := rows.Err(); err != nil {
-		b.Fatal(err)
-	}
 	clients := make([]*wsClient, len(gens))
 	for i, g := range gens {
 		clients[i] = dialWS(b, url, protoTransportWS, authInit(u.Token))

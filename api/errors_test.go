@@ -80,9 +80,7 @@ func TestParseAndValidationErrors(t *testing.T) {
 			e := e.on(t)
 			r := e.post("", tt.query, tt.vars)
 			r.wantCode(t, tt.code)
-			if len(r.Data) != 0 && string(r.Data) != "null" {
-				t.Errorf("data = %s, want none", r.Data)
-			}
+			r.wantNoData(t)
 			if r.Status == http.StatusOK || r.Status >= 500 {
 				t.Errorf("HTTP status %d, want a 4xx", r.Status)
 			}
@@ -171,9 +169,7 @@ func TestQueryLimits(t *testing.T) {
 				return
 			}
 			r.wantCode(t, tt.code)
-			if len(r.Data) != 0 && string(r.Data) != "null" {
-				t.Errorf("data = %s, want none", r.Data)
-			}
+			r.wantNoData(t)
 			if ran != 0 {
 				t.Errorf("%d statements ran for a refused operation", ran)
 			}
@@ -333,9 +329,7 @@ func TestTokenAttacks(t *testing.T) {
 				t.Errorf("HTTP status %d, want 401", r.Status)
 			}
 			r.wantCode(t, graph.CodeUnauthenticated)
-			if len(r.Data) != 0 && string(r.Data) != "null" {
-				t.Errorf("data = %s, want none", r.Data)
-			}
+			r.wantNoData(t)
 			if n := e.Statements.Load() - before; n != 0 {
 				t.Errorf("%d statements ran for a rejected token", n)
 			}

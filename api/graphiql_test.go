@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"html"
-	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -17,7 +16,15 @@ import (
 func TestGraphiQLServesItsOwnAssets(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	page := get(t, e.URL+"/")
+	get := func(path string) string {
+		t.Helper()
+		res, body := e.do(http.MethodGet, path, nil)
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, res.StatusCode)
+		}
+		return body
+	}
+	page := get("/")
 	if !strings.Contains(page, "GraphiQL") {
 		t.Fatalf("/ is not the GraphiQL page: %.200s", page)
 	}
@@ -32,27 +39,10 @@ func TestGraphiQLServesItsOwnAssets(t *testing.T) {
 			t.Errorf("asset %s is not served by the server", url)
 			continue
 		}
-		body := get(t, e.URL+url)
+		body := get(url)
 		sum := sha256.Sum256([]byte(body))
 		if got := "sha256-" + base64.StdEncoding.EncodeToString(sum[:]); got != integrity {
 			t.Errorf("%s: integrity %s, page says %s", url, got, integrity)
 		}
 	}
-}
-
-func get(t *testing.T, url string) string {
-	t.Helper()
-	res, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d", url, res.StatusCode)
-	}
-	return string(b)
 }

@@ -174,11 +174,7 @@ type user struct {
 func (e *env) newUser(email string, admin bool) user {
 	e.t.Helper()
 	var id uuid.UUID
-	err := e.Admin.QueryRow(context.Background(),
-		`INSERT INTO auth.users (email) VALUES ($1) RETURNING id`, email).Scan(&id)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	e.scan(`INSERT INTO auth.users (email) VALUES ($1) RETURNING id`, []any{email}, &id)
 	tok, err := auth.Mint(testSecret, id, email, admin, "authenticated", time.Hour)
 	if err != nil {
 		e.t.Fatal(err)
@@ -232,11 +228,7 @@ func (e *env) ids(sql string, args ...any) []string {
 func (e *env) story(title, slug string) uuid.UUID {
 	e.t.Helper()
 	var id uuid.UUID
-	err := e.Admin.QueryRow(context.Background(),
-		`INSERT INTO stories (title, slug, content) VALUES ($1, $2, 'Once upon a time.') RETURNING id`, title, slug).Scan(&id)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	e.scan(`INSERT INTO stories (title, slug, content) VALUES ($1, $2, 'Once upon a time.') RETURNING id`, []any{title, slug}, &id)
 	return id
 }
 
@@ -251,12 +243,8 @@ func (e *env) verifiedVoice(u user) {
 func (e *env) generation(u user, story uuid.UUID, status db.Status) uuid.UUID {
 	e.t.Helper()
 	var id uuid.UUID
-	err := e.Admin.QueryRow(context.Background(),
-		`INSERT INTO story_generations (user_id, story_id, status) VALUES ($1, $2, $3) RETURNING id`,
-		u.ID, story, string(status)).Scan(&id)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	e.scan(`INSERT INTO story_generations (user_id, story_id, status) VALUES ($1, $2, $3) RETURNING id`,
+		[]any{u.ID, story, string(status)}, &id)
 	return id
 }
 
@@ -264,12 +252,8 @@ func (e *env) generation(u user, story uuid.UUID, status db.Status) uuid.UUID {
 func (e *env) generationAt(u user, story uuid.UUID, status db.Status, createdAt time.Time) uuid.UUID {
 	e.t.Helper()
 	var id uuid.UUID
-	err := e.Admin.QueryRow(context.Background(),
-		`INSERT INTO story_generations (user_id, story_id, status, created_at) VALUES ($1, $2, $3, $4) RETURNING id`,
-		u.ID, story, string(status), createdAt).Scan(&id)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	e.scan(`INSERT INTO story_generations (user_id, story_id, status, created_at) VALUES ($1, $2, $3, $4) RETURNING id`,
+		[]any{u.ID, story, string(status), createdAt}, &id)
 	return id
 }
 
@@ -277,12 +261,8 @@ func (e *env) generationAt(u user, story uuid.UUID, status db.Status, createdAt 
 func (e *env) logAt(generation uuid.UUID, event string, at time.Time) uuid.UUID {
 	e.t.Helper()
 	var id uuid.UUID
-	err := e.Admin.QueryRow(context.Background(),
-		`INSERT INTO generation_logs (generation_id, event, occurred_at) VALUES ($1, $2, $3) RETURNING id`,
-		generation, event, at).Scan(&id)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	e.scan(`INSERT INTO generation_logs (generation_id, event, occurred_at) VALUES ($1, $2, $3) RETURNING id`,
+		[]any{generation, event, at}, &id)
 	return id
 }
 
@@ -350,6 +330,25 @@ func (r response) wantCode(t testing.TB, code string) {
 	t.Helper()
 	if got := r.codes(); !slices.Equal(got, []string{code}) {
 		t.Fatalf("error codes = %q, want [%s]; body %s", got, code, r.Raw)
+	}
+}
+
+// wantError fails the test unless the response has exactly one error, with
+// the given code and a message containing part.
+func (r response) wantError(t testing.TB, code, part string) {
+	t.Helper()
+	r.wantCode(t, code)
+	if msg := r.Errors[0].Message; !strings.Contains(msg, part) {
+		t.Errorf("message %q does not say %q", msg, part)
+	}
+}
+
+// wantNoData fails the test unless the response has no data at all, as
+// for a request refused before it ran.
+func (r response) wantNoData(t testing.TB) {
+	t.Helper()
+	if len(r.Data) != 0 && string(r.Data) != "null" {
+		t.Errorf("data = %s, want none", r.Data)
 	}
 }
 

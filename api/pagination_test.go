@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -49,9 +50,7 @@ func walk(t testing.TB, e *env, token, query string, vars map[string]any, path [
 			t.Fatal("more than 100 pages: the walk does not end")
 		}
 		v := map[string]any{"first": size, "after": after}
-		for k, x := range vars {
-			v[k] = x
-		}
+		maps.Copy(v, vars)
 		page := pageAt(t, e.post(token, query, v), path)
 		ids := page.ids()
 		if len(ids) > size {
@@ -81,6 +80,27 @@ func walk(t testing.TB, e *env, token, query string, vars map[string]any, path [
 		}
 		after = *page.PageInfo.EndCursor
 	}
+}
+
+// endCursors returns, as token, the endCursor of the first page of stories,
+// of the viewer's generations and of gen's logs; each must have a row.
+func endCursors(e *env, token string, gen uuid.UUID) (story, generation, log string) {
+	e.t.Helper()
+	var got struct {
+		Stories    idPage
+		Viewer     struct{ Generations idPage }
+		Generation struct{ Logs idPage }
+	}
+	e.post(token, `query($g: ID!) {
+		stories { `+connectionSelection+` }
+		viewer { generations { `+connectionSelection+` } }
+		generation(id: $g) { logs { `+connectionSelection+` } } }`, map[string]any{"g": gen}).decode(e.t, &got)
+	for _, p := range []idPage{got.Stories, got.Viewer.Generations, got.Generation.Logs} {
+		if p.PageInfo.EndCursor == nil {
+			e.t.Fatalf("a first page without endCursor: %+v", got)
+		}
+	}
+	return *got.Stories.PageInfo.EndCursor, *got.Viewer.Generations.PageInfo.EndCursor, *got.Generation.Logs.PageInfo.EndCursor
 }
 
 // connectionCase is one connection to page through.
@@ -199,22 +219,7 @@ func TestPaginationEmptyPages(t *testing.T) {
 	story := e.story("A", "a")
 	gen := e.generation(alice, story, db.StatusPending)
 	e.logAt(gen, "started", time.Now())
-	var lastStory, lastGen, lastLog string
-	{
-		var got struct {
-			Stories    idPage
-			Viewer     struct{ Generations idPage }
-			Story      struct{ MyGenerations idPage }
-			Generation struct{ Logs idPage }
-		}
-		e.post(alice.Token, `query($g: ID!) {
-			stories { `+connectionSelection+` }
-			viewer { generations { `+connectionSelection+` } }
-			generation(id: $g) { logs { `+connectionSelection+` } } }`, map[string]any{"g": gen}).decode(t, &got)
-		lastStory = *got.Stories.PageInfo.EndCursor
-		lastGen = *got.Viewer.Generations.PageInfo.EndCursor
-		lastLog = *got.Generation.Logs.PageInfo.EndCursor
-	}
+	lastStory, lastGen, lastLog := endCursors(e, alice.Token, gen)
 	bob := e.newUser("bob@example.com", false)
 	quiet := e.generation(bob, story, db.StatusPending)
 
@@ -261,18 +266,7 @@ func TestPaginationBadCursors(t *testing.T) {
 	gen := e.generation(alice, story, db.StatusPending)
 	e.logAt(gen, "started", time.Now())
 
-	var got struct {
-		Stories    idPage
-		Viewer     struct{ Generations idPage }
-		Generation struct{ Logs idPage }
-	}
-	e.post(alice.Token, `query($g: ID!) {
-		stories { `+connectionSelection+` }
-		viewer { generations { `+connectionSelection+` } }
-		generation(id: $g) { logs { `+connectionSelection+` } } }`, map[string]any{"g": gen}).decode(t, &got)
-	storyCursor := *got.Stories.PageInfo.EndCursor
-	genCursor := *got.Viewer.Generations.PageInfo.EndCursor
-	logCursor := *got.Generation.Logs.PageInfo.EndCursor
+	storyCursor, genCursor, logCursor := endCursors(e, alice.Token, gen)
 
 	b64 := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 	malformed := []struct{ name, cursor string }{

@@ -51,10 +51,7 @@ func TestTerminalEventSurvivesDatabaseRestart(t *testing.T) {
 	srv := startRealtime(t, &dbtest.DB{AppURL: appURL, AdminURL: adminURL}, time.Second)
 	alice := e.newUser("alice@example.com", false)
 	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusInProgress)
-	c := dialWS(t, srv.URL, protoTransportWS, authInit(alice.Token))
-	c.ack()
-	c.subscribe("1", progressQuery, map[string]any{"id": gen})
-	decodeProgress(t, c.nextEvent("1", 5*time.Second), "generationProgress")
+	c, _ := followGeneration(t, srv.URL, protoTransportWS, alice.Token, gen)
 
 	if err := cluster.Stop(ctx); err != nil {
 		t.Fatal(err)

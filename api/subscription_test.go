@@ -3,7 +3,6 @@ package api_test
 import (
 	"fmt"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -12,7 +11,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/narrate/narrate/db"
-	"github.com/narrate/narrate/db/dbtest"
 )
 
 const progressQuery = `subscription($id: ID!) { generationProgress(id: $id) { id status progress story { title } } }`
@@ -20,14 +18,13 @@ const progressQuery = `subscription($id: ID!) { generationProgress(id: $id) { id
 // rtEnv is a database with fixtures and one realtime server on it.
 type rtEnv struct {
 	*env
-	db  *dbtest.DB
 	srv *rtServer
 }
 
 func newRTEnv(t *testing.T) *rtEnv {
 	t.Helper()
 	e := newEnv(t)
-	return &rtEnv{env: e, db: e.DB, srv: startRealtime(t, e.DB, 50*time.Millisecond)}
+	return &rtEnv{env: e, srv: startRealtime(t, e.DB, 50*time.Millisecond)}
 }
 
 // setProgress moves a generation on, as the worker would.
@@ -46,10 +43,7 @@ func TestGenerationProgressBothSubprotocols(t *testing.T) {
 			story := e.story("The Fox", "the-fox")
 			gen := e.generation(alice, story, db.StatusPending)
 
-			c := dialWS(t, e.srv.URL, proto, authInit(alice.Token))
-			c.ack()
-			c.subscribe("1", progressQuery, map[string]any{"id": gen})
-			first := decodeProgress(t, c.nextEvent("1", 5*time.Second), "generationProgress")
+			c, first := followGeneration(t, e.srv.URL, proto, alice.Token, gen)
 			if first.Status != "PENDING" || first.Progress != 0 || first.Story.Title != "The Fox" {
 				t.Fatalf("snapshot = %+v, want PENDING/0 of The Fox", first)
 			}
@@ -95,8 +89,9 @@ func TestViewerGenerationsSeesNewGeneration(t *testing.T) {
 	c := dialWS(t, e.srv.URL, protoTransportWS, authInit(alice.Token))
 	c.ack()
 	c.subscribe("v", `subscription { viewerGenerations { id status progress story { title } } }`, nil)
-	// Bob's generation must not reach Alice; hers must.
-	time.Sleep(100 * time.Millisecond) // let the subscription register before the mutations
+	// Bob's generation must not reach Alice; hers must. Both start once
+	// her subscription listens, or the first check would prove nothing.
+	e.srv.waitHubSubscriptions(t, 1)
 	e.post(bob.Token, `mutation($s: ID!) { startGeneration(storyId: $s) { id } }`, map[string]any{"s": story})
 	var started struct{ StartGeneration struct{ ID string } }
 	e.post(alice.Token, `mutation($s: ID!) { startGeneration(storyId: $s) { id } }`, map[string]any{"s": story}).decode(t, &started)
@@ -129,17 +124,19 @@ func TestSubscriptionIsolation(t *testing.T) {
 		// No data may follow, even when the generation changes (gqlgen
 		// may still confirm the operation's end with complete).
 		e.setProgress(gen, db.StatusInProgress, 30)
-		timeout := time.After(300 * time.Millisecond)
-		for {
+		quiet := time.After(300 * time.Millisecond)
+		for done := false; !done; {
 			select {
 			case m, ok := <-c.msgs:
-				if ok && m.Type != "complete" {
+				if !ok {
+					// The socket closed: nothing more can arrive.
+					done = true
+				} else if m.Type != "complete" {
 					t.Fatalf("unexpected message after the error: %+v", m)
 				}
-				continue
-			case <-timeout:
+			case <-quiet:
+				done = true
 			}
-			break
 		}
 	})
 	t.Run("unknown generation", func(t *testing.T) {
@@ -212,15 +209,13 @@ func TestShutdownClosesSocketsWith1001(t *testing.T) {
 func TestSecondProcessDeliversChanges(t *testing.T) {
 	t.Parallel()
 	e := newRTEnv(t)
-	other := startRealtime(t, e.db, 50*time.Millisecond)
+	other := startRealtime(t, e.DB, 50*time.Millisecond)
 	alice := e.newUser("alice@example.com", false)
 	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusInProgress)
 
 	// Subscribed on the second process; cancelled through the first.
-	c := dialWS(t, other.URL, protoTransportWS, authInit(alice.Token))
-	c.ack()
-	c.subscribe("1", progressQuery, map[string]any{"id": gen})
-	if p := decodeProgress(t, c.nextEvent("1", 5*time.Second), "generationProgress"); p.Status != "IN_PROGRESS" {
+	c, p := followGeneration(t, other.URL, protoTransportWS, alice.Token, gen)
+	if p.Status != "IN_PROGRESS" {
 		t.Fatalf("snapshot %+v", p)
 	}
 	res := e.postTo(e.srv.URL, alice.Token, `mutation($id: ID!) { cancelGeneration(id: $id) { status } }`, map[string]any{"id": gen})
@@ -244,10 +239,7 @@ func TestTerminalEventSurvivesListenerReconnect(t *testing.T) {
 	alice := e.newUser("alice@example.com", false)
 	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusInProgress)
 
-	c := dialWS(t, srv.URL, protoTransportWS, authInit(alice.Token))
-	c.ack()
-	c.subscribe("1", progressQuery, map[string]any{"id": gen})
-	decodeProgress(t, c.nextEvent("1", 5*time.Second), "generationProgress")
+	c, _ := followGeneration(t, srv.URL, protoTransportWS, alice.Token, gen)
 
 	e.exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 		WHERE datname = current_database() AND query ILIKE 'listen%'`)
@@ -277,16 +269,13 @@ func TestSlowClientDoesNotSlowOthers(t *testing.T) {
 	// The slow client subscribes and then never reads again.
 	slow := dialWSNoRead(t, e.srv.URL, authInit(alice.Token))
 	slow.subscribe("s", `subscription($id: ID!) { generationProgress(id: $id) { id status progress story { content } } }`, map[string]any{"id": gen})
-	fast := dialWS(t, e.srv.URL, protoTransportWS, authInit(alice.Token))
-	fast.ack()
-	fast.subscribe("f", progressQuery, map[string]any{"id": gen})
-	decodeProgress(t, fast.nextEvent("f", 5*time.Second), "generationProgress")
+	fast, _ := followGeneration(t, e.srv.URL, protoTransportWS, alice.Token, gen)
 
 	for i := 1; i < 100; i++ {
 		e.setProgress(gen, db.StatusInProgress, i)
 	}
 	e.setProgress(gen, db.StatusCompleted, 100)
-	if last := lastProgress(t, fast.progressUntilComplete("f", 10*time.Second)); last.Status != "COMPLETED" {
+	if last := lastProgress(t, fast.progressUntilComplete("1", 10*time.Second)); last.Status != "COMPLETED" {
 		t.Fatalf("fast client's last event %+v, want COMPLETED", last)
 	}
 }
@@ -359,7 +348,7 @@ func TestWebsocketOriginsFollowCORSOrigins(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	srv := startRealtime(t, e.DB, 50*time.Millisecond, withOrigins("https://app.example.com"))
-	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/graphql"
+	url := wsURL(srv.URL)
 	for origin, want := range map[string]int{
 		"https://app.example.com":  http.StatusSwitchingProtocols,
 		"https://evil.example.com": http.StatusForbidden,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -175,15 +176,27 @@ func (f *fakeElevenLabs) deleteVoice(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(`{"status":"ok"}`))
 }
 
-// state returns copies of what the fake holds.
-func (f *fakeElevenLabs) state() (voices map[string]fakeVoice, clones, deleted []string, transcripts []fakeFile) {
+// fakeState is a copy of what the fake ElevenLabs server holds.
+type fakeState struct {
+	// Voices are the voices it holds by id.
+	Voices map[string]fakeVoice
+	// Clones and Deleted are voice ids in the order they were cloned and
+	// deleted.
+	Clones, Deleted []string
+	// Transcripts are the recordings sent to speech to text.
+	Transcripts []fakeFile
+}
+
+// state returns a copy of what the fake holds.
+func (f *fakeElevenLabs) state() fakeState {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	voices = make(map[string]fakeVoice, len(f.voices))
-	for k, v := range f.voices {
-		voices[k] = v
+	return fakeState{
+		Voices:      maps.Clone(f.voices),
+		Clones:      slices.Clone(f.clones),
+		Deleted:     slices.Clone(f.deleted),
+		Transcripts: slices.Clone(f.transcripts),
 	}
-	return voices, slices.Clone(f.clones), slices.Clone(f.deleted), slices.Clone(f.transcripts)
 }
 
 func (f *fakeElevenLabs) setTranscript(s string) {
@@ -198,10 +211,13 @@ func (f *fakeElevenLabs) failClones(fail *fakeFailure) {
 	f.cloneFailure = fail
 }
 
-// newVoiceEnv is newEnv with provider behind the voice-sample mutations.
-func newVoiceEnv(t testing.TB, provider voice.Provider) *env {
+// newFakeVoiceEnv starts a server whose voice-sample mutations use the real
+// ElevenLabs client against a fake ElevenLabs, with Alice signed up.
+func newFakeVoiceEnv(t testing.TB) (*fakeElevenLabs, *env, user) {
 	t.Helper()
-	return newEnv(t, withVoice(provider))
+	fake := newFakeElevenLabs(t)
+	e := newEnv(t, withVoice(fake.provider()))
+	return fake, e, e.newUser("alice@example.com", false)
 }
 
 // upload is a file of a multipart GraphQL request.
@@ -340,9 +356,7 @@ func TestCreateVoiceSampleClonesEveryFile(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			fake := newFakeElevenLabs(t)
-			e := newVoiceEnv(t, fake.provider())
-			alice := e.newUser("alice@example.com", false)
+			fake, e, alice := newFakeVoiceEnv(t)
 			files := []upload{
 				audio("one.mp3", "audio/mpeg"),
 				audio("two.webm", "audio/webm;codecs=opus"),
@@ -353,11 +367,11 @@ func TestCreateVoiceSampleClonesEveryFile(t *testing.T) {
 			e.createSample(alice.Token, tt.voice, files...).decode(t, &out)
 			got := out.CreateVoiceSample
 
-			voices, clones, _, _ := fake.state()
-			if len(clones) != 1 || got.ElevenlabsVoiceID != clones[0] {
-				t.Fatalf("elevenlabsVoiceId = %q, provider cloned %q", got.ElevenlabsVoiceID, clones)
+			st := fake.state()
+			if len(st.Clones) != 1 || got.ElevenlabsVoiceID != st.Clones[0] {
+				t.Fatalf("elevenlabsVoiceId = %q, provider cloned %q", got.ElevenlabsVoiceID, st.Clones)
 			}
-			cloned := voices[clones[0]]
+			cloned := st.Voices[st.Clones[0]]
 			if cloned.Name != tt.wantName {
 				t.Errorf("voice name = %q, want %q", cloned.Name, tt.wantName)
 			}
@@ -386,9 +400,7 @@ func TestCreateVoiceSampleClonesEveryFile(t *testing.T) {
 
 func TestCreateVoiceSampleReplacesEarlier(t *testing.T) {
 	t.Parallel()
-	fake := newFakeElevenLabs(t)
-	e := newVoiceEnv(t, fake.provider())
-	alice := e.newUser("alice@example.com", false)
+	fake, e, alice := newFakeVoiceEnv(t)
 
 	first := e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
 	// Verify the first, to see that the replacement starts unverified again.
@@ -402,12 +414,12 @@ func TestCreateVoiceSampleReplacesEarlier(t *testing.T) {
 	if second.VerificationPhrase == first.VerificationPhrase {
 		t.Errorf("replacement kept the phrase %q", first.VerificationPhrase)
 	}
-	voices, _, deleted, _ := fake.state()
-	if !slices.Equal(deleted, []string{first.ElevenlabsVoiceID}) {
-		t.Errorf("provider deleted %q, want the earlier voice %q", deleted, first.ElevenlabsVoiceID)
+	st := fake.state()
+	if !slices.Equal(st.Deleted, []string{first.ElevenlabsVoiceID}) {
+		t.Errorf("provider deleted %q, want the earlier voice %q", st.Deleted, first.ElevenlabsVoiceID)
 	}
-	if _, ok := voices[second.ElevenlabsVoiceID]; !ok || len(voices) != 1 {
-		t.Errorf("provider holds %v, want only %q", voices, second.ElevenlabsVoiceID)
+	if _, ok := st.Voices[second.ElevenlabsVoiceID]; !ok || len(st.Voices) != 1 {
+		t.Errorf("provider holds %v, want only %q", st.Voices, second.ElevenlabsVoiceID)
 	}
 	want := dbSample{Count: 1, VoiceID: second.ElevenlabsVoiceID, Phrase: second.VerificationPhrase}
 	if s := e.dbSample(alice); s != want {
@@ -436,16 +448,10 @@ func TestCreateVoiceSampleRejectsBadUploads(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			fake := newFakeElevenLabs(t)
-			e := newVoiceEnv(t, fake.provider())
-			alice := e.newUser("alice@example.com", false)
+			fake, e, alice := newFakeVoiceEnv(t)
 
-			res := e.createSample(alice.Token, "", tt.files...)
-			res.wantCode(t, graph.CodeBadUserInput)
-			if !strings.Contains(res.Errors[0].Message, tt.message) {
-				t.Errorf("message %q does not say %q", res.Errors[0].Message, tt.message)
-			}
-			if _, clones, _, _ := fake.state(); len(clones) != 0 {
+			e.createSample(alice.Token, "", tt.files...).wantError(t, graph.CodeBadUserInput, tt.message)
+			if clones := fake.state().Clones; len(clones) != 0 {
 				t.Errorf("provider cloned %q from a refused upload", clones)
 			}
 			if s := e.dbSample(alice); s.Count != 0 {
@@ -457,13 +463,10 @@ func TestCreateVoiceSampleRejectsBadUploads(t *testing.T) {
 
 func TestCreateVoiceSampleAcceptsLargestFile(t *testing.T) {
 	t.Parallel()
-	fake := newFakeElevenLabs(t)
-	e := newVoiceEnv(t, fake.provider())
-	alice := e.newUser("alice@example.com", false)
+	fake, e, alice := newFakeVoiceEnv(t)
 
 	got := e.mustCreateSample(alice.Token, upload{Name: "long.wav", ContentType: "audio/wav", Data: make([]byte, voice.MaxUploadBytes)})
-	voices, _, _, _ := fake.state()
-	if files := voices[got.ElevenlabsVoiceID].Files; len(files) != 1 || len(files[0].Data) != voice.MaxUploadBytes {
+	if files := fake.state().Voices[got.ElevenlabsVoiceID].Files; len(files) != 1 || len(files[0].Data) != voice.MaxUploadBytes {
 		t.Fatalf("provider got %d files, want one of %d bytes", len(files), voice.MaxUploadBytes)
 	}
 }
@@ -484,16 +487,10 @@ func TestCreateVoiceSampleProviderErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			fake := newFakeElevenLabs(t)
-			e := newVoiceEnv(t, fake.provider())
-			alice := e.newUser("alice@example.com", false)
+			fake, e, alice := newFakeVoiceEnv(t)
 			fake.failClones(&tt.failure)
 
-			res := e.createSample(alice.Token, "", audio("a.mp3", "audio/mpeg"))
-			res.wantCode(t, tt.code)
-			if msg := res.Errors[0].Message; !strings.Contains(msg, tt.message) {
-				t.Errorf("message %q does not say %q", msg, tt.message)
-			}
+			e.createSample(alice.Token, "", audio("a.mp3", "audio/mpeg")).wantError(t, tt.code, tt.message)
 			if s := e.dbSample(alice); s.Count != 0 {
 				t.Errorf("database holds %+v after the provider failed", s)
 			}
@@ -503,9 +500,7 @@ func TestCreateVoiceSampleProviderErrors(t *testing.T) {
 
 func TestCreateVoiceSampleDeletesNewVoiceWhenNotStored(t *testing.T) {
 	t.Parallel()
-	fake := newFakeElevenLabs(t)
-	e := newVoiceEnv(t, fake.provider())
-	alice := e.newUser("alice@example.com", false)
+	fake, e, alice := newFakeVoiceEnv(t)
 	earlier := e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
 
 	// Make the database refuse the next sample, as an outage mid-request
@@ -520,14 +515,14 @@ func TestCreateVoiceSampleDeletesNewVoiceWhenNotStored(t *testing.T) {
 		t.Errorf("the database error leaked to the client: %s", res.Raw)
 	}
 
-	voices, clones, deleted, _ := fake.state()
-	if len(clones) != 2 {
-		t.Fatalf("provider cloned %q, want two voices", clones)
+	st := fake.state()
+	if len(st.Clones) != 2 {
+		t.Fatalf("provider cloned %q, want two voices", st.Clones)
 	}
-	if !slices.Equal(deleted, []string{clones[1]}) {
-		t.Errorf("provider deleted %q, want only the unstored new voice %q", deleted, clones[1])
+	if !slices.Equal(st.Deleted, []string{st.Clones[1]}) {
+		t.Errorf("provider deleted %q, want only the unstored new voice %q", st.Deleted, st.Clones[1])
 	}
-	if _, ok := voices[earlier.ElevenlabsVoiceID]; !ok {
+	if _, ok := st.Voices[earlier.ElevenlabsVoiceID]; !ok {
 		t.Errorf("the earlier voice %q was deleted at the provider", earlier.ElevenlabsVoiceID)
 	}
 	want := dbSample{Count: 1, VoiceID: earlier.ElevenlabsVoiceID, Phrase: earlier.VerificationPhrase}
@@ -561,9 +556,7 @@ func TestVerifyVoiceSample(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			fake := newFakeElevenLabs(t)
-			e := newVoiceEnv(t, fake.provider())
-			alice := e.newUser("alice@example.com", false)
+			fake, e, alice := newFakeVoiceEnv(t)
 			sample := e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
 			fake.setTranscript(tt.heard(strings.Fields(sample.VerificationPhrase)))
 			recording := audio("phrase.webm", "audio/webm;codecs=opus")
@@ -576,15 +569,13 @@ func TestVerifyVoiceSample(t *testing.T) {
 					t.Errorf("verifyVoiceSample = %+v, want sample %s verified", got, sample.ID)
 				}
 			} else {
-				res.wantCode(t, graph.CodeBadUserInput)
-				if msg := res.Errors[0].Message; !strings.Contains(msg, "does not match") || !strings.Contains(msg, tt.message) {
-					t.Errorf("message %q does not explain the mismatch with %q", msg, tt.message)
-				}
+				res.wantError(t, graph.CodeBadUserInput, "does not match")
+				res.wantError(t, graph.CodeBadUserInput, tt.message)
 			}
 			if s := e.dbSample(alice); s.Verified != tt.verified {
 				t.Errorf("database verified = %v, want %v", s.Verified, tt.verified)
 			}
-			_, _, _, transcribed := fake.state()
+			transcribed := fake.state().Transcripts
 			if len(transcribed) != 1 || !bytes.Equal(transcribed[0].Data, recording.Data) || transcribed[0].ContentType != recording.ContentType {
 				t.Errorf("provider transcribed %+v, want the recording", transcribed)
 			}
@@ -606,18 +597,12 @@ func TestVerifyVoiceSampleRejectsBadRecordings(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			fake := newFakeElevenLabs(t)
-			e := newVoiceEnv(t, fake.provider())
-			alice := e.newUser("alice@example.com", false)
+			fake, e, alice := newFakeVoiceEnv(t)
 			sample := e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
 			fake.setTranscript(sample.VerificationPhrase)
 
-			res := e.verifySample(alice.Token, tt.recording)
-			res.wantCode(t, graph.CodeBadUserInput)
-			if msg := res.Errors[0].Message; !strings.Contains(msg, tt.message) {
-				t.Errorf("message %q does not say %q", msg, tt.message)
-			}
-			if _, _, _, transcribed := fake.state(); len(transcribed) != 0 {
+			e.verifySample(alice.Token, tt.recording).wantError(t, graph.CodeBadUserInput, tt.message)
+			if len(fake.state().Transcripts) != 0 {
 				t.Errorf("provider transcribed a refused recording")
 			}
 			if s := e.dbSample(alice); s.Verified {
@@ -629,7 +614,7 @@ func TestVerifyVoiceSampleRejectsBadRecordings(t *testing.T) {
 
 func TestVerifyVoiceSampleWithLocalProvider(t *testing.T) {
 	t.Parallel()
-	e := newVoiceEnv(t, local.New(local.Config{EspeakPath: "-"}))
+	e := newEnv(t, withVoice(local.New(local.Config{EspeakPath: "-"})))
 	alice := e.newUser("alice@example.com", false)
 	e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
 
@@ -652,22 +637,20 @@ func TestVerifyVoiceSampleWithLocalProvider(t *testing.T) {
 func TestVoiceSampleMutationsNeedSignIn(t *testing.T) {
 	t.Parallel()
 	fake := newFakeElevenLabs(t)
-	e := newVoiceEnv(t, fake.provider())
+	e := newEnv(t, withVoice(fake.provider()))
 	rec := audio("a.mp3", "audio/mpeg")
 
 	e.createSample("", "", rec).wantCode(t, graph.CodeUnauthenticated)
 	e.verifySample("", rec).wantCode(t, graph.CodeUnauthenticated)
 	e.post("", `mutation { deleteVoiceSample }`, nil).wantCode(t, graph.CodeUnauthenticated)
-	if _, clones, _, transcribed := fake.state(); len(clones) != 0 || len(transcribed) != 0 {
-		t.Errorf("anonymous requests reached the provider: clones %q, transcriptions %d", clones, len(transcribed))
+	if st := fake.state(); len(st.Clones) != 0 || len(st.Transcripts) != 0 {
+		t.Errorf("anonymous requests reached the provider: clones %q, transcriptions %d", st.Clones, len(st.Transcripts))
 	}
 }
 
 func TestVoiceSampleIsolation(t *testing.T) {
 	t.Parallel()
-	fake := newFakeElevenLabs(t)
-	e := newVoiceEnv(t, fake.provider())
-	alice := e.newUser("alice@example.com", false)
+	fake, e, alice := newFakeVoiceEnv(t)
 	bob := e.newUser("bob@example.com", false)
 	sample := e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
 	// Bob reads Alice's phrase aloud perfectly: it must not matter.
@@ -691,16 +674,14 @@ func TestVoiceSampleIsolation(t *testing.T) {
 	if s := e.dbSample(alice); s != want {
 		t.Errorf("alice's sample is %+v after bob's attempts, want %+v", s, want)
 	}
-	if _, _, del, transcribed := fake.state(); len(del) != 0 || len(transcribed) != 0 {
-		t.Errorf("bob's attempts reached the provider: deleted %q, transcriptions %d", del, len(transcribed))
+	if st := fake.state(); len(st.Deleted) != 0 || len(st.Transcripts) != 0 {
+		t.Errorf("bob's attempts reached the provider: deleted %q, transcriptions %d", st.Deleted, len(st.Transcripts))
 	}
 }
 
 func TestDeleteVoiceSample(t *testing.T) {
 	t.Parallel()
-	fake := newFakeElevenLabs(t)
-	e := newVoiceEnv(t, fake.provider())
-	alice := e.newUser("alice@example.com", false)
+	fake, e, alice := newFakeVoiceEnv(t)
 	sample := e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
 
 	var out struct{ DeleteVoiceSample bool }
@@ -711,9 +692,9 @@ func TestDeleteVoiceSample(t *testing.T) {
 	if s := e.dbSample(alice); s.Count != 0 {
 		t.Errorf("database still holds %+v", s)
 	}
-	voices, _, deleted, _ := fake.state()
-	if !slices.Equal(deleted, []string{sample.ElevenlabsVoiceID}) || len(voices) != 0 {
-		t.Errorf("provider deleted %q and holds %v, want %q deleted", deleted, voices, sample.ElevenlabsVoiceID)
+	st := fake.state()
+	if !slices.Equal(st.Deleted, []string{sample.ElevenlabsVoiceID}) || len(st.Voices) != 0 {
+		t.Errorf("provider deleted %q and holds %v, want %q deleted", st.Deleted, st.Voices, sample.ElevenlabsVoiceID)
 	}
 
 	e.post(alice.Token, `mutation { deleteVoiceSample }`, nil).decode(t, &out)
@@ -725,9 +706,7 @@ func TestDeleteVoiceSample(t *testing.T) {
 
 func TestStartGenerationNeedsVerifiedSample(t *testing.T) {
 	t.Parallel()
-	fake := newFakeElevenLabs(t)
-	e := newVoiceEnv(t, fake.provider())
-	alice := e.newUser("alice@example.com", false)
+	fake, e, alice := newFakeVoiceEnv(t)
 	story := e.story("The Fox", "the-fox")
 	start := func() response {
 		return e.post(alice.Token, `mutation($id: ID!) { startGeneration(storyId: $id) { id status } }`,

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -182,18 +183,29 @@ type wsMessage struct {
 	Payload json.RawMessage `json:"payload,omitempty"`
 }
 
+// wsURL is the GraphQL websocket URL of the server at baseURL.
+func wsURL(baseURL string) string { return "ws" + strings.TrimPrefix(baseURL, "http") + "/graphql" }
+
+// dialGraphQL opens a socket to the server at baseURL with proto, closed
+// when the test ends.
+func dialGraphQL(t testing.TB, baseURL, proto string) *websocket.Conn {
+	t.Helper()
+	dialer := websocket.Dialer{Subprotocols: []string{proto}, HandshakeTimeout: 5 * time.Second}
+	conn, _, err := dialer.Dial(wsURL(baseURL), nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
 // dialWS opens a socket with proto and sends connection_init with payload
 // (nil: an empty one). It does not wait for the ack.
 func dialWS(t testing.TB, baseURL, proto string, initPayload map[string]any) *wsClient {
 	t.Helper()
-	dialer := websocket.Dialer{Subprotocols: []string{proto}, HandshakeTimeout: 5 * time.Second}
-	conn, _, err := dialer.Dial("ws"+strings.TrimPrefix(baseURL, "http")+"/graphql", nil)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
+	conn := dialGraphQL(t, baseURL, proto)
 	c := &wsClient{t: t, conn: conn, proto: proto, msgs: make(chan wsMessage, 1024), closed: make(chan struct{})}
 	go c.read()
-	t.Cleanup(func() { _ = conn.Close() })
 	payload, _ := json.Marshal(initPayload)
 	if initPayload == nil {
 		payload = []byte("{}")
@@ -237,6 +249,7 @@ func (c *wsClient) write(m wsMessage) {
 
 // next waits for the next message.
 func (c *wsClient) next(timeout time.Duration) (wsMessage, bool) {
+	c.t.Helper()
 	select {
 	case m, ok := <-c.msgs:
 		return m, ok
@@ -384,12 +397,7 @@ func (p progressEvent) String() string { return fmt.Sprintf("%s/%d", p.Status, p
 // the ack and then never reads again: a stalled browser tab.
 func dialWSNoRead(t testing.TB, baseURL string, initPayload map[string]any) *wsClient {
 	t.Helper()
-	dialer := websocket.Dialer{Subprotocols: []string{protoTransportWS}, HandshakeTimeout: 5 * time.Second}
-	conn, _, err := dialer.Dial("ws"+strings.TrimPrefix(baseURL, "http")+"/graphql", nil)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := dialGraphQL(t, baseURL, protoTransportWS)
 	c := &wsClient{t: t, conn: conn, proto: protoTransportWS, closed: make(chan struct{})}
 	payload, _ := json.Marshal(initPayload)
 	c.write(wsMessage{Type: "connection_init", Payload: payload})
@@ -403,10 +411,9 @@ func dialWSNoRead(t testing.TB, baseURL string, initPayload map[string]any) *wsC
 // postTo sends a GraphQL request to another server than the env's.
 func (e *env) postTo(baseURL, token, query string, vars map[string]any) response {
 	e.t.Helper()
-	saved := e.URL
-	e.URL = baseURL
-	defer func() { e.URL = saved }()
-	return e.post(token, query, vars)
+	other := *e
+	other.URL = baseURL
+	return other.post(token, query, vars)
 }
 
 // mintToken signs a token for u valid for ttl.
@@ -431,6 +438,43 @@ func (c *wsClient) progressUntilComplete(id string, timeout time.Duration) []pro
 			return events
 		}
 		events = append(events, decodeProgress(c.t, ev, "generationProgress"))
+	}
+}
+
+// followGeneration opens a socket on baseURL as token, subscribes operation
+// "1" to gen with progressQuery, and returns the client with the snapshot
+// every generationProgress subscription starts with.
+func followGeneration(t testing.TB, baseURL, proto, token string, gen uuid.UUID) (*wsClient, progressEvent) {
+	t.Helper()
+	c := dialWS(t, baseURL, proto, authInit(token))
+	c.ack()
+	c.subscribe("1", progressQuery, map[string]any{"id": gen})
+	return c, decodeProgress(t, c.nextEvent("1", 5*time.Second), "generationProgress")
+}
+
+// waitHubSubscriptions waits until the server's hub holds n subscriptions,
+// so that a change made next reaches them.
+func (s *rtServer) waitHubSubscriptions(t testing.TB, n float64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		families, err := s.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := -1.0
+		for _, f := range families {
+			if f.GetName() == "narrate_realtime_active_subscriptions" && len(f.GetMetric()) == 1 {
+				got = f.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hub holds %v subscriptions, want %v", got, n)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

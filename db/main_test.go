@@ -39,6 +39,8 @@ func TestShared(t *testing.T) {
 		{"StoryWrites", testStoryWrites},
 		{"GenerationWrites", testGenerationWrites},
 		{"UpsertProfile", testUpsertProfile},
+		{"ReplaceVoiceSample", testReplaceVoiceSample},
+		{"VerifyAndDeleteVoiceSampleByID", testVerifyAndDeleteVoiceSampleByID},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -229,16 +229,22 @@ func testMigrationsOnSupabase(t *testing.T, tdb *testDB) {
 func testEnsureUserOnLocalAuth(t *testing.T, tdb *testDB) {
 	d := openDB(t, tdb.AppURL, 0)
 	ctx := context.Background()
+	// Emails of its own: the database is shared.
+	alice, bob := "alice-"+uuid.NewString()+"@example.com", "bob-"+uuid.NewString()+"@example.com"
 
-	first, err := d.EnsureUser(ctx, "alice@example.com")
+	first, err := d.EnsureUser(ctx, alice)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := d.EnsureUser(ctx, "alice@example.com")
+	var stored string
+	if err := tdb.Admin.QueryRow(ctx, `SELECT email FROM auth.users WHERE id = $1`, first).Scan(&stored); err != nil || stored != alice {
+		t.Fatalf("auth.users holds %q for %v (%v), want %q", stored, first, err, alice)
+	}
+	again, err := d.EnsureUser(ctx, alice)
 	if err != nil || again != first {
 		t.Fatalf("second EnsureUser = %v, %v; want %v", again, err, first)
 	}
-	other, err := d.EnsureUser(ctx, "bob@example.com")
+	other, err := d.EnsureUser(ctx, bob)
 	if err != nil || other == first {
 		t.Fatalf("EnsureUser(bob) = %v, %v; want a new id", other, err)
 	}

@@ -91,7 +91,6 @@ func TestStoriesKeysetWithEqualTitles(t *testing.T) {
 		for _, limit := range []int{1, 2, 3, 4} {
 			t.Run(fmt.Sprintf("%s/limit %d", tc.name, limit), func(t *testing.T) {
 				t.Parallel()
-				var want []uuid.UUID
 				rows, _ := tdb.Admin.Query(ctx, `SELECT id FROM stories WHERE $1 = '' OR title ILIKE '%' || $1 || '%' ORDER BY title, id`, tc.search)
 				want, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 				if err != nil {

@@ -215,7 +215,7 @@ func TestPolicyCasesCoverEveryTable(t *testing.T) {
 	for _, tc := range policyCases {
 		seen[key{tc.table, tc.op, tc.actor}] = true
 	}
-	for _, table := range []string{"profiles", "voice_samples", "stories", "story_generations", "generation_logs"} {
+	for _, table := range rlsTables {
 		for _, op := range []string{"select", "insert", "update", "delete"} {
 			for _, actor := range []string{"A", "B", "admin", "anon", "service"} {
 				want := actor

@@ -197,8 +197,7 @@ func testPooledConnectionForgetsIdentity(t *testing.T, tdb *testDB) {
 	f := newFixture(t, tdb.Admin)
 	d := openDB(t, tdb.AppURL, 1)
 	ctx := context.Background()
-	sessA := db.UserSession(f.A, userClaims(f.A, false))
-	sessB := db.UserSession(f.B, userClaims(f.B, false))
+	sessA, sessB := sessionOf(f.A), sessionOf(f.B)
 	pid := backendPID(t, d, db.Anonymous())
 
 	var inTx sessionState
@@ -339,7 +338,7 @@ func testTxRollsBackOnError(t *testing.T, tdb *testDB) {
 			want: func(err error) bool { return errors.Is(err, pgx.ErrTxCommitRollback) },
 		},
 		{
-			name: "policy refuses", session: db.UserSession(user, userClaims(user, false)),
+			name: "policy refuses", session: sessionOf(user),
 			fn: func(q db.Querier, slug string) error {
 				_, err := q.Exec(ctx, insertStorySQL, slug)
 				return err

@@ -30,9 +30,7 @@ func voiceRowOf(t *testing.T, tdb *testDB, user uuid.UUID) voiceRow {
 	return r
 }
 
-func TestReplaceVoiceSample(t *testing.T) {
-	t.Parallel()
-	tdb := newTestDB(t)
+func testReplaceVoiceSample(t *testing.T, tdb *testDB) {
 	f := newFixture(t, tdb.Admin)
 	d := openDB(t, tdb.AppURL, 0)
 	ctx := context.Background()
@@ -48,8 +46,7 @@ func TestReplaceVoiceSample(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := db.UserSession(tt.user, userClaims(tt.user, false))
-			sample, previous, err := d.ReplaceVoiceSample(ctx, s.UserID, "new-voice", "apple river candle")
+			sample, previous, err := d.ReplaceVoiceSample(ctx, tt.user, "new-voice", "apple river candle")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -72,31 +69,28 @@ func TestReplaceVoiceSample(t *testing.T) {
 	}
 }
 
-func TestVerifyAndDeleteVoiceSampleByID(t *testing.T) {
-	t.Parallel()
-	tdb := newTestDB(t)
+func testVerifyAndDeleteVoiceSampleByID(t *testing.T, tdb *testDB) {
 	f := newFixture(t, tdb.Admin)
 	d := openDB(t, tdb.AppURL, 0)
 	ctx := context.Background()
-	sessionB := db.UserSession(f.B, userClaims(f.B, false))
-	sessionF := db.UserSession(f.F, userClaims(f.F, false))
+	sessionB, sessionF := sessionOf(f.B), sessionOf(f.F)
 
 	old, err := d.VoiceSample(ctx, sessionB)
 	if err != nil {
 		t.Fatal(err)
 	}
-	current, _, err := d.ReplaceVoiceSample(ctx, sessionB.UserID, "voice-b2", "copper garden river")
+	current, _, err := d.ReplaceVoiceSample(ctx, f.B, "voice-b2", "copper garden river")
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// A recording checked against the replaced sample's phrase must not
 	// verify the sample that replaced it.
-	if _, err := d.VerifyVoiceSample(ctx, sessionB.UserID, old.ID); !errors.Is(err, db.ErrNotFound) {
+	if _, err := d.VerifyVoiceSample(ctx, f.B, old.ID); !errors.Is(err, db.ErrNotFound) {
 		t.Errorf("verify replaced sample: err = %v, want ErrNotFound", err)
 	}
 	// Another user cannot verify or delete B's sample even knowing its id.
-	if _, err := d.VerifyVoiceSample(ctx, sessionF.UserID, current.ID); !errors.Is(err, db.ErrNotFound) {
+	if _, err := d.VerifyVoiceSample(ctx, f.F, current.ID); !errors.Is(err, db.ErrNotFound) {
 		t.Errorf("verify as another user: err = %v, want ErrNotFound", err)
 	}
 	if _, err := d.DeleteVoiceSample(ctx, sessionF, current.ID); !errors.Is(err, db.ErrNotFound) {
@@ -109,7 +103,7 @@ func TestVerifyAndDeleteVoiceSampleByID(t *testing.T) {
 		t.Fatalf("database holds %+v, want %+v", got, want)
 	}
 
-	verified, err := d.VerifyVoiceSample(ctx, sessionB.UserID, current.ID)
+	verified, err := d.VerifyVoiceSample(ctx, f.B, current.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,13 +125,14 @@ func TestVerifyAndDeleteVoiceSampleByID(t *testing.T) {
 	}
 }
 
+// TestConcurrentReplaceVoiceSampleConflicts has a database of its own:
+// waitForLockWait would take another test's lock wait for its own.
 func TestConcurrentReplaceVoiceSampleConflicts(t *testing.T) {
 	t.Parallel()
 	tdb := newTestDB(t)
 	f := newFixture(t, tdb.Admin)
 	d := openDB(t, tdb.AppURL, 0)
 	ctx := context.Background()
-	sessionA := db.UserSession(f.A, userClaims(f.A, false))
 
 	// The first replacement holds its transaction open over the old row.
 	tx, err := tdb.App.Begin(ctx)
@@ -158,7 +153,7 @@ func TestConcurrentReplaceVoiceSampleConflicts(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() {
-		_, _, err := d.ReplaceVoiceSample(ctx, sessionA.UserID, "second", "three four")
+		_, _, err := d.ReplaceVoiceSample(ctx, f.A, "second", "three four")
 		done <- err
 	}()
 	waitForLockWait(t, tdb)

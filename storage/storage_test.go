@@ -26,7 +26,8 @@ func newLocal(t *testing.T) (*Local, string) {
 	return l, filepath.Join(dir, "audio")
 }
 
-func readAll(t *testing.T, s Store, key string) (string, ObjectInfo) {
+// readObject reads the whole object under key.
+func readObject(t *testing.T, s Store, key string) ([]byte, ObjectInfo) {
 	t.Helper()
 	f, info, err := s.Open(t.Context(), key)
 	if err != nil {
@@ -35,9 +36,34 @@ func readAll(t *testing.T, s Store, key string) (string, ObjectInfo) {
 	defer f.Close()
 	data, err := io.ReadAll(f)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("read %q: %v", key, err)
 	}
-	return string(data), info
+	return data, info
+}
+
+// badKeys are keys every Store refuses: they escape the store, are not
+// clean, name temporary files or hold control characters or backslashes.
+var badKeys = []string{
+	"", "../secret.mp3", "a/../../secret.mp3", "a/../b.mp3", "/etc/passwd", "a//b.mp3", "a/./b.mp3",
+	"a/", ".tmp-x", ".hidden.mp3", "a/.hidden.mp3", `a\..\secret.mp3`, "a\x00b.mp3", "a\nb.mp3", "..",
+	strings.Repeat("a", maxKeyLen+1),
+}
+
+// checkRejectsBadKeys checks that Put, Open and Delete refuse every bad key.
+func checkRejectsBadKeys(t *testing.T, s Store) {
+	t.Helper()
+	ctx := t.Context()
+	for _, key := range badKeys {
+		if err := s.Put(ctx, key, strings.NewReader("x"), "audio/mpeg"); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("Put(%q) = %v, want ErrInvalidKey", key, err)
+		}
+		if _, _, err := s.Open(ctx, key); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("Open(%q) = %v, want ErrInvalidKey", key, err)
+		}
+		if err := s.Delete(ctx, key); !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("Delete(%q) = %v, want ErrInvalidKey", key, err)
+		}
+	}
 }
 
 func TestLocalPutOpenDelete(t *testing.T) {
@@ -52,8 +78,8 @@ func TestLocalPutOpenDelete(t *testing.T) {
 	if err := l.Put(ctx, key, strings.NewReader("second version"), "audio/mpeg"); err != nil {
 		t.Fatal(err)
 	}
-	data, info := readAll(t, l, key)
-	if data != "second version" {
+	data, info := readObject(t, l, key)
+	if string(data) != "second version" {
 		t.Errorf("data = %q", data)
 	}
 	if info.Key != key || info.Size != int64(len(data)) || info.ContentType != "audio/mpeg" || info.ModTime.IsZero() {
@@ -107,23 +133,7 @@ func TestLocalRejectsBadKeys(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(filepath.Dir(dir), "secret.mp3"), []byte("secret"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	bad := []string{
-		"", "../secret.mp3", "a/../../secret.mp3", "/etc/passwd", "a//b.mp3", "a/./b.mp3",
-		"a/", ".tmp-x", "a/.hidden.mp3", `a\..\secret.mp3`, "a\x00b.mp3", "..",
-		strings.Repeat("a", maxKeyLen+1),
-	}
-	ctx := t.Context()
-	for _, key := range bad {
-		if err := l.Put(ctx, key, strings.NewReader("x"), "audio/mpeg"); !errors.Is(err, ErrInvalidKey) {
-			t.Errorf("Put(%q) = %v, want ErrInvalidKey", key, err)
-		}
-		if _, _, err := l.Open(ctx, key); !errors.Is(err, ErrInvalidKey) {
-			t.Errorf("Open(%q) = %v, want ErrInvalidKey", key, err)
-		}
-		if err := l.Delete(ctx, key); !errors.Is(err, ErrInvalidKey) {
-			t.Errorf("Delete(%q) = %v, want ErrInvalidKey", key, err)
-		}
-	}
+	checkRejectsBadKeys(t, l)
 }
 
 func TestLocalRefusesSymlinkEscape(t *testing.T) {

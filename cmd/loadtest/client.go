@@ -45,8 +45,7 @@ type clientCounters struct {
 // subscriber is one websocket carrying one or more generationProgress
 // subscriptions.
 type subscriber struct {
-	proto string
-	conn  *websocket.Conn
+	conn *websocket.Conn
 
 	// writeMu serialises writes: gorilla allows one writer at a time, and
 	// both the reader (answering pings) and close write.
@@ -66,14 +65,13 @@ type wireMessage struct {
 type progressPayload struct {
 	Data *struct {
 		GenerationProgress *struct {
-			Status   string `json:"status"`
-			Progress int    `json:"progress"`
+			Progress int `json:"progress"`
 		} `json:"generationProgress"`
 	} `json:"data"`
 	Errors []json.RawMessage `json:"errors"`
 }
 
-// dialer returns the websocket dialer the subscribers share. Small buffers
+// newDialer returns the websocket dialer the subscribers share. Small buffers
 // keep the tool's own memory modest with many thousands of sockets; larger
 // messages still work, in several reads.
 func newDialer(proto string, timeout time.Duration) *websocket.Dialer {
@@ -117,7 +115,7 @@ func subscribe(ctx context.Context, d *websocket.Dialer, wsURL, proto, token, fi
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
-	s := &subscriber{proto: proto, conn: conn, done: make(chan struct{})}
+	s := &subscriber{conn: conn, done: make(chan struct{})}
 	if conn.Subprotocol() != proto {
 		conn.Close()
 		return nil, fmt.Errorf("server chose subprotocol %q, want %q", conn.Subprotocol(), proto)

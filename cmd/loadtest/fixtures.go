@@ -24,47 +24,51 @@ var errNoDatabase = errors.New("no database: pass -db, or -data-dir of a server 
 // localDatabase is the database name the server gives its local cluster.
 const localDatabase = "narrate"
 
-// adminURLFromDataDir derives the superuser URL of the local cluster a
-// server runs under dataDir. The cluster's port is line 4 of its
-// postmaster.pid.
-func adminURLFromDataDir(dataDir string) (string, error) {
-	raw, err := os.ReadFile(filepath.Join(dataDir, "postgres", "pgdata", "postmaster.pid"))
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", errNoDatabase, err)
-	}
-	port, err := postmasterPort(string(raw))
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", errNoDatabase, err)
-	}
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", port, localDatabase), nil
+// pidFile is what the postmaster.pid of the local cluster a server runs
+// under DATA_DIR says about the cluster.
+type pidFile struct {
+	// pid is the postmaster's process id (line 1), zero when unreadable:
+	// only the CPU figures need it.
+	pid int
+	// port is the cluster's TCP port (line 4).
+	port int
 }
 
-// postmasterPID returns the pid of the local cluster's postmaster under
-// dataDir, or zero when there is none.
-func postmasterPID(dataDir string) int {
+// readPIDFile reads the postmaster.pid of the local cluster under dataDir.
+// Errors wrap errNoDatabase.
+func readPIDFile(dataDir string) (pidFile, error) {
 	raw, err := os.ReadFile(filepath.Join(dataDir, "postgres", "pgdata", "postmaster.pid"))
 	if err != nil {
-		return 0
+		return pidFile{}, fmt.Errorf("%w: %w", errNoDatabase, err)
 	}
-	line, _, _ := strings.Cut(string(raw), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	pf, err := parsePIDFile(string(raw))
 	if err != nil {
-		return 0
+		return pidFile{}, fmt.Errorf("%w: %w", errNoDatabase, err)
 	}
-	return pid
+	return pf, nil
 }
 
-// postmasterPort reads the port from the content of a postmaster.pid file.
-func postmasterPort(pidFile string) (int, error) {
-	lines := strings.Split(pidFile, "\n")
+// parsePIDFile reads the pid and port from the content of a
+// postmaster.pid file.
+func parsePIDFile(content string) (pidFile, error) {
+	lines := strings.Split(content, "\n")
 	if len(lines) < 4 {
-		return 0, errors.New("postmaster.pid has no port line")
+		return pidFile{}, errors.New("postmaster.pid has no port line")
 	}
 	port, err := strconv.Atoi(strings.TrimSpace(lines[3]))
 	if err != nil || port <= 0 || port > 65535 {
-		return 0, fmt.Errorf("postmaster.pid: bad port %q", lines[3])
+		return pidFile{}, fmt.Errorf("postmaster.pid: bad port %q", lines[3])
 	}
-	return port, nil
+	pid, err := strconv.Atoi(strings.TrimSpace(lines[0]))
+	if err != nil || pid <= 0 {
+		pid = 0
+	}
+	return pidFile{pid: pid, port: port}, nil
+}
+
+// adminURL is the superuser URL of the local cluster.
+func (pf pidFile) adminURL() string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", pf.port, localDatabase)
 }
 
 // secretFromDataDir reads the development JWT secret a server keeps in

@@ -194,7 +194,7 @@ func TestProcParsing(t *testing.T) {
 	}
 	stat := "4242 (postgres: a (b) c) S 4200 4242 4242 0 -1 4194560 100 0 0 0 17 5 0 0 20 0 1 0 12 0 0"
 	st, ok := parsePidStat(stat)
-	if !ok || st.pid != 4242 || st.ppid != 4200 || st.comm != "postgres: a (b) c" || st.utime != 17 || st.stime != 5 {
+	if want := (pidStat{pid: 4242, ppid: 4200, utime: 17, stime: 5}); !ok || st != want {
 		t.Errorf("parsePidStat = %+v, %v", st, ok)
 	}
 	if _, ok := parsePidStat("4242 (x) S 1"); ok {
@@ -202,22 +202,26 @@ func TestProcParsing(t *testing.T) {
 	}
 }
 
-func TestPostmasterPort(t *testing.T) {
+func TestParsePIDFile(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name, content string
-		want          int
+		want          pidFile
 		ok            bool
 	}{
-		{"postmaster.pid", "2259\n/data/pgdata\n1795533456\n43699\n/data/run\n127.0.0.1\n", 43699, true},
-		{"too short", "2259\n/data\n", 0, false},
-		{"not a port", "1\n2\n3\nabc\n", 0, false},
+		{"postmaster.pid", "2259\n/data/pgdata\n1795533456\n43699\n/data/run\n127.0.0.1\n", pidFile{pid: 2259, port: 43699}, true},
+		{"torn pid line", "\n/data/pgdata\n1795533456\n43699\n", pidFile{port: 43699}, true},
+		{"too short", "2259\n/data\n", pidFile{}, false},
+		{"not a port", "1\n2\n3\nabc\n", pidFile{}, false},
 	}
 	for _, tt := range tests {
-		got, err := postmasterPort(tt.content)
+		got, err := parsePIDFile(tt.content)
 		if (err == nil) != tt.ok || got != tt.want {
-			t.Errorf("%s: postmasterPort = %d, %v; want %d (ok %v)", tt.name, got, err, tt.want, tt.ok)
+			t.Errorf("%s: parsePIDFile = %+v, %v; want %+v (ok %v)", tt.name, got, err, tt.want, tt.ok)
 		}
+	}
+	if got, want := (pidFile{port: 43699}).adminURL(), "postgres://postgres@127.0.0.1:43699/narrate?sslmode=disable"; got != want {
+		t.Errorf("adminURL = %q, want %q", got, want)
 	}
 }
 

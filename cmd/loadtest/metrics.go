@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -137,15 +138,7 @@ func histogramQuantile(name string, before, after sample, q float64) float64 {
 		}
 		buckets = append(buckets, bucket{le: le, count: v - before.values[k]})
 	}
-	slices.SortFunc(buckets, func(a, b bucket) int {
-		switch {
-		case a.le < b.le:
-			return -1
-		case a.le > b.le:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(buckets, func(a, b bucket) int { return cmp.Compare(a.le, b.le) })
 	if len(buckets) == 0 || buckets[len(buckets)-1].count <= 0 {
 		return math.NaN()
 	}
@@ -252,12 +245,11 @@ func clusterCPU(postmaster int) time.Duration {
 // pidStat is what the tool reads from /proc/PID/stat.
 type pidStat struct {
 	pid, ppid    int
-	comm         string
 	utime, stime uint64
 }
 
-// parsePidStat extracts the pid, command name, parent pid and user and
-// system times from /proc/PID/stat. The name is in parentheses and may
+// parsePidStat extracts the pid, parent pid and user and system times from
+// /proc/PID/stat. The command name before them is in parentheses and may
 // itself hold spaces and parentheses, so fields are counted from the last
 // ')'.
 func parsePidStat(stat string) (pidStat, bool) {
@@ -271,7 +263,6 @@ func parsePidStat(stat string) (pidStat, bool) {
 	if st.pid, err = strconv.Atoi(strings.TrimSpace(stat[:open])); err != nil {
 		return pidStat{}, false
 	}
-	st.comm = stat[open+1 : end]
 	fields := strings.Fields(stat[end+1:])
 	// After the name: state(0) ppid(1) ... utime(11) stime(12).
 	if len(fields) < 13 {

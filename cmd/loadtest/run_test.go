@@ -88,6 +88,23 @@ func TestRunAgainstServer(t *testing.T) {
 	t.Parallel()
 	d := dbtest.New(t)
 	url := startServer(t, d)
+
+	// A missing sample reads as zero in the summary, so a metric renamed in
+	// the server would otherwise pass unnoticed.
+	s, err := scrape(context.Background(), httpClient, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{
+		metricRSS, metricCPU, metricGoroutines, metricHeapInuse, metricStackInuse,
+		metricSockets, metricActive, metricDelivered, metricCoalesced, metricDropped,
+		metricNotifications, metricNotifyToSend + `_bucket{le="+Inf"}`,
+	} {
+		if _, err := s.get(name); err != nil {
+			t.Errorf("server /metrics: %v", err)
+		}
+	}
+
 	tests := []struct {
 		name      string
 		proto     string

@@ -13,6 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/narrate/narrate/backoff"
 )
 
 // tokenTTL outlives any sensible run, so no socket is closed for an expired
@@ -43,16 +45,18 @@ func newRunner(ctx context.Context, cfg config, logger *slog.Logger) (*runner, e
 	if r.wsURL, err = websocketURL(cfg.url); err != nil {
 		return nil, err
 	}
-	if r.dbURL == "" {
-		if cfg.dataDir == "" {
-			return nil, errNoDatabase
-		}
-		if r.dbURL, err = adminURLFromDataDir(cfg.dataDir); err != nil {
+	if cfg.dataDir != "" {
+		pf, err := readPIDFile(cfg.dataDir)
+		if err != nil && r.dbURL == "" {
 			return nil, err
 		}
+		r.postmaster = pf.pid
+		if r.dbURL == "" {
+			r.dbURL = pf.adminURL()
+		}
 	}
-	if cfg.dataDir != "" {
-		r.postmaster = postmasterPID(cfg.dataDir)
+	if r.dbURL == "" {
+		return nil, errNoDatabase
 	}
 	if len(r.secret) == 0 {
 		if cfg.dataDir == "" {
@@ -165,7 +169,7 @@ func (r *runner) run(ctx context.Context) (*result, error) {
 	// Idle, before any subscription. The machine's load meanwhile shows
 	// whether something else competes for the CPU.
 	res.bgStart = readCPUTimes(r.postmaster)
-	if !sleep(ctx, cfg.settle) {
+	if !backoff.Sleep(ctx, cfg.settle) {
 		return res, ctx.Err()
 	}
 	res.bgEnd = readCPUTimes(r.postmaster)
@@ -193,14 +197,14 @@ func (r *runner) run(ctx context.Context) (*result, error) {
 	waitStart := time.Now()
 	deadline := time.Now().Add(cfg.timeout + time.Duration(cfg.subs)*time.Millisecond)
 	for int(tr.snapshots.Load()) < res.subscribed && time.Now().Before(deadline) {
-		if !sleep(ctx, 20*time.Millisecond) {
+		if !backoff.Sleep(ctx, 20*time.Millisecond) {
 			return res, ctx.Err()
 		}
 	}
 	res.snapshots = int(tr.snapshots.Load())
 	res.snapshotWait = time.Since(waitStart)
 	r.logger.Info("snapshots", "received", res.snapshots, "subscriptions", res.subscribed)
-	if !sleep(ctx, cfg.settle) {
+	if !backoff.Sleep(ctx, cfg.settle) {
 		return res, ctx.Err()
 	}
 	if res.idleAfter, err = scrape(ctx, httpClient, cfg.url); err != nil {
@@ -230,7 +234,7 @@ func (r *runner) run(ctx context.Context) (*result, error) {
 
 	drainStart := time.Now()
 	for tr.outstanding() > 0 && time.Since(drainStart) < cfg.drain {
-		if !sleep(ctx, 10*time.Millisecond) {
+		if !backoff.Sleep(ctx, 10*time.Millisecond) {
 			break
 		}
 	}
@@ -263,7 +267,7 @@ func (r *runner) open(ctx context.Context, fx *fixtures, tr *tracker, res *resul
 	defer progress.Stop()
 	for j := range subs {
 		if cfg.connRate > 0 {
-			if wait := time.Until(start.Add(time.Duration(float64(j) / cfg.connRate * float64(time.Second)))); wait > 0 && !sleep(ctx, wait) {
+			if wait := time.Until(start.Add(time.Duration(float64(j) / cfg.connRate * float64(time.Second)))); wait > 0 && !backoff.Sleep(ctx, wait) {
 				break
 			}
 		}
@@ -342,7 +346,7 @@ func (r *runner) waitSockets(ctx context.Context, baseline float64) float64 {
 		if v <= baseline || time.Now().After(deadline) {
 			return v
 		}
-		if !sleep(ctx, 100*time.Millisecond) {
+		if !backoff.Sleep(ctx, 100*time.Millisecond) {
 			return v
 		}
 	}
@@ -374,7 +378,7 @@ func waitReady(ctx context.Context, baseURL string, patience time.Duration) erro
 		if time.Now().After(deadline) {
 			return fmt.Errorf("server at %s not ready: %w", baseURL, err)
 		}
-		if !sleep(ctx, 200*time.Millisecond) {
+		if !backoff.Sleep(ctx, 200*time.Millisecond) {
 			return ctx.Err()
 		}
 	}
@@ -396,16 +400,4 @@ func ready(ctx context.Context, baseURL string) error {
 		return fmt.Errorf("/readyz: HTTP %s", res.Status)
 	}
 	return nil
-}
-
-// sleep waits for d or until ctx is done, reporting whether d elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

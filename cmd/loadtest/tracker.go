@@ -78,15 +78,14 @@ func (t *tracker) committed(gen, progress int, at time.Time) {
 }
 
 // received records an event of generation gen with progress, received at
-// at. The first event of each generation is its snapshot; received reports
-// whether this was it.
-func (t *tracker) received(gen, progress int, at time.Time) (snapshot bool) {
+// at. The first event of each generation is its snapshot, which counts in
+// t.snapshots.
+func (t *tracker) received(gen, progress int, at time.Time) {
 	g := &t.gens[gen]
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !g.snapshot {
 		g.snapshot = true
-		snapshot = true
 		t.snapshots.Add(1)
 	}
 	g.receipts = append(g.receipts, receipt{progress: progress, at: at})
@@ -94,7 +93,6 @@ func (t *tracker) received(gen, progress int, at time.Time) (snapshot bool) {
 		g.updates[g.next].delivered = at
 		g.next++
 	}
-	return snapshot
 }
 
 // outstanding counts the committed updates not yet delivered.
