@@ -16,6 +16,8 @@ package localdb
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -149,7 +151,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if opts.Reuse {
 		// Checked before anything is made: a reused server needs no
 		// binaries, directories or watchdog of this process's.
-		if pid, port, err := c.readPidFile(); err == nil && port > 0 && processState(pid) == procPostgres {
+		if _, port, ok := c.running(); ok {
 			c.port, c.stopped = port, true
 			c.logger.Info("reusing running postgres", "dir", c.dir, "port", port)
 			return c, nil
@@ -406,6 +408,30 @@ func (c *Cluster) stopStale(ctx context.Context) error {
 		c.logger.Warn("stopping postgres left running by an earlier run", "pid", pid, "dir", c.pgdata)
 		return c.pgCtlStop(ctx)
 	}
+}
+
+// Running reports the pid and port of a PostgreSQL server running on the
+// cluster in dir (the Dir a Start was given), as its pid file tells, for
+// other processes that want to connect to it.
+func Running(dir string) (pid, port int, ok bool) {
+	return (&Cluster{pgdata: filepath.Join(dir, "pgdata")}).running()
+}
+
+func (c *Cluster) running() (pid, port int, ok bool) {
+	pid, port, err := c.readPidFile()
+	if err != nil || port == 0 || processState(pid) != procPostgres {
+		return 0, 0, false
+	}
+	return pid, port, true
+}
+
+// FallbackDir is where a server keeps the cluster belonging to dataDir
+// when, running as root, the postgres user cannot reach dataDir (a checkout
+// under /root, say): a directory of its own under /var/tmp, named after
+// dataDir so each dataDir keeps one cluster across runs.
+func FallbackDir(dataDir string) string {
+	sum := sha256.Sum256([]byte(dataDir))
+	return filepath.Join("/var/tmp", "narrate-"+hex.EncodeToString(sum[:6]))
 }
 
 // errTornPidFile reports a pid file without a valid pid on its first line.

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,9 +72,8 @@ func openDatabase(ctx context.Context, cfg config.Config, logger *slog.Logger, m
 	if errors.Is(err, localdb.ErrUnreachable) {
 		// Running as root with DATA_DIR somewhere the postgres user cannot
 		// enter (a checkout under /root, typically): keep the cluster, and
-		// only it, in a directory of its own, named after DATA_DIR so each
-		// DATA_DIR still has its own cluster across runs.
-		fallback := clusterFallbackDir(cfg.DataDir)
+		// only it, elsewhere.
+		fallback := localdb.FallbackDir(cfg.DataDir)
 		logger.Warn("the postgres user cannot reach DATA_DIR; keeping the local cluster elsewhere", "dir", fallback, "data_dir", cfg.DataDir)
 		cluster, err = localdb.Start(ctx, localdb.Options{Dir: fallback, Reuse: true, Logger: logger})
 	}
@@ -91,13 +88,6 @@ func openDatabase(ctx context.Context, cfg config.Config, logger *slog.Logger, m
 	}
 	logger.Info("local PostgreSQL is up", "url", cluster.AdminURL(localDatabase))
 	return d, nil
-}
-
-// clusterFallbackDir is where the local cluster of dataDir lives when the
-// postgres user cannot reach dataDir.
-func clusterFallbackDir(dataDir string) string {
-	sum := sha256.Sum256([]byte(dataDir))
-	return filepath.Join("/var/tmp", "narrate-"+hex.EncodeToString(sum[:6]))
 }
 
 // migrate applies the migrations and exits.

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/narrate/narrate/localdb"
 )
 
 // TestServeLocalEndToEnd runs the real binary the way the README's `make
@@ -57,7 +59,7 @@ func TestServeLocalWithUnreachableDataDir(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(tmp) })
 	dataDir := filepath.Join(tmp, "data")
-	t.Cleanup(func() { _ = os.RemoveAll(clusterFallbackDir(dataDir)) })
+	t.Cleanup(func() { _ = os.RemoveAll(localdb.FallbackDir(dataDir)) })
 	serveEndToEnd(t, tmp, dataDir)
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/narrate/narrate/auth"
+	"github.com/narrate/narrate/localdb"
 )
 
 // errNoDatabase is returned when neither -db nor a usable -data-dir tells
@@ -34,36 +35,20 @@ type pidFile struct {
 	port int
 }
 
-// readPIDFile reads the postmaster.pid of the local cluster under dataDir.
-// Errors wrap errNoDatabase.
+// readPIDFile finds the local cluster a server runs for dataDir: under
+// DATA_DIR/postgres, or where the server keeps it when the postgres user
+// cannot reach DATA_DIR. Errors wrap errNoDatabase.
 func readPIDFile(dataDir string) (pidFile, error) {
-	raw, err := os.ReadFile(filepath.Join(dataDir, "postgres", "pgdata", "postmaster.pid"))
+	abs, err := filepath.Abs(dataDir)
 	if err != nil {
 		return pidFile{}, fmt.Errorf("%w: %w", errNoDatabase, err)
 	}
-	pf, err := parsePIDFile(string(raw))
-	if err != nil {
-		return pidFile{}, fmt.Errorf("%w: %w", errNoDatabase, err)
+	for _, dir := range []string{filepath.Join(abs, "postgres"), localdb.FallbackDir(abs)} {
+		if pid, port, ok := localdb.Running(dir); ok {
+			return pidFile{pid: pid, port: port}, nil
+		}
 	}
-	return pf, nil
-}
-
-// parsePIDFile reads the pid and port from the content of a
-// postmaster.pid file.
-func parsePIDFile(content string) (pidFile, error) {
-	lines := strings.Split(content, "\n")
-	if len(lines) < 4 {
-		return pidFile{}, errors.New("postmaster.pid has no port line")
-	}
-	port, err := strconv.Atoi(strings.TrimSpace(lines[3]))
-	if err != nil || port <= 0 || port > 65535 {
-		return pidFile{}, fmt.Errorf("postmaster.pid: bad port %q", lines[3])
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(lines[0]))
-	if err != nil || pid <= 0 {
-		pid = 0
-	}
-	return pidFile{pid: pid, port: port}, nil
+	return pidFile{}, fmt.Errorf("%w: no running PostgreSQL for %s", errNoDatabase, abs)
 }
 
 // adminURL is the superuser URL of the local cluster.

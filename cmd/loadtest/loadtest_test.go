@@ -202,23 +202,10 @@ func TestProcParsing(t *testing.T) {
 	}
 }
 
-func TestParsePIDFile(t *testing.T) {
+func TestLocalCluster(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name, content string
-		want          pidFile
-		ok            bool
-	}{
-		{"postmaster.pid", "2259\n/data/pgdata\n1795533456\n43699\n/data/run\n127.0.0.1\n", pidFile{pid: 2259, port: 43699}, true},
-		{"torn pid line", "\n/data/pgdata\n1795533456\n43699\n", pidFile{port: 43699}, true},
-		{"too short", "2259\n/data\n", pidFile{}, false},
-		{"not a port", "1\n2\n3\nabc\n", pidFile{}, false},
-	}
-	for _, tt := range tests {
-		got, err := parsePIDFile(tt.content)
-		if (err == nil) != tt.ok || got != tt.want {
-			t.Errorf("%s: parsePIDFile = %+v, %v; want %+v (ok %v)", tt.name, got, err, tt.want, tt.ok)
-		}
+	if _, err := readPIDFile(t.TempDir()); !errors.Is(err, errNoDatabase) {
+		t.Errorf("readPIDFile of a data dir without a cluster = %v, want errNoDatabase", err)
 	}
 	if got, want := (pidFile{port: 43699}).adminURL(), "postgres://postgres@127.0.0.1:43699/narrate?sslmode=disable"; got != want {
 		t.Errorf("adminURL = %q, want %q", got, want)
