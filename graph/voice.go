@@ -28,18 +28,27 @@ const cleanupTimeout = 30 * time.Second
 // provider; the server always configures one, so it means a wiring bug.
 var errNoProvider = errors.New("no voice provider configured")
 
+// voiceViewer returns the signed-in viewer and the voice provider every
+// voice-sample mutation needs.
+func (r *Resolver) voiceViewer(ctx context.Context) (Viewer, voice.Provider, error) {
+	v, err := signedIn(ctx)
+	if err != nil {
+		return v, nil, err
+	}
+	if r.Voice == nil {
+		return v, nil, errNoProvider
+	}
+	return v, r.Voice, nil
+}
+
 // createVoiceSample validates and reads the uploaded recordings, clones the
 // voice at the provider and stores it as the viewer's only voice sample,
 // unverified and with a fresh verification phrase. The earlier sample's
 // voice is deleted at the provider once the new one is stored.
 func (r *Resolver) createVoiceSample(ctx context.Context, input model.CreateVoiceSampleInput) (*db.VoiceSample, error) {
-	v, err := signedIn(ctx)
+	v, provider, err := r.voiceViewer(ctx)
 	if err != nil {
 		return nil, err
-	}
-	provider := r.Voice
-	if provider == nil {
-		return nil, errNoProvider
 	}
 	name := v.Email + "'s voice"
 	if v.Email == "" {
@@ -91,13 +100,9 @@ func (r *Resolver) createVoiceSample(ctx context.Context, input model.CreateVoic
 // and marks the sample verified when the transcript matches. A sample that
 // is already verified is returned as it is, without asking the provider.
 func (r *Resolver) verifyVoiceSample(ctx context.Context, recording graphql.Upload) (*db.VoiceSample, error) {
-	v, err := signedIn(ctx)
+	v, provider, err := r.voiceViewer(ctx)
 	if err != nil {
 		return nil, err
-	}
-	provider := r.Voice
-	if provider == nil {
-		return nil, errNoProvider
 	}
 	sample, err := r.DB.VoiceSample(ctx, v.Session)
 	if err != nil {
@@ -140,13 +145,9 @@ func (r *Resolver) verifyVoiceSample(ctx context.Context, recording graphql.Uplo
 // fails, the sample stays and the client can retry, instead of the sample
 // disappearing while the cloned voice lives on at the provider.
 func (r *Resolver) deleteVoiceSample(ctx context.Context) (bool, error) {
-	v, err := signedIn(ctx)
+	v, provider, err := r.voiceViewer(ctx)
 	if err != nil {
 		return false, err
-	}
-	provider := r.Voice
-	if provider == nil {
-		return false, errNoProvider
 	}
 	sample, err := r.DB.VoiceSample(ctx, v.Session)
 	if errors.Is(err, db.ErrNotFound) {
