@@ -180,10 +180,11 @@ func TestSubscriptionIsolation(t *testing.T) {
 
 func TestSocketClosedWhenTokenExpires(t *testing.T) {
 	t.Parallel()
-	e := newRTEnv(t)
+	e := newEnv(t)
+	srv := startRealtime(t, e.DB, 50*time.Millisecond, withLeeway(time.Second))
 	alice := e.newUser("alice@example.com", false)
 	token := mintToken(t, alice, 2*time.Second)
-	c := dialWS(t, e.srv.URL, protoTransportWS, authInit(token))
+	c := dialWS(t, srv.URL, protoTransportWS, authInit(token))
 	c.ack()
 	if code := c.waitClosed(10 * time.Second); code != 4403 {
 		t.Fatalf("close code = %d, want 4403 at expiry", code)
@@ -267,7 +268,7 @@ func TestSlowClientDoesNotSlowOthers(t *testing.T) {
 	// events, so the server's writes to it block.
 	e.exec(`UPDATE stories SET content = repeat('All work and no play. ', 20000)`)
 	// The slow client subscribes and then never reads again.
-	slow := dialWSNoRead(t, e.srv.URL, authInit(alice.Token))
+	slow := dialWSNoRead(t, e.srv.URL, protoTransportWS, authInit(alice.Token))
 	slow.subscribe("s", `subscription($id: ID!) { generationProgress(id: $id) { id status progress story { content } } }`, map[string]any{"id": gen})
 	fast, _ := followGeneration(t, e.srv.URL, protoTransportWS, alice.Token, gen)
 
@@ -352,6 +353,8 @@ func TestWebsocketOriginsFollowCORSOrigins(t *testing.T) {
 	for origin, want := range map[string]int{
 		"https://app.example.com":  http.StatusSwitchingProtocols,
 		"https://evil.example.com": http.StatusForbidden,
+		// The server's own pages may always open sockets.
+		srv.URL: http.StatusSwitchingProtocols,
 	} {
 		dialer := websocket.Dialer{Subprotocols: []string{protoTransportWS}}
 		conn, res, err := dialer.Dial(url, http.Header{"Origin": {origin}})

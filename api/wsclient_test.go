@@ -40,6 +40,9 @@ type rtServer struct {
 	Registry *prometheus.Registry
 	// Signer signs audio links; set with narration.
 	Signer *storage.Signer
+	// Statements counts the SQL statements of the server's pool, as
+	// env.Statements does.
+	Statements *atomic.Int64
 	stop   func()
 }
 
@@ -50,7 +53,15 @@ type rtConfig struct {
 	narration bool
 	origins   []string
 	keepAlive time.Duration
+	leeway    time.Duration
+	sockets   func(*api.Sockets)
 }
+
+// withLeeway sets the verifier's clock-skew leeway (default: auth's).
+func withLeeway(d time.Duration) rtOption { return func(c *rtConfig) { c.leeway = d } }
+
+// withSockets adjusts the sockets' settings before the server starts.
+func withSockets(f func(*api.Sockets)) rtOption { return func(c *rtConfig) { c.sockets = f } }
 
 // withOrigins restricts the browser origins allowed to open sockets.
 func withOrigins(origins ...string) rtOption { return func(c *rtConfig) { c.origins = origins } }
@@ -73,11 +84,12 @@ func startRealtime(t testing.TB, d *dbtest.DB, minBackoff time.Duration, opts ..
 		o(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	pool, err := db.Open(ctx, d.AppURL, db.Options{})
+	counter := &statementCounter{}
+	pool, err := db.Open(ctx, d.AppURL, db.Options{Tracer: counter})
 	if err != nil {
 		t.Fatal(err)
 	}
-	verifier, err := auth.NewVerifier(ctx, auth.Config{Secret: testSecret})
+	verifier, err := auth.NewVerifier(ctx, auth.Config{Secret: testSecret, Leeway: cfg.leeway})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,10 +116,13 @@ func startRealtime(t testing.TB, d *dbtest.DB, minBackoff time.Duration, opts ..
 	// listens: the handler is installed right after.
 	var handler http.Handler
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
-	s := &rtServer{URL: srv.URL, Listener: listener, Registry: reg}
+	s := &rtServer{URL: srv.URL, Listener: listener, Registry: reg, Statements: &counter.n}
 	s.Sockets = api.NewSockets(verifier, cfg.origins, metrics, logger)
 	if cfg.keepAlive > 0 {
 		s.Sockets.KeepAlive = cfg.keepAlive
+	}
+	if cfg.sockets != nil {
+		cfg.sockets(s.Sockets)
 	}
 	resolver := &graph.Resolver{DB: pool, Logger: logger, Hub: hub, Metrics: metrics}
 	options := api.Options{DB: pool, Verifier: verifier, Logger: logger, Registry: reg, Sockets: s.Sockets, Resolver: resolver}
@@ -393,12 +408,12 @@ func decodeProgress(t testing.TB, ev event, field string) progressEvent {
 
 func (p progressEvent) String() string { return fmt.Sprintf("%s/%d", p.Status, p.Progress) }
 
-// dialWSNoRead opens an authenticated graphql-transport-ws socket, reads
-// the ack and then never reads again: a stalled browser tab.
-func dialWSNoRead(t testing.TB, baseURL string, initPayload map[string]any) *wsClient {
+// dialWSNoRead opens an authenticated socket, reads the ack and then never
+// reads again: a stalled browser tab.
+func dialWSNoRead(t testing.TB, baseURL, proto string, initPayload map[string]any) *wsClient {
 	t.Helper()
-	conn := dialGraphQL(t, baseURL, protoTransportWS)
-	c := &wsClient{t: t, conn: conn, proto: protoTransportWS, closed: make(chan struct{})}
+	conn := dialGraphQL(t, baseURL, proto)
+	c := &wsClient{t: t, conn: conn, proto: proto, closed: make(chan struct{})}
 	payload, _ := json.Marshal(initPayload)
 	c.write(wsMessage{Type: "connection_init", Payload: payload})
 	var ack wsMessage
@@ -456,26 +471,38 @@ func followGeneration(t testing.TB, baseURL, proto, token string, gen uuid.UUID)
 // so that a change made next reaches them.
 func (s *rtServer) waitHubSubscriptions(t testing.TB, n float64) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	s.waitGauge(t, "narrate_realtime_active_subscriptions", n)
+}
+
+// waitGauge waits until the server's gauge name reads n.
+func (s *rtServer) waitGauge(t testing.TB, name string, n float64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
 	for {
-		families, err := s.Registry.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := -1.0
-		for _, f := range families {
-			if f.GetName() == "narrate_realtime_active_subscriptions" && len(f.GetMetric()) == 1 {
-				got = f.GetMetric()[0].GetGauge().GetValue()
-			}
-		}
+		got := s.gauge(t, name)
 		if got == n {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("hub holds %v subscriptions, want %v", got, n)
+			t.Fatalf("%s = %v, want %v", name, got, n)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// gauge reads the server's gauge name; -1 when it has none.
+func (s *rtServer) gauge(t testing.TB, name string) float64 {
+	t.Helper()
+	families, err := s.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return -1
 }
 
 // lastProgress is the final event of events, failing the test when there

@@ -5,6 +5,7 @@ package graph
 
 import (
 	"log/slog"
+	"sync"
 
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/realtime"
@@ -27,4 +28,10 @@ type Resolver struct {
 	// Voice clones voices and transcribes verification recordings for the
 	// voice-sample mutations; they fail with an internal error while nil.
 	Voice voice.Provider
+	// EventReaders is how many re-reads of subscription events run at
+	// once, each on a pool connection; zero uses DefaultEventReaders.
+	EventReaders int
+
+	readerOnce sync.Once
+	reader     *eventReader
 }

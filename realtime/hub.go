@@ -65,23 +65,38 @@ func (h *Hub) Publish(e Event) {
 // SubscribeGeneration returns a subscription to the changes of one
 // generation. The caller must Close it.
 func (h *Hub) SubscribeGeneration(id uuid.UUID) *Subscription {
-	return h.subscribe(h.byGen, id)
+	return h.subscribe(h.byGen, id, nil)
 }
 
 // SubscribeUser returns a subscription to the changes of every generation of
 // one user. The caller must Close it.
 func (h *Hub) SubscribeUser(userID uuid.UUID) *Subscription {
-	return h.subscribe(h.byUser, userID)
+	return h.subscribe(h.byUser, userID, nil)
 }
 
-func (h *Hub) subscribe(index map[uuid.UUID]map[*Subscription]struct{}, key uuid.UUID) *Subscription {
+// SubscribeGenerationFunc is SubscribeGeneration for a reader with no
+// goroutine waiting on Ready: notify is called, on the publisher's
+// goroutine and without blocking it for long, each time events become
+// pending (whenever Ready would be signalled).
+func (h *Hub) SubscribeGenerationFunc(id uuid.UUID, notify func()) *Subscription {
+	return h.subscribe(h.byGen, id, notify)
+}
+
+// SubscribeUserFunc is SubscribeUser with notify, as for
+// SubscribeGenerationFunc.
+func (h *Hub) SubscribeUserFunc(userID uuid.UUID, notify func()) *Subscription {
+	return h.subscribe(h.byUser, userID, notify)
+}
+
+func (h *Hub) subscribe(index map[uuid.UUID]map[*Subscription]struct{}, key uuid.UUID, notify func()) *Subscription {
 	s := &Subscription{
-		hub:   h,
-		index: index,
-		key:   key,
-		ready: make(chan struct{}, 1),
-		last:  make(map[uuid.UUID]int),
-		count: make(map[uuid.UUID]int),
+		hub:    h,
+		index:  index,
+		key:    key,
+		notify: notify,
+		ready:  make(chan struct{}, 1),
+		last:   make(map[uuid.UUID]int),
+		count:  make(map[uuid.UUID]int),
 	}
 	h.mu.Lock()
 	subs := index[key]
@@ -142,6 +157,8 @@ type Subscription struct {
 	index map[uuid.UUID]map[*Subscription]struct{}
 	key   uuid.UUID
 	ready chan struct{}
+	// notify, when set, is called each time ready is signalled.
+	notify func()
 
 	mu      sync.Mutex
 	closed  bool
@@ -195,7 +212,7 @@ func (s *Subscription) Close() {
 }
 
 func (s *Subscription) push(e Event) {
-	var coalesced, dropped bool
+	var coalesced, dropped, signalled bool
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -215,10 +232,14 @@ func (s *Subscription) push(e Event) {
 	}
 	select {
 	case s.ready <- struct{}{}:
+		signalled = true
 	default:
 	}
 	s.mu.Unlock()
 
+	if signalled && s.notify != nil {
+		s.notify()
+	}
 	if coalesced {
 		s.hub.metrics.incCoalesced()
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -45,7 +46,10 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	}
 	defer database.Close()
 
-	pool, err := db.Open(ctx, database.URL, db.Options{})
+	// pgxpool's default size, plus a connection for each concurrent re-read
+	// of subscription events, so that a burst of notifications does not
+	// queue requests behind it.
+	pool, err := db.Open(ctx, database.URL, db.Options{MaxConns: int32(max(4, runtime.NumCPU()) + cfg.EventReaders)})
 	if err != nil {
 		return err
 	}
@@ -161,10 +165,12 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	signer := storage.NewSigner(audioKey, cfg.PublicURL)
 	resolver := &graph.Resolver{
 		DB: pool, Logger: logger, Hub: hub, Metrics: metrics, Voice: provider,
-		SignAudio: func(key string) string { return signer.URL(key, cfg.AudioURLTTL) },
+		SignAudio:    func(key string) string { return signer.URL(key, cfg.AudioURLTTL) },
+		EventReaders: cfg.EventReaders,
 	}
 
 	sockets := api.NewSockets(verifier, cfg.CORSOrigins, metrics, logger)
+	sockets.Limits = api.SocketLimits(cfg.Sockets)
 	handler := api.New(api.Options{
 		DB:          pool,
 		Verifier:    verifier,
