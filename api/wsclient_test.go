@@ -43,7 +43,7 @@ type rtServer struct {
 	// Statements counts the SQL statements of the server's pool, as
 	// env.Statements does.
 	Statements *atomic.Int64
-	stop   func()
+	stop       func()
 }
 
 // rtOption adjusts what startRealtime assembles.
