@@ -281,33 +281,39 @@ func TestSlowClientDoesNotSlowOthers(t *testing.T) {
 	}
 }
 
-func TestThousandSubscriptionsLeaveNoGoroutines(t *testing.T) {
+func TestTenThousandSubscriptionsLeaveNoGoroutines(t *testing.T) {
 	// Not parallel: goroutines are counted for the whole process.
 	e := newEnv(t)
 	srv := startRealtime(t, e.DB, 50*time.Millisecond)
-	alice := e.newUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusInProgress)
+	story := e.story("The Fox", "the-fox")
+	users := []user{e.newUser("alice@example.com", false), e.newUser("bob@example.com", false)}
+	gens := []uuid.UUID{e.generation(users[0], story, db.StatusInProgress), e.generation(users[1], story, db.StatusInProgress)}
 	ignore := goleak.IgnoreCurrent()
 
-	const sockets, perSocket = 20, 50
+	// 10,000 subscriptions: 50 sockets of each user (within the per-user
+	// cap), 100 subscriptions each (the per-socket cap).
+	const sockets, perSocket = 100, 100
+	query := `subscription($id: ID!) { generationProgress(id: $id) { id status progress } }`
 	clients := make([]*wsClient, sockets)
 	for i := range clients {
-		c := dialWS(t, srv.URL, protoTransportWS, authInit(alice.Token))
+		c := dialWS(t, srv.URL, protoTransportWS, authInit(users[i%2].Token))
 		c.ack()
-		for j := 0; j < perSocket; j++ {
-			c.subscribe(fmt.Sprint(j), progressQuery, map[string]any{"id": gen})
+		for j := range perSocket {
+			c.subscribe(fmt.Sprint(j), query, map[string]any{"id": gens[i%2]})
 		}
 		clients[i] = c
 	}
 	for _, c := range clients {
-		for j := 0; j < perSocket; j++ {
-			decodeProgress(t, c.nextEvent(fmt.Sprint(j), 10*time.Second), "generationProgress")
+		for j := range perSocket {
+			decodeProgress(t, c.nextEvent(fmt.Sprint(j), 30*time.Second), "generationProgress")
 		}
 	}
-	e.setProgress(gen, db.StatusInProgress, 50)
+	srv.waitHubSubscriptions(t, sockets*perSocket)
+	e.setProgress(gens[0], db.StatusInProgress, 50)
+	e.setProgress(gens[1], db.StatusInProgress, 50)
 	for _, c := range clients {
-		for j := 0; j < perSocket; j++ {
-			if p := decodeProgress(t, c.nextEvent(fmt.Sprint(j), 10*time.Second), "generationProgress"); p.Progress != 50 {
+		for j := range perSocket {
+			if p := decodeProgress(t, c.nextEvent(fmt.Sprint(j), 30*time.Second), "generationProgress"); p.Progress != 50 {
 				t.Fatalf("got %+v", p)
 			}
 		}
@@ -315,12 +321,14 @@ func TestThousandSubscriptionsLeaveNoGoroutines(t *testing.T) {
 	// Half the clients stop their operations, the others just hang up.
 	for i, c := range clients {
 		if i%2 == 0 {
-			for j := 0; j < perSocket; j++ {
+			for j := range perSocket {
 				c.stop(fmt.Sprint(j))
 			}
 		}
 		_ = c.conn.Close()
 	}
+	srv.waitGauge(t, gaugeSockets, 0)
+	srv.waitGauge(t, gaugeSubscriptions, 0)
 	// goleak retries for a while, so sockets still closing are waited for.
 	if err := goleak.Find(ignore); err != nil {
 		t.Fatal(err)

@@ -42,9 +42,10 @@ type eventReader struct {
 	logger  *slog.Logger
 	workers int
 
-	mu      sync.Mutex
-	queue   []*stream
-	running int
+	mu        sync.Mutex
+	queue     []*stream
+	snapshots []*snapshotRead
+	running   int
 	// flights are the reads running or recently finished, and order
 	// their keys, oldest first.
 	flights map[flightKey]*flight
@@ -71,33 +72,107 @@ func (r *Resolver) events() *eventReader {
 func (er *eventReader) add(s *stream) {
 	er.mu.Lock()
 	er.queue = append(er.queue, s)
-	start := er.running < er.workers
-	if start {
-		er.running++
-	}
+	er.kickLocked()
 	er.mu.Unlock()
-	if start {
+}
+
+// kickLocked starts a worker unless enough are running.
+func (er *eventReader) kickLocked() {
+	if er.running < er.workers {
+		er.running++
 		go er.work()
 	}
 }
 
+// snapshotRead is a subscription's first read of its generation.
+type snapshotRead struct {
+	session db.Session
+	key     readerKey
+	id      uuid.UUID
+	done    chan struct{}
+	row     *db.Generation
+	err     error
+}
+
+// snapshot reads generation id as v (nil when v may not see it), in one
+// transaction with the other snapshots asked for meanwhile: many clients
+// subscribing at once cost a transaction per batch, not one each.
+func (er *eventReader) snapshot(ctx context.Context, v Viewer, id uuid.UUID) (*db.Generation, error) {
+	req := &snapshotRead{session: v.Session, key: readerKey{user: v.UserID, admin: v.Admin}, id: id, done: make(chan struct{})}
+	er.mu.Lock()
+	er.snapshots = append(er.snapshots, req)
+	er.kickLocked()
+	er.mu.Unlock()
+	select {
+	case <-req.done:
+		return req.row, req.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// work serves queued reads, snapshots first (a client is waiting on
+// each), until there are none.
 func (er *eventReader) work() {
 	for {
 		er.mu.Lock()
+		if n := min(len(er.snapshots), maxReadBatch); n > 0 {
+			batch := take(&er.snapshots, n)
+			er.mu.Unlock()
+			er.readSnapshots(batch)
+			continue
+		}
 		if len(er.queue) == 0 {
 			er.running--
-			er.queue = nil
+			er.queue, er.snapshots = nil, nil
 			er.mu.Unlock()
 			return
 		}
-		n := min(len(er.queue), maxReadBatch)
-		batch := make([]*stream, n)
-		copy(batch, er.queue)
-		rest := copy(er.queue, er.queue[n:])
-		clear(er.queue[rest:])
-		er.queue = er.queue[:rest]
+		batch := take(&er.queue, min(len(er.queue), maxReadBatch))
 		er.mu.Unlock()
 		er.read(batch)
+	}
+}
+
+// take removes and returns the first n entries of *q.
+func take[T any](q *[]T, n int) []T {
+	batch := make([]T, n)
+	copy(batch, *q)
+	rest := copy(*q, (*q)[n:])
+	clear((*q)[rest:])
+	*q = (*q)[:rest]
+	return batch
+}
+
+// readSnapshots serves a batch of snapshot reads in one attempt: the
+// subscriptions asking fail with the error, as a request would.
+func (er *eventReader) readSnapshots(batch []*snapshotRead) {
+	var reads []db.SessionRead
+	groups := map[readerKey]int{}
+	at := make([]int, len(batch))
+	for i, req := range batch {
+		g, ok := groups[req.key]
+		if !ok {
+			g = len(reads)
+			groups[req.key] = g
+			reads = append(reads, db.SessionRead{Session: req.session})
+		}
+		reads[g].IDs = append(reads[g].IDs, req.id)
+		at[i] = g
+	}
+	rows, err := er.db.GenerationsForSessions(context.Background(), reads)
+	for i, req := range batch {
+		req.err = err
+		if err == nil {
+			for j := range rows[at[i]] {
+				if rows[at[i]][j].ID == req.id {
+					g := rows[at[i]][j]
+					req.row = &g
+					break
+				}
+			}
+		}
+		close(req.done)
 	}
 }
 

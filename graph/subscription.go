@@ -30,16 +30,16 @@ func (r *Resolver) subscribeGeneration(ctx context.Context, id uuid.UUID) (<-cha
 	// the stream drops what it has already sent, so nothing falls between.
 	s := r.newStream(v, true)
 	s.sub = r.Hub.SubscribeGenerationFunc(id, s.schedule)
-	rows, err := r.DB.GenerationsByID(ctx, v.Session, []uuid.UUID{id})
+	row, err := r.events().snapshot(ctx, v, id)
 	if err != nil {
 		s.sub.Close()
 		return nil, err
 	}
-	if len(rows) == 0 {
+	if row == nil {
 		s.sub.Close()
 		return nil, NewError(CodeNotFound, "generation not found")
 	}
-	return s.start(ctx, &rows[0]), nil
+	return s.start(ctx, row), nil
 }
 
 // subscribeViewer streams every change of the viewer's generations, new

@@ -39,8 +39,10 @@ type conn struct {
 	// user is the key counted against the per-user cap; reader only.
 	user string
 
-	// lastRead is when a message last arrived, in Unix nanoseconds.
+	// lastRead is when a message last arrived, in Unix nanoseconds, and
+	// handling whether one is being handled (the reader is not reading).
 	lastRead atomic.Int64
+	handling atomic.Bool
 
 	mu          sync.Mutex
 	initStarted bool
@@ -129,7 +131,24 @@ func (c *conn) run() {
 			// Waiting for the client's close frame: the rest is moot.
 			continue
 		}
-		c.handleSafely(data)
+		// The message is handled on a goroutine of its own while the
+		// reader waits, so that messages keep their order and the
+		// reader's stack stays as small as reading needs: parsing,
+		// validation and a resolver's snapshot read grow a stack to tens
+		// of kilobytes, which a goroutine that then sits idle for hours
+		// would keep until garbage collections shrink it, a half at a
+		// time.
+		done := make(chan struct{})
+		c.handling.Store(true)
+		go func() {
+			defer close(done)
+			c.handleSafely(data)
+		}()
+		<-done
+		c.handling.Store(false)
+		// Time spent on the message (a snapshot read waiting for the
+		// database, say) is not the client's silence.
+		c.lastRead.Store(time.Now().UnixNano())
 	}
 }
 
@@ -578,7 +597,7 @@ func (c *conn) tick(now time.Time) {
 		c.mu.Unlock()
 		c.close(CloseForbidden, "token expired")
 		return
-	case !c.legacy && now.Sub(time.Unix(0, c.lastRead.Load())) > 2*cfg.KeepAlive+cfg.Tick:
+	case !c.legacy && !c.handling.Load() && now.Sub(time.Unix(0, c.lastRead.Load())) > 2*cfg.KeepAlive+cfg.Tick:
 		// Not even a pong to the last two pings: the peer is gone.
 		c.mu.Unlock()
 		c.drop()
