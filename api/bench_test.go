@@ -9,8 +9,8 @@ package api_test
 //
 // ns/op is the whole round trip, one event at a time; p50-ms and p99-ms
 // are the latency from the UPDATE's commit (Exec returned) to the client
-// holding the event. cmd/loadtest measures the same path under load, with
-// many sockets in another process.
+// holding the event. The shared fan-out tool (docs/performance.md)
+// measures the same path under load, with many sockets in another process.
 
 import (
 	"bufio"

@@ -82,6 +82,11 @@ func (s *Sockets) Transport() *socket.Server {
 			Limits:       s.Limits,
 			Logger:       s.logger,
 			Metrics:      s.metrics,
+			// A socket keeps only its request id from the upgrade's
+			// context, not the request's whole chain of values.
+			BaseContext: func(r *http.Request) context.Context {
+				return context.WithValue(context.Background(), requestIDKey{}, RequestID(r.Context()))
+			},
 		})
 	})
 	return s.server

@@ -90,9 +90,11 @@ type stream struct {
 	// stopped: the subscription ended.
 	ending, stopped, outClosed bool
 	// last is what was last handed over per generation, to drop events
-	// already reflected in what the client has. Only the stream's current
-	// loader touches it.
-	last map[uuid.UUID]sent
+	// already reflected in what the client has: in lastOne for a single
+	// generation's stream, which needs no map. Only the stream's current
+	// loader touches them.
+	last    map[uuid.UUID]sent
+	lastOne *sent
 }
 
 type queuedRow struct {
@@ -108,7 +110,7 @@ type sent struct {
 func (r *Resolver) newStream(v Viewer, single bool) *stream {
 	// loading until start: events arriving before the snapshot is queued
 	// wait for it, so they are judged against it.
-	return &stream{r: r, viewer: v, single: single, out: make(chan *db.Generation, 1), loading: true, last: map[uuid.UUID]sent{}}
+	return &stream{r: r, viewer: v, single: single, out: make(chan *db.Generation, 1), loading: true}
 }
 
 // start hands the stream to the transport with its snapshot (if any) as
@@ -213,7 +215,7 @@ func (s *stream) deliver(events []realtime.Event, rows map[uuid.UUID]*db.Generat
 
 func (s *stream) queueRowLocked(g *db.Generation, e realtime.Event) {
 	s.pending = append(s.pending, queuedRow{g: g, e: e})
-	s.last[g.ID] = sent{status: g.Status, at: g.UpdatedAt.UnixMicro()}
+	s.remember(g.ID, sent{status: g.Status, at: g.UpdatedAt.UnixMicro()})
 	if s.single && g.Status.Terminal() {
 		s.ending = true
 	}
@@ -305,7 +307,7 @@ func (s *stream) isStopped() bool {
 func (s *stream) fresh(events []realtime.Event) []realtime.Event {
 	out := events[:0]
 	for _, e := range events {
-		last, seen := s.last[e.GenerationID]
+		last, seen := s.recall(e.GenerationID)
 		status := db.Status(strings.ToLower(e.Status))
 		switch {
 		case !seen:
@@ -317,4 +319,26 @@ func (s *stream) fresh(events []realtime.Event) []realtime.Event {
 		out = append(out, e)
 	}
 	return out
+}
+
+func (s *stream) remember(id uuid.UUID, v sent) {
+	if s.single {
+		s.lastOne = &v
+		return
+	}
+	if s.last == nil {
+		s.last = map[uuid.UUID]sent{}
+	}
+	s.last[id] = v
+}
+
+func (s *stream) recall(id uuid.UUID) (sent, bool) {
+	if s.single {
+		if s.lastOne == nil {
+			return sent{}, false
+		}
+		return *s.lastOne, true
+	}
+	v, ok := s.last[id]
+	return v, ok
 }

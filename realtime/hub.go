@@ -95,8 +95,6 @@ func (h *Hub) subscribe(index map[uuid.UUID]map[*Subscription]struct{}, key uuid
 		key:    key,
 		notify: notify,
 		ready:  make(chan struct{}, 1),
-		last:   make(map[uuid.UUID]int),
-		count:  make(map[uuid.UUID]int),
 	}
 	h.mu.Lock()
 	subs := index[key]
@@ -182,9 +180,9 @@ func (s *Subscription) Drain() []Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := s.pending
-	s.pending = nil
-	clear(s.last)
-	clear(s.count)
+	// Dropped rather than cleared: an idle subscription (most of them, at
+	// any time) then holds no index.
+	s.pending, s.last, s.count = nil, nil, nil
 	// Consume a signal for the events just taken, under the lock that push
 	// also signals under, so a reader is not woken up for nothing and no
 	// signal for a later event is lost.
@@ -217,6 +215,9 @@ func (s *Subscription) push(e Event) {
 	if s.closed {
 		s.mu.Unlock()
 		return
+	}
+	if s.last == nil {
+		s.last, s.count = make(map[uuid.UUID]int), make(map[uuid.UUID]int)
 	}
 	if i, ok := s.last[e.GenerationID]; ok && s.pending[i].Status == e.Status {
 		s.pending[i] = e

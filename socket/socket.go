@@ -166,6 +166,11 @@ type Config struct {
 	Limits         Limits
 	Logger         *slog.Logger
 	Metrics        Metrics
+	// BaseContext makes a socket's context from its upgrade request: it
+	// should carry what logs need (a request id) and no more, since every
+	// socket keeps it for its whole life. Nil keeps the request's
+	// context's values.
+	BaseContext func(*http.Request) context.Context
 }
 
 // Server serves GraphQL websockets. It is a gqlgen transport: add it to a
@@ -270,7 +275,11 @@ func (s *Server) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphEx
 		return
 	}
 	ws.SetReadLimit(s.cfg.ReadLimit)
-	c := newConn(s, ws, exec, context.WithoutCancel(r.Context()), addr)
+	base := context.WithoutCancel(r.Context())
+	if s.cfg.BaseContext != nil {
+		base = s.cfg.BaseContext(r)
+	}
+	c := newConn(s, ws, exec, base, addr)
 	if !s.register(c) {
 		s.release(addr, "")
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseGoingAway, "server shutting down"), time.Now().Add(s.cfg.WriteTimeout))
