@@ -21,9 +21,7 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"os"
 	"runtime"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"testing"
@@ -140,9 +138,6 @@ func BenchmarkIdleSubscriptionMemory(b *testing.B) {
 		b.Fatal(err)
 	}
 	const query = `subscription($id: ID!) { generationProgress(id: $id) { id status progress } }`
-	if os.Getenv("I9_PROF") != "" {
-		runtime.MemProfileRate = 64
-	}
 	for b.Loop() {
 		before := liveBytes()
 		conns := make([]net.Conn, 0, sockets)
@@ -151,14 +146,6 @@ func BenchmarkIdleSubscriptionMemory(b *testing.B) {
 		}
 		after := liveBytes()
 		b.ReportMetric(float64(after-before)/sockets, "bytes/subscription")
-		if os.Getenv("I9_PROF") != "" {
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			b.Logf("heap %d stack %d goroutines %d", ms.HeapInuse, ms.StackInuse, runtime.NumGoroutine())
-			f, _ := os.Create("/tmp/i9-heap.prof")
-			_ = pprof.WriteHeapProfile(f)
-			f.Close()
-		}
 		for _, c := range conns {
 			_ = c.Close()
 		}
