@@ -16,7 +16,7 @@ import (
 func TestSubscriptionOverServerSentEvents(t *testing.T) {
 	t.Parallel()
 	e := newRTEnv(t)
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusPending)
 
 	body, _ := json.Marshal(map[string]any{"query": progressQuery, "variables": map[string]any{"id": gen}})
