@@ -21,7 +21,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 )
 
 func BenchmarkSubscriptionEvent(b *testing.B) {
@@ -43,7 +43,7 @@ func BenchmarkSubscriptionEvent(b *testing.B) {
 			srv := startRealtime(b, e.DB, 50*time.Millisecond)
 			alice := e.newUser("alice@example.com", false)
 			story := e.story("The Fox", "the-fox")
-			gen := e.generation(alice, story, db.StatusInProgress)
+			gen := e.generation(alice, story, generation.InProgress)
 			openIdle(b, e, srv.URL, alice, story, tt.idle)
 
 			c := dialWS(b, srv.URL, protoTransportWS, authInit(alice.Token))

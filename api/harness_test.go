@@ -24,6 +24,7 @@ import (
 	"github.com/narrate/narrate/auth"
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/db/dbtest"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/migrations"
 	"github.com/narrate/narrate/voice"
@@ -240,7 +241,7 @@ func (e *env) verifiedVoice(u user) {
 }
 
 // generation inserts a generation of story for u and returns its id.
-func (e *env) generation(u user, story uuid.UUID, status db.Status) uuid.UUID {
+func (e *env) generation(u user, story uuid.UUID, status generation.Status) uuid.UUID {
 	e.t.Helper()
 	var id uuid.UUID
 	e.scan(`INSERT INTO story_generations (user_id, story_id, status) VALUES ($1, $2, $3) RETURNING id`,
@@ -249,7 +250,7 @@ func (e *env) generation(u user, story uuid.UUID, status db.Status) uuid.UUID {
 }
 
 // generationAt inserts a generation created at a chosen time.
-func (e *env) generationAt(u user, story uuid.UUID, status db.Status, createdAt time.Time) uuid.UUID {
+func (e *env) generationAt(u user, story uuid.UUID, status generation.Status, createdAt time.Time) uuid.UUID {
 	e.t.Helper()
 	var id uuid.UUID
 	e.scan(`INSERT INTO story_generations (user_id, story_id, status, created_at) VALUES ($1, $2, $3, $4) RETURNING id`,

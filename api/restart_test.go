@@ -8,8 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/db/dbtest"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/localdb"
 	"github.com/narrate/narrate/migrations"
 )
@@ -50,7 +50,7 @@ func TestTerminalEventSurvivesDatabaseRestart(t *testing.T) {
 	// A slow reconnect, so the change is made while the listener is down.
 	srv := startRealtime(t, &dbtest.DB{AppURL: appURL, AdminURL: adminURL}, time.Second)
 	alice := e.newUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusInProgress)
+	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
 	c, _ := followGeneration(t, srv.URL, protoTransportWS, alice.Token, gen)
 
 	if err := cluster.Stop(ctx); err != nil {
@@ -65,7 +65,7 @@ func TestTerminalEventSurvivesDatabaseRestart(t *testing.T) {
 	if srv.Listener.Connected() {
 		t.Log("listener reconnected before the change; the test proves less")
 	}
-	e.setProgress(gen, db.StatusCompleted, 100)
+	e.setProgress(gen, generation.Completed, 100)
 
 	if last := lastProgress(t, c.progressUntilComplete("1", 20*time.Second)); last.Status != "COMPLETED" {
 		t.Fatalf("last event %+v, want COMPLETED", last)

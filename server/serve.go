@@ -21,6 +21,7 @@ import (
 	"github.com/narrate/narrate/auth"
 	"github.com/narrate/narrate/config"
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/realtime"
 	"github.com/narrate/narrate/storage"
@@ -123,9 +124,9 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		// A queued (or released) generation wakes the embedded worker at
 		// once; after a reconnect some may have been missed, so it looks
 		// too. Polling remains the fallback.
-		onEvent = func(e realtime.Event) {
+		onEvent = func(e generation.Event) {
 			bridge.OnEvent(e)
-			if e.Status == realtime.StatusPending {
+			if e.Status == generation.Pending {
 				wk.Wake()
 			}
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/narrate/narrate/auth"
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/db/dbtest"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/migrations"
 	"github.com/narrate/narrate/realtime"
@@ -51,7 +52,7 @@ func startServer(t *testing.T, d *dbtest.DB) string {
 		t.Fatal(err)
 	}
 	hub := realtime.NewHub(realtime.WithHubMetrics(metrics))
-	bridge := realtime.NewBridge(hub, func(context.Context, []uuid.UUID, []uuid.UUID, time.Time) ([]realtime.Event, error) {
+	bridge := realtime.NewBridge(hub, func(context.Context, []uuid.UUID, []uuid.UUID, time.Time) ([]generation.Event, error) {
 		return nil, nil
 	}, logger)
 	listener := realtime.NewListener(realtime.ListenerConfig{
