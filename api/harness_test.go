@@ -27,7 +27,6 @@ import (
 	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/migrations"
-	"github.com/narrate/narrate/voice"
 )
 
 func TestMain(m *testing.M) { dbtest.Main(m, migrations.Up) }
@@ -61,7 +60,7 @@ type envConfig struct {
 	verifier    *auth.Verifier
 	corsOrigins []string
 	registry    *prometheus.Registry
-	voice       voice.Provider
+	voice       graph.Voices
 }
 
 // envOption changes one aspect of a test server.
@@ -78,7 +77,7 @@ func withCORSOrigins(origins ...string) envOption {
 }
 
 // withVoice gives the voice-sample mutations a provider.
-func withVoice(p voice.Provider) envOption {
+func withVoice(p graph.Voices) envOption {
 	return func(c *envConfig) { c.voice = p }
 }
 

@@ -81,7 +81,7 @@ func newFakeElevenLabs(t testing.TB) *fakeElevenLabs {
 }
 
 // provider returns the real ElevenLabs client pointed at the fake.
-func (f *fakeElevenLabs) provider() voice.Provider {
+func (f *fakeElevenLabs) provider() graph.Voices {
 	f.t.Helper()
 	c, err := elevenlabs.New(elevenlabs.Config{APIKey: fakeAPIKey, BaseURL: f.URL})
 	if err != nil {

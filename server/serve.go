@@ -25,7 +25,6 @@ import (
 	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/realtime"
 	"github.com/narrate/narrate/storage"
-	"github.com/narrate/narrate/voice"
 	"github.com/narrate/narrate/voice/elevenlabs"
 	"github.com/narrate/narrate/voice/local"
 	"github.com/narrate/narrate/worker"
@@ -275,9 +274,16 @@ func devSetup(ctx context.Context, cfg config.Config, pool *db.DB, secret []byte
 	return nil
 }
 
+// voiceProvider is what the server needs of a voice provider: the worker
+// synthesises with it, the voice-sample mutations clone and transcribe.
+type voiceProvider interface {
+	worker.Synthesizer
+	graph.Voices
+}
+
 // newProvider is ElevenLabs when ELEVENLABS_API_KEY is set, and otherwise
 // the local development provider, which needs no network.
-func newProvider(cfg config.Config, logger *slog.Logger) (voice.Provider, error) {
+func newProvider(cfg config.Config, logger *slog.Logger) (voiceProvider, error) {
 	if cfg.ElevenLabsAPIKey == "" {
 		logger.Info("ELEVENLABS_API_KEY is not set: using the local voice provider (development only: it does not check verification recordings)")
 		return local.New(local.Config{Logger: logger}), nil
@@ -335,7 +341,7 @@ func newStore(ctx context.Context, cfg config.Config, logger *slog.Logger) (stor
 // called; stop waits for it to finish or release its generations and may
 // be called more than once. The worker does not stop with ctx itself, so
 // that the HTTP server can shut down first.
-func startWorker(ctx context.Context, cfg config.Config, pool *db.DB, provider voice.Provider, store worker.Store,
+func startWorker(ctx context.Context, cfg config.Config, pool *db.DB, provider worker.Synthesizer, store worker.Store,
 	registry prometheus.Registerer, concurrency int, logger *slog.Logger) (*worker.Worker, func(), error) {
 	metrics, err := worker.NewMetrics(registry)
 	if err != nil {
