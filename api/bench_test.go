@@ -22,7 +22,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/narrate/narrate/app/apptest"
-	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 )
 
 func BenchmarkSubscriptionEvent(b *testing.B) {
@@ -44,7 +44,7 @@ func BenchmarkSubscriptionEvent(b *testing.B) {
 			srv := apptest.Start(b, e.DB)
 			alice := e.NewUser("alice@example.com", false)
 			story := e.story("The Fox", "the-fox")
-			gen := e.generation(alice, story, db.StatusInProgress)
+			gen := e.generation(alice, story, generation.InProgress)
 			openIdle(b, e, srv.URL, alice, story, tt.idle)
 
 			c := apptest.DialWS(b, srv.URL, protoTransportWS, apptest.AuthInit(alice.Token))

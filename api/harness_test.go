@@ -9,10 +9,9 @@ import (
 	"github.com/narrate/narrate/app"
 	"github.com/narrate/narrate/app/apptest"
 	"github.com/narrate/narrate/auth"
-	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/db/dbtest"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/migrations"
-	"github.com/narrate/narrate/voice"
 )
 
 func TestMain(m *testing.M) { dbtest.Main(m, migrations.Up) }
@@ -52,7 +51,7 @@ func newEnv(t testing.TB, opts ...apptest.Option) *env {
 func withVerifier(v *auth.Verifier) apptest.Option { return apptest.WithApp(app.WithVerifier(v)) }
 
 // withVoice gives the voice-sample mutations a provider of the test's.
-func withVoice(p voice.Provider) apptest.Option { return apptest.WithApp(app.WithVoice(p)) }
+func withVoice(p app.Voice) apptest.Option { return apptest.WithApp(app.WithVoice(p)) }
 
 // on returns the env reporting to t, for use inside t's own goroutine: a
 // subtest must not fail its parent with Fatal.
@@ -80,7 +79,7 @@ func (e *env) verifiedVoice(u user) {
 }
 
 // generation inserts a generation of story for u and returns its id.
-func (e *env) generation(u user, story uuid.UUID, status db.Status) uuid.UUID {
+func (e *env) generation(u user, story uuid.UUID, status generation.Status) uuid.UUID {
 	e.t.Helper()
 	var id uuid.UUID
 	e.Scan(`INSERT INTO story_generations (user_id, story_id, status) VALUES ($1, $2, $3) RETURNING id`,
@@ -89,7 +88,7 @@ func (e *env) generation(u user, story uuid.UUID, status db.Status) uuid.UUID {
 }
 
 // generationAt inserts a generation created at a chosen time.
-func (e *env) generationAt(u user, story uuid.UUID, status db.Status, createdAt time.Time) uuid.UUID {
+func (e *env) generationAt(u user, story uuid.UUID, status generation.Status, createdAt time.Time) uuid.UUID {
 	e.t.Helper()
 	var id uuid.UUID
 	e.Scan(`INSERT INTO story_generations (user_id, story_id, status, created_at) VALUES ($1, $2, $3, $4) RETURNING id`,

@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph"
 )
 
@@ -23,13 +23,13 @@ func TestCrossUserIsolation(t *testing.T) {
 	s2 := e.story("B", "b")
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var alices []uuid.UUID
-	for i, st := range []db.Status{db.StatusPending, db.StatusInProgress, db.StatusCompleted, db.StatusFailed} {
+	for i, st := range []generation.Status{generation.Pending, generation.InProgress, generation.Completed, generation.Failed} {
 		id := e.generationAt(alice, s1, st, base.Add(time.Duration(i)*time.Minute))
 		e.logAt(id, "started", base.Add(time.Duration(i)*time.Minute+time.Second))
 		alices = append(alices, id)
 	}
-	alices = append(alices, e.generationAt(alice, s2, db.StatusPending, base.Add(10*time.Minute)))
-	bobs := e.generationAt(bob, s1, db.StatusPending, base.Add(20*time.Minute))
+	alices = append(alices, e.generationAt(alice, s2, generation.Pending, base.Add(10*time.Minute)))
+	bobs := e.generationAt(bob, s1, generation.Pending, base.Add(20*time.Minute))
 	e.logAt(bobs, "started", base.Add(21*time.Minute))
 
 	before := map[uuid.UUID]genState{}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph"
 )
 
@@ -208,7 +208,7 @@ func TestCancelGeneration(t *testing.T) {
 	story := e.story("The Fox", "the-fox")
 
 	const q = `mutation($id: ID!) { cancelGeneration(id: $id) { id status progress logs { nodes { event } } } }`
-	for _, status := range []db.Status{db.StatusPending, db.StatusInProgress} {
+	for _, status := range []generation.Status{generation.Pending, generation.InProgress} {
 		t.Run("cancels "+string(status), func(t *testing.T) {
 			t.Parallel()
 			e := e.on(t)
@@ -243,14 +243,14 @@ func TestCancelGeneration(t *testing.T) {
 		name   string
 		token  string
 		owner  user
-		status db.Status
+		status generation.Status
 		code   string
 	}{
-		{"completed", alice.Token, alice, db.StatusCompleted, graph.CodeConflict},
-		{"already failed", alice.Token, alice, db.StatusFailed, graph.CodeConflict},
-		{"other user's pending", bob.Token, alice, db.StatusPending, graph.CodeNotFound},
-		{"other user's completed", bob.Token, alice, db.StatusCompleted, graph.CodeNotFound},
-		{"anonymous", "", alice, db.StatusPending, graph.CodeUnauthenticated},
+		{"completed", alice.Token, alice, generation.Completed, graph.CodeConflict},
+		{"already failed", alice.Token, alice, generation.Failed, graph.CodeConflict},
+		{"other user's pending", bob.Token, alice, generation.Pending, graph.CodeNotFound},
+		{"other user's completed", bob.Token, alice, generation.Completed, graph.CodeNotFound},
+		{"anonymous", "", alice, generation.Pending, graph.CodeUnauthenticated},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -275,7 +275,7 @@ func TestCancelGeneration(t *testing.T) {
 	t.Run("cancel twice", func(t *testing.T) {
 		t.Parallel()
 		e := e.on(t)
-		id := e.generation(alice, story, db.StatusPending)
+		id := e.generation(alice, story, generation.Pending)
 		e.Post(alice.Token, q, map[string]any{"id": id}).Decode(t, &struct{}{})
 		e.Post(alice.Token, q, map[string]any{"id": id}).WantCode(t, graph.CodeConflict)
 		if s := e.genState(id); s.Logs != 1 {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph"
 )
 
@@ -133,14 +133,14 @@ func TestPaginationWalk(t *testing.T) {
 		if i >= 4 {
 			at = same.Add(time.Duration(i-6) * time.Hour)
 		}
-		st := db.StatusPending
+		st := generation.Pending
 		if i%2 == 0 {
-			st = db.StatusCompleted
+			st = generation.Completed
 		}
 		gen = e.generationAt(alice, story, st, at)
 		e.generationAt(bob, story, st, at)
 	}
-	e.generationAt(alice, e.story("Other", "other"), db.StatusPending, same)
+	e.generationAt(alice, e.story("Other", "other"), generation.Pending, same)
 
 	// Logs: five share one occurred_at.
 	for i := range 8 {
@@ -217,11 +217,11 @@ func TestPaginationEmptyPages(t *testing.T) {
 	e := newEnv(t)
 	alice := e.NewUser("alice@example.com", false)
 	story := e.story("A", "a")
-	gen := e.generation(alice, story, db.StatusPending)
+	gen := e.generation(alice, story, generation.Pending)
 	e.logAt(gen, "started", time.Now())
 	lastStory, lastGen, lastLog := endCursors(e, alice.Token, gen)
 	bob := e.NewUser("bob@example.com", false)
-	quiet := e.generation(bob, story, db.StatusPending)
+	quiet := e.generation(bob, story, generation.Pending)
 
 	tests := []struct {
 		name  string
@@ -263,7 +263,7 @@ func TestPaginationBadCursors(t *testing.T) {
 	e := newEnv(t)
 	alice := e.NewUser("alice@example.com", false)
 	story := e.story("A", "a")
-	gen := e.generation(alice, story, db.StatusPending)
+	gen := e.generation(alice, story, generation.Pending)
 	e.logAt(gen, "started", time.Now())
 
 	storyCursor, genCursor, logCursor := endCursors(e, alice.Token, gen)

@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph"
 )
 
@@ -126,11 +126,11 @@ func TestViewerGenerationsFilters(t *testing.T) {
 	s2 := e.story("Two", "two")
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	// Newest first: g4, g3, g2, g1.
-	g1 := e.generationAt(alice, s1, db.StatusCompleted, base)
-	g2 := e.generationAt(alice, s2, db.StatusPending, base.Add(time.Minute))
-	g3 := e.generationAt(alice, s1, db.StatusPending, base.Add(2*time.Minute))
-	g4 := e.generationAt(alice, s2, db.StatusCompleted, base.Add(3*time.Minute))
-	e.generationAt(bob, s1, db.StatusPending, base.Add(4*time.Minute))
+	g1 := e.generationAt(alice, s1, generation.Completed, base)
+	g2 := e.generationAt(alice, s2, generation.Pending, base.Add(time.Minute))
+	g3 := e.generationAt(alice, s1, generation.Pending, base.Add(2*time.Minute))
+	g4 := e.generationAt(alice, s2, generation.Completed, base.Add(3*time.Minute))
+	e.generationAt(bob, s1, generation.Pending, base.Add(4*time.Minute))
 
 	tests := []struct {
 		name string
@@ -351,7 +351,7 @@ func TestGenerationQuery(t *testing.T) {
 	root := e.NewUser("root@example.com", true)
 	story := e.story("The Fox", "the-fox")
 	created := time.Date(2026, 2, 3, 4, 5, 6, 789012000, time.UTC)
-	gen := e.generationAt(alice, story, db.StatusInProgress, created)
+	gen := e.generationAt(alice, story, generation.InProgress, created)
 	e.Exec(`UPDATE story_generations SET progress = 40, metadata = '{"chunks": 5}' WHERE id = $1`, gen)
 	// Logs are inserted out of order; they come back oldest first.
 	t0 := created.Add(time.Second)
@@ -432,11 +432,11 @@ func TestMyGenerations(t *testing.T) {
 	s1 := e.story("A", "a")
 	s2 := e.story("B", "b")
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	a1 := e.generationAt(alice, s1, db.StatusCompleted, base)
-	a2 := e.generationAt(alice, s1, db.StatusPending, base.Add(time.Minute))
-	a3 := e.generationAt(alice, s2, db.StatusPending, base.Add(2*time.Minute))
-	b1 := e.generationAt(bob, s1, db.StatusPending, base.Add(3*time.Minute))
-	r1 := e.generationAt(root, s1, db.StatusFailed, base.Add(4*time.Minute))
+	a1 := e.generationAt(alice, s1, generation.Completed, base)
+	a2 := e.generationAt(alice, s1, generation.Pending, base.Add(time.Minute))
+	a3 := e.generationAt(alice, s2, generation.Pending, base.Add(2*time.Minute))
+	b1 := e.generationAt(bob, s1, generation.Pending, base.Add(3*time.Minute))
+	r1 := e.generationAt(root, s1, generation.Failed, base.Add(4*time.Minute))
 
 	tests := []struct {
 		name  string
@@ -479,15 +479,15 @@ func TestResultURL(t *testing.T) {
 	alice := e.NewUser("alice@example.com", false)
 	story := e.story("A", "a")
 	tests := []struct {
-		status db.Status
+		status generation.Status
 		key    string
 		signed bool
 	}{
-		{status: db.StatusPending},
-		{status: db.StatusInProgress},
-		{status: db.StatusFailed},
-		{status: db.StatusCompleted},
-		{status: db.StatusCompleted, key: "audio/abc.mp3", signed: true},
+		{status: generation.Pending},
+		{status: generation.InProgress},
+		{status: generation.Failed},
+		{status: generation.Completed},
+		{status: generation.Completed, key: "audio/abc.mp3", signed: true},
 	}
 	for _, tt := range tests {
 		id := e.generation(alice, story, tt.status)

@@ -8,8 +8,8 @@ import (
 
 	"github.com/narrate/narrate/app"
 	"github.com/narrate/narrate/app/apptest"
-	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/db/dbtest"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/localdb"
 	"github.com/narrate/narrate/migrations"
 )
@@ -44,7 +44,7 @@ func TestTerminalEventSurvivesDatabaseRestart(t *testing.T) {
 		apptest.WithApp(app.WithListenBackoff(time.Second)))
 	e := &env{t: t, Server: srv}
 	alice := e.NewUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusInProgress)
+	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
 	c, _ := followGeneration(t, srv.URL, protoTransportWS, alice.Token, gen)
 
 	if err := cluster.Stop(ctx); err != nil {
@@ -59,7 +59,7 @@ func TestTerminalEventSurvivesDatabaseRestart(t *testing.T) {
 	if srv.App.Listener.Connected() {
 		t.Log("listener reconnected before the change; the test proves less")
 	}
-	e.setProgress(gen, db.StatusCompleted, 100)
+	e.setProgress(gen, generation.Completed, 100)
 
 	if last := lastProgress(t, progressUntilComplete(t, c, "1", 20*time.Second)); last.Status != "COMPLETED" {
 		t.Fatalf("last event %+v, want COMPLETED", last)

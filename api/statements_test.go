@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 )
 
 // TestNestedPageStatementCount checks that the nested fields of a page of
@@ -76,7 +76,7 @@ func BenchmarkNestedPage(b *testing.B) {
 	alice := e.NewUser("alice@example.com", false)
 	story := e.story("Story", "story")
 	for range 50 {
-		g := e.generation(alice, story, db.StatusPending)
+		g := e.generation(alice, story, generation.Pending)
 		e.logAt(g, "started", time.Now())
 	}
 	const q = `{ viewer { generations(first: 50) { nodes { story { title } logs(first: 3) { nodes { event } } user { email } } } } }`

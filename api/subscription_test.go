@@ -12,8 +12,8 @@ import (
 
 	"github.com/narrate/narrate/app"
 	"github.com/narrate/narrate/app/apptest"
-	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/db/dbtest"
+	"github.com/narrate/narrate/generation"
 )
 
 const progressQuery = `subscription($id: ID!) { generationProgress(id: $id) { id status progress story { title } } }`
@@ -31,7 +31,7 @@ func newRTEnv(t *testing.T) *rtEnv {
 }
 
 // setProgress moves a generation on, as the worker would.
-func (e *env) setProgress(id uuid.UUID, status db.Status, progress int) {
+func (e *env) setProgress(id uuid.UUID, status generation.Status, progress int) {
 	e.t.Helper()
 	e.Exec(`UPDATE story_generations SET status = $2, progress = $3 WHERE id = $1`, id, string(status), progress)
 }
@@ -44,17 +44,17 @@ func TestGenerationProgressBothSubprotocols(t *testing.T) {
 			e := newRTEnv(t)
 			alice := e.NewUser("alice@example.com", false)
 			story := e.story("The Fox", "the-fox")
-			gen := e.generation(alice, story, db.StatusPending)
+			gen := e.generation(alice, story, generation.Pending)
 
 			c, first := followGeneration(t, e.srv.URL, proto, alice.Token, gen)
 			if first.Status != "PENDING" || first.Progress != 0 || first.Story.Title != "The Fox" {
 				t.Fatalf("snapshot = %+v, want PENDING/0 of The Fox", first)
 			}
 
-			e.setProgress(gen, db.StatusInProgress, 10)
-			e.setProgress(gen, db.StatusInProgress, 50)
+			e.setProgress(gen, generation.InProgress, 10)
+			e.setProgress(gen, generation.InProgress, 50)
 			e.Exec(`UPDATE stories SET title = 'The Fox (revised)' WHERE id = $1`, story)
-			e.setProgress(gen, db.StatusCompleted, 100)
+			e.setProgress(gen, generation.Completed, 100)
 
 			got := progressUntilComplete(t, c, "1", 5*time.Second)
 			if len(got) == 0 || got[len(got)-1].Status != "COMPLETED" || got[len(got)-1].Progress != 100 {
@@ -103,7 +103,7 @@ func TestViewerGenerationsSeesNewGeneration(t *testing.T) {
 	if p.ID != started.StartGeneration.ID || p.Status != "PENDING" || p.Story.Title != "The Fox" {
 		t.Fatalf("event = %+v, want Alice's new generation %s", p, started.StartGeneration.ID)
 	}
-	e.setProgress(uuid.MustParse(p.ID), db.StatusInProgress, 20)
+	e.setProgress(uuid.MustParse(p.ID), generation.InProgress, 20)
 	if p := decodeProgress(t, c.NextEvent("v", 5*time.Second), "viewerGenerations"); p.Status != "IN_PROGRESS" || p.Progress != 20 {
 		t.Fatalf("second event = %+v, want IN_PROGRESS/20", p)
 	}
@@ -114,7 +114,7 @@ func TestSubscriptionIsolation(t *testing.T) {
 	e := newRTEnv(t)
 	alice := e.NewUser("alice@example.com", false)
 	bob := e.NewUser("bob@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusPending)
+	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.Pending)
 
 	t.Run("other user's generation", func(t *testing.T) {
 		c := apptest.DialWS(t, e.srv.URL, protoTransportWS, apptest.AuthInit(bob.Token))
@@ -126,7 +126,7 @@ func TestSubscriptionIsolation(t *testing.T) {
 		}
 		// No data may follow, even when the generation changes (gqlgen
 		// may still confirm the operation's end with complete).
-		e.setProgress(gen, db.StatusInProgress, 30)
+		e.setProgress(gen, generation.InProgress, 30)
 		quiet := time.After(300 * time.Millisecond)
 		for done := false; !done; {
 			select {
@@ -214,7 +214,7 @@ func TestSecondProcessDeliversChanges(t *testing.T) {
 	e := newRTEnv(t)
 	other := apptest.Start(t, e.DB)
 	alice := e.NewUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusInProgress)
+	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
 
 	// Subscribed on the second process; cancelled through the first.
 	c, p := followGeneration(t, other.URL, protoTransportWS, alice.Token, gen)
@@ -240,7 +240,7 @@ func TestTerminalEventSurvivesListenerReconnect(t *testing.T) {
 	// listener is down and only the resync can deliver it.
 	srv := apptest.Start(t, e.DB, apptest.WithApp(app.WithListenBackoff(700*time.Millisecond)))
 	alice := e.NewUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusInProgress)
+	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
 
 	c, _ := followGeneration(t, srv.URL, protoTransportWS, alice.Token, gen)
 
@@ -253,7 +253,7 @@ func TestTerminalEventSurvivesListenerReconnect(t *testing.T) {
 	if srv.App.Listener.Connected() {
 		t.Fatal("listener did not notice its backend was terminated")
 	}
-	e.setProgress(gen, db.StatusCompleted, 100)
+	e.setProgress(gen, generation.Completed, 100)
 
 	if last := lastProgress(t, progressUntilComplete(t, c, "1", 10*time.Second)); last.Status != "COMPLETED" {
 		t.Fatalf("last event %+v, want COMPLETED", last)
@@ -264,7 +264,7 @@ func TestSlowClientDoesNotSlowOthers(t *testing.T) {
 	t.Parallel()
 	e := newRTEnv(t)
 	alice := e.NewUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusInProgress)
+	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
 
 	// Large events fill the slow client's socket buffers within a few
 	// events, so the server's writes to it block.
@@ -275,9 +275,9 @@ func TestSlowClientDoesNotSlowOthers(t *testing.T) {
 	fast, _ := followGeneration(t, e.srv.URL, protoTransportWS, alice.Token, gen)
 
 	for i := 1; i < 100; i++ {
-		e.setProgress(gen, db.StatusInProgress, i)
+		e.setProgress(gen, generation.InProgress, i)
 	}
-	e.setProgress(gen, db.StatusCompleted, 100)
+	e.setProgress(gen, generation.Completed, 100)
 	if last := lastProgress(t, progressUntilComplete(t, fast, "1", 10*time.Second)); last.Status != "COMPLETED" {
 		t.Fatalf("fast client's last event %+v, want COMPLETED", last)
 	}
@@ -288,7 +288,7 @@ func TestThousandSubscriptionsLeaveNoGoroutines(t *testing.T) {
 	e := newEnv(t)
 	srv := e.Server
 	alice := e.NewUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusInProgress)
+	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
 	// The pool may open connections meanwhile; they are not the sockets'.
 	ignore := []goleak.Option{goleak.IgnoreCurrent(),
 		goleak.IgnoreAnyFunction("github.com/jackc/pgx/v5/pgconn/internal/bgreader.(*BGReader).bgRead")}
@@ -308,7 +308,7 @@ func TestThousandSubscriptionsLeaveNoGoroutines(t *testing.T) {
 			decodeProgress(t, c.NextEvent(fmt.Sprint(j), dbtest.WaitLimit), "generationProgress")
 		}
 	}
-	e.setProgress(gen, db.StatusInProgress, 50)
+	e.setProgress(gen, generation.InProgress, 50)
 	for _, c := range clients {
 		for j := 0; j < perSocket; j++ {
 			if p := decodeProgress(t, c.NextEvent(fmt.Sprint(j), dbtest.WaitLimit), "generationProgress"); p.Progress != 50 {

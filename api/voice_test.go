@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/narrate/narrate/app"
 	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/voice"
 	"github.com/narrate/narrate/voice/elevenlabs"
@@ -81,7 +82,7 @@ func newFakeElevenLabs(t testing.TB) *fakeElevenLabs {
 }
 
 // provider returns the real ElevenLabs client pointed at the fake.
-func (f *fakeElevenLabs) provider() voice.Provider {
+func (f *fakeElevenLabs) provider() app.Voice {
 	f.t.Helper()
 	c, err := elevenlabs.New(elevenlabs.Config{APIKey: fakeAPIKey, BaseURL: f.URL})
 	if err != nil {

@@ -29,10 +29,10 @@ import (
 	"github.com/narrate/narrate/auth"
 	"github.com/narrate/narrate/config"
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/realtime"
 	"github.com/narrate/narrate/storage"
-	"github.com/narrate/narrate/voice"
 	"github.com/narrate/narrate/worker"
 )
 
@@ -65,7 +65,7 @@ type App struct {
 	// Worker is the narration worker; nil when the process runs none.
 	Worker *worker.Worker
 	Store  storage.Store
-	Voice  voice.Provider
+	Voice  Voice
 	Signer *storage.Signer
 
 	ln  net.Listener
@@ -87,6 +87,14 @@ type App struct {
 	cancelWorker  context.CancelFunc
 	listenStarted bool
 	workerStarted bool
+}
+
+// Voice is what the server needs of a voice provider: the worker
+// synthesises with it, the voice-sample mutations clone voices and
+// transcribe verification recordings.
+type Voice interface {
+	worker.Synthesizer
+	graph.Voices
 }
 
 // Mode selects which parts a process runs.
@@ -218,9 +226,9 @@ func (a *App) buildHTTP(ctx context.Context) error {
 		// A queued (or released) generation wakes the embedded worker at
 		// once; after a reconnect some may have been missed, so it looks
 		// too. Polling remains the fallback.
-		onEvent = func(e realtime.Event) {
+		onEvent = func(e generation.Event) {
 			bridge.OnEvent(e)
-			if e.Status == realtime.StatusPending {
+			if e.Status == generation.Pending {
 				wk.Wake()
 			}
 		}

@@ -25,7 +25,7 @@ func TestMain(m *testing.M) { dbtest.Main(m, migrations.Up) }
 
 // slowVoice narrates like the local provider, a little slower, so that a
 // generation is still running when the test shuts the server down.
-type slowVoice struct{ voice.Provider }
+type slowVoice struct{ app.Voice }
 
 func (s slowVoice) Synthesize(ctx context.Context, req voice.SynthesisRequest) (*voice.Audio, error) {
 	select {
@@ -33,7 +33,7 @@ func (s slowVoice) Synthesize(ctx context.Context, req voice.SynthesisRequest) (
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	return s.Provider.Synthesize(ctx, req)
+	return s.Voice.Synthesize(ctx, req)
 }
 
 const watchQuery = `subscription($id: ID!) { generationProgress(id: $id) { status progress } }`

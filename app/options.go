@@ -7,7 +7,6 @@ import (
 	"github.com/narrate/narrate/auth"
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/storage"
-	"github.com/narrate/narrate/voice"
 )
 
 // settings are what Options may change; defaults() gives production's.
@@ -15,7 +14,7 @@ type settings struct {
 	mode            Mode
 	logger          *slog.Logger
 	host            string
-	voice           voice.Provider
+	voice           Voice
 	store           storage.Store
 	verifier        *auth.Verifier
 	dbOptions       db.Options
@@ -51,7 +50,7 @@ func WithLogger(l *slog.Logger) Option { return func(s *settings) { s.logger = l
 func WithHost(host string) Option { return func(s *settings) { s.host = host } }
 
 // WithVoice replaces the voice provider chosen from the configuration.
-func WithVoice(p voice.Provider) Option { return func(s *settings) { s.voice = p } }
+func WithVoice(p Voice) Option { return func(s *settings) { s.voice = p } }
 
 // WithStore replaces the audio storage chosen from the configuration.
 func WithStore(st storage.Store) Option { return func(s *settings) { s.store = st } }

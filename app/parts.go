@@ -13,7 +13,6 @@ import (
 	"github.com/narrate/narrate/config"
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/storage"
-	"github.com/narrate/narrate/voice"
 	"github.com/narrate/narrate/voice/elevenlabs"
 	"github.com/narrate/narrate/voice/local"
 )
@@ -80,7 +79,7 @@ func devSetup(ctx context.Context, cfg config.Config, pool *db.DB, secret []byte
 
 // newProvider is ElevenLabs when ELEVENLABS_API_KEY is set, and otherwise
 // the local development provider, which needs no network.
-func newProvider(cfg config.Config, logger *slog.Logger) (voice.Provider, error) {
+func newProvider(cfg config.Config, logger *slog.Logger) (Voice, error) {
 	if cfg.ElevenLabsAPIKey == "" {
 		logger.Info("ELEVENLABS_API_KEY is not set: using the local voice provider (development only: it does not check verification recordings)")
 		return local.New(local.Config{Logger: logger}), nil
