@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -51,6 +52,9 @@ type Sockets struct {
 	mu       sync.Mutex
 	streams  map[*eventStream]struct{}
 	shutdown bool
+	// serving counts the event streams being served, so Wait can join
+	// them.
+	serving sync.WaitGroup
 }
 
 // eventStream is one server-sent event stream.
@@ -92,19 +96,10 @@ func (s *Sockets) Transport() *socket.Server {
 	return s.server
 }
 
-// SocketLimits converts the configured caps, where 0 lifts a cap.
+// SocketLimits are the configured caps, in the socket package's terms
+// (0: the default; negative: no cap).
 func SocketLimits(c config.SocketLimits) socket.Limits {
-	lift := func(v int) int {
-		if v == 0 {
-			return -1
-		}
-		return v
-	}
-	return socket.Limits{
-		SubscriptionsPerSocket: lift(c.SubscriptionsPerSocket),
-		SocketsPerUser:         lift(c.SocketsPerUser),
-		SocketsPerAddress:      lift(c.SocketsPerAddress),
-	}
+	return socket.Limits(c)
 }
 
 // checkOrigin allows a socket from the server's own origin always, and
@@ -189,18 +184,20 @@ func (s *Sockets) track(next http.Handler) http.Handler {
 			return
 		}
 		s.streams[es] = struct{}{}
+		s.serving.Add(1)
 		s.mu.Unlock()
 		defer func() {
 			s.mu.Lock()
 			delete(s.streams, es)
 			s.mu.Unlock()
+			s.serving.Done()
 		}()
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
-// Shutdown closes every socket with 1001, ends every event stream, and
-// refuses new ones.
+// Shutdown starts closing every socket with 1001, ends every event
+// stream, and refuses new ones; Wait waits for them to end.
 func (s *Sockets) Shutdown() {
 	s.mu.Lock()
 	s.shutdown = true
@@ -215,5 +212,25 @@ func (s *Sockets) Shutdown() {
 	s.once.Do(func() {}) // no transport is made after this
 	if s.server != nil {
 		s.server.Shutdown()
+	}
+}
+
+// Wait waits, after Shutdown, until every socket and event stream has
+// ended, or ctx ends (the sockets left are then dropped).
+func (s *Sockets) Wait(ctx context.Context) error {
+	var err error
+	if s.server != nil {
+		err = s.server.Wait(ctx)
+	}
+	done := make(chan struct{})
+	go func() {
+		s.serving.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return err
+	case <-ctx.Done():
+		return errors.Join(err, fmt.Errorf("event streams still open: %w", ctx.Err()))
 	}
 }

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +13,11 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/narrate/narrate/api"
-	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/app"
+	"github.com/narrate/narrate/app/apptest"
+	"github.com/narrate/narrate/auth"
+	"github.com/narrate/narrate/db/dbtest"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/socket"
 )
 
@@ -33,7 +38,7 @@ type rawOutcome struct {
 // the server closes the socket, within 5 s.
 func sendRaw(t *testing.T, baseURL, proto string, msgs ...string) rawOutcome {
 	t.Helper()
-	conn := dialGraphQL(t, baseURL, proto)
+	conn := apptest.DialConn(t, baseURL, proto)
 	for _, m := range msgs {
 		if err := conn.WriteMessage(websocket.TextMessage, []byte(m)); err != nil {
 			// The server may already have closed: its close frame tells why.
@@ -50,7 +55,7 @@ func readUntilClosed(t *testing.T, conn *websocket.Conn) rawOutcome {
 		t.Fatal(err)
 	}
 	for {
-		var m wsMessage
+		var m apptest.WSMessage
 		err := conn.ReadJSON(&m)
 		var ce *websocket.CloseError
 		switch {
@@ -62,6 +67,49 @@ func readUntilClosed(t *testing.T, conn *websocket.Conn) rawOutcome {
 		}
 		out.types = append(out.types, m.Type)
 	}
+}
+
+// neverReads opens a socket with proto, reads its ack, starts operation id
+// and then never reads again: a stalled browser tab.
+func neverReads(t *testing.T, baseURL, proto, token, id, query string, vars map[string]any) {
+	t.Helper()
+	conn := apptest.DialConn(t, baseURL, proto)
+	if err := conn.WriteMessage(websocket.TextMessage, []byte(initMsg(`{"Authorization":"Bearer `+token+`"}`))); err != nil {
+		t.Fatal(err)
+	}
+	var ack apptest.WSMessage
+	if err := conn.ReadJSON(&ack); err != nil || ack.Type != "connection_ack" {
+		t.Fatalf("want connection_ack, got %+v, %v", ack, err)
+	}
+	typ := "subscribe"
+	if proto == protoLegacyWS {
+		typ = "start"
+	}
+	b, _ := json.Marshal(map[string]any{"type": typ, "id": id, "payload": map[string]any{"query": query, "variables": vars}})
+	if err := conn.WriteMessage(websocket.TextMessage, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitGauge waits until the server's gauge name reads n.
+func waitGauge(t testing.TB, s *apptest.Server, name string, n float64) {
+	t.Helper()
+	dbtest.WaitFor(t, 0, func() bool { return s.Gauge(name) == n }, "%s never reached %v", name, n)
+}
+
+// withLeeway gives the server a verifier of testSecret with leeway.
+func withLeeway(t testing.TB, leeway time.Duration) apptest.Option {
+	t.Helper()
+	v, err := auth.NewVerifier(context.Background(), auth.Config{Secret: testSecret, Leeway: leeway})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return withVerifier(v)
+}
+
+// withSockets adjusts the server's websocket settings.
+func withSockets(edit func(*api.Sockets)) apptest.Option {
+	return apptest.WithApp(app.WithSockets(edit))
 }
 
 func initMsg(payload string) string {
@@ -76,9 +124,9 @@ func opMsg(typ, id string, vars map[string]any) string {
 func TestHostileClientsAreClosedWithTheProtocolsCode(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	srv := startRealtime(t, e.DB, 50*time.Millisecond)
-	alice := e.newUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusInProgress)
+	srv := e.Server
+	alice := e.NewUser("alice@example.com", false)
+	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
 	auth := initMsg(`{"Authorization":"Bearer ` + alice.Token + `"}`)
 	vars := map[string]any{"id": gen}
 	sub, start := opMsg("subscribe", "1", vars), opMsg("start", "1", vars)
@@ -129,48 +177,48 @@ func TestHostileClientsAreClosedWithTheProtocolsCode(t *testing.T) {
 		}
 	})
 	// Every socket and every subscription those clients opened is gone.
-	srv.waitGauge(t, gaugeSockets, 0)
-	srv.waitGauge(t, gaugeSubscriptions, 0)
+	waitGauge(t, srv, gaugeSockets, 0)
+	waitGauge(t, srv, gaugeSubscriptions, 0)
 }
 
 func TestDuplicateIDEndsEverySubscription(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	srv := startRealtime(t, e.DB, 50*time.Millisecond)
-	alice := e.newUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusInProgress)
-	c := dialWS(t, srv.URL, protoTransportWS, authInit(alice.Token))
-	c.ack()
+	srv := e.Server
+	alice := e.NewUser("alice@example.com", false)
+	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
+	c := apptest.DialWS(t, srv.URL, protoTransportWS, apptest.AuthInit(alice.Token))
+	c.Ack()
 	for i := range 10 {
-		c.subscribe(fmt.Sprint(i), progressQuery, map[string]any{"id": gen})
-		decodeProgress(t, c.nextEvent(fmt.Sprint(i), 5*time.Second), "generationProgress")
+		c.Subscribe(fmt.Sprint(i), progressQuery, map[string]any{"id": gen})
+		decodeProgress(t, c.NextEvent(fmt.Sprint(i), 5*time.Second), "generationProgress")
 	}
-	srv.waitHubSubscriptions(t, 10)
-	c.subscribe("3", progressQuery, map[string]any{"id": gen})
-	if code := c.waitClosed(5 * time.Second); code != 4409 {
+	srv.WaitHubSubscriptions(10)
+	c.Subscribe("3", progressQuery, map[string]any{"id": gen})
+	if code := c.WaitClosed(5 * time.Second); code != 4409 {
 		t.Fatalf("close code %d, want 4409", code)
 	}
-	srv.waitGauge(t, gaugeSubscriptions, 0)
-	srv.waitGauge(t, gaugeSockets, 0)
+	waitGauge(t, srv, gaugeSubscriptions, 0)
+	waitGauge(t, srv, gaugeSockets, 0)
 }
 
 func TestTokenIsJudgedWithHTTPsLeewayBeforeTheAck(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
 	const leeway = 3 * time.Second
-	srv := startRealtime(t, e.DB, 50*time.Millisecond, withLeeway(leeway))
-	alice := e.newUser("alice@example.com", false)
+	e := newEnv(t, withLeeway(t, leeway))
+	srv := e.Server
+	alice := e.NewUser("alice@example.com", false)
 
 	// Expired a second ago, within the leeway: HTTP accepts it, so the
 	// socket is acked, and closes with 4403 once the leeway is used up.
 	within := mintExpiredToken(t, alice, time.Now().Add(-time.Second))
-	if res := e.postTo(srv.URL, within, `{ viewer { id } }`, nil); res.Status != http.StatusOK {
+	if res := apptest.PostTo(t, srv.URL, within, `{ viewer { id } }`, nil); res.Status != http.StatusOK {
 		t.Fatalf("HTTP refused the token within the leeway: %d", res.Status)
 	}
-	c := dialWS(t, srv.URL, protoTransportWS, authInit(within))
-	c.ack()
+	c := apptest.DialWS(t, srv.URL, protoTransportWS, apptest.AuthInit(within))
+	c.Ack()
 	opened := time.Now()
-	if code := c.waitClosed(10 * time.Second); code != 4403 {
+	if code := c.WaitClosed(10 * time.Second); code != 4403 {
 		t.Fatalf("close code %d, want 4403", code)
 	}
 	if d := time.Since(opened); d < leeway-time.Second-500*time.Millisecond {
@@ -185,84 +233,84 @@ func TestTokenIsJudgedWithHTTPsLeewayBeforeTheAck(t *testing.T) {
 			t.Fatalf("%s: %+v, want 4403 without an ack", proto, got)
 		}
 	}
-	srv.waitGauge(t, gaugeSockets, 0)
+	waitGauge(t, srv, gaugeSockets, 0)
 }
 
 func TestNoConnectionInitIsClosedWith4408(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	srv := startRealtime(t, e.DB, 50*time.Millisecond, withSockets(func(s *api.Sockets) {
+	e := newEnv(t, withSockets(func(s *api.Sockets) {
 		s.InitTimeout = 200 * time.Millisecond
 	}))
+	srv := e.Server
 	for _, proto := range []string{protoTransportWS, protoLegacyWS} {
 		if got := sendRaw(t, srv.URL, proto); got.code != 4408 {
 			t.Fatalf("%s: %+v, want 4408", proto, got)
 		}
 	}
-	srv.waitGauge(t, gaugeSockets, 0)
+	waitGauge(t, srv, gaugeSockets, 0)
 }
 
 func TestSubscriptionsPerSocketAreCapped(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	srv := startRealtime(t, e.DB, 50*time.Millisecond, withSockets(func(s *api.Sockets) {
+	e := newEnv(t, withSockets(func(s *api.Sockets) {
 		s.Limits.SubscriptionsPerSocket = 2
 	}))
-	alice := e.newUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusInProgress)
+	srv := e.Server
+	alice := e.NewUser("alice@example.com", false)
+	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
 	vars := map[string]any{"id": gen}
 	for _, proto := range []string{protoTransportWS, protoLegacyWS} {
-		c := dialWS(t, srv.URL, proto, authInit(alice.Token))
-		c.ack()
+		c := apptest.DialWS(t, srv.URL, proto, apptest.AuthInit(alice.Token))
+		c.Ack()
 		for _, id := range []string{"a", "b"} {
-			c.subscribe(id, progressQuery, vars)
-			decodeProgress(t, c.nextEvent(id, 5*time.Second), "generationProgress")
+			c.Subscribe(id, progressQuery, vars)
+			decodeProgress(t, c.NextEvent(id, 5*time.Second), "generationProgress")
 		}
-		c.subscribe("c", progressQuery, vars)
-		if ev := c.nextEvent("c", 5*time.Second); ev.Kind != "error" || ev.Errors[0].Extensions["code"] != "RATE_LIMITED" {
+		c.Subscribe("c", progressQuery, vars)
+		if ev := c.NextEvent("c", 5*time.Second); ev.Kind != "error" || ev.Errors[0].Extensions["code"] != "RATE_LIMITED" {
 			t.Fatalf("%s: third subscription got %+v, want RATE_LIMITED", proto, ev)
 		}
 		// The cap counts running operations: one ended makes room.
-		c.stop("a")
-		srv.waitHubSubscriptions(t, 1)
-		c.subscribe("c", progressQuery, vars)
-		decodeProgress(t, c.nextEvent("c", 5*time.Second), "generationProgress")
-		_ = c.conn.Close()
-		srv.waitGauge(t, gaugeSubscriptions, 0)
+		c.Stop("a")
+		srv.WaitHubSubscriptions(1)
+		c.Subscribe("c", progressQuery, vars)
+		decodeProgress(t, c.NextEvent("c", 5*time.Second), "generationProgress")
+		_ = c.Conn.Close()
+		waitGauge(t, srv, gaugeSubscriptions, 0)
 	}
-	srv.waitGauge(t, gaugeSockets, 0)
+	waitGauge(t, srv, gaugeSockets, 0)
 }
 
 func TestSocketsPerUserAreCapped(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	srv := startRealtime(t, e.DB, 50*time.Millisecond, withSockets(func(s *api.Sockets) {
+	e := newEnv(t, withSockets(func(s *api.Sockets) {
 		s.Limits.SocketsPerUser = 2
 	}))
-	alice := e.newUser("alice@example.com", false)
-	bob := e.newUser("bob@example.com", false)
-	first := dialWS(t, srv.URL, protoTransportWS, authInit(alice.Token))
-	first.ack()
-	second := dialWS(t, srv.URL, protoLegacyWS, authInit(alice.Token))
-	second.ack()
+	srv := e.Server
+	alice := e.NewUser("alice@example.com", false)
+	bob := e.NewUser("bob@example.com", false)
+	first := apptest.DialWS(t, srv.URL, protoTransportWS, apptest.AuthInit(alice.Token))
+	first.Ack()
+	second := apptest.DialWS(t, srv.URL, protoLegacyWS, apptest.AuthInit(alice.Token))
+	second.Ack()
 	// A third of Alice's is refused before any ack; Bob is not affected.
 	got := sendRaw(t, srv.URL, protoTransportWS, initMsg(`{"Authorization":"Bearer `+alice.Token+`"}`))
 	if got.code != socket.ClosePolicyViolation || len(got.types) != 0 {
 		t.Fatalf("third socket: %+v, want 1008 without an ack", got)
 	}
-	dialWS(t, srv.URL, protoTransportWS, authInit(bob.Token)).ack()
+	apptest.DialWS(t, srv.URL, protoTransportWS, apptest.AuthInit(bob.Token)).Ack()
 	// Closing one of hers makes room again.
-	_ = first.conn.Close()
-	srv.waitGauge(t, gaugeSockets, 2)
-	dialWS(t, srv.URL, protoTransportWS, authInit(alice.Token)).ack()
+	_ = first.Conn.Close()
+	waitGauge(t, srv, gaugeSockets, 2)
+	apptest.DialWS(t, srv.URL, protoTransportWS, apptest.AuthInit(alice.Token)).Ack()
 }
 
 func TestSocketsPerAddressAreCapped(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	srv := startRealtime(t, e.DB, 50*time.Millisecond, withSockets(func(s *api.Sockets) {
+	e := newEnv(t, withSockets(func(s *api.Sockets) {
 		s.Limits.SocketsPerAddress = 2
 	}))
+	srv := e.Server
 	dial := func(forwardedFor string) (*websocket.Conn, int) {
 		t.Helper()
 		header := http.Header{}
@@ -270,7 +318,7 @@ func TestSocketsPerAddressAreCapped(t *testing.T) {
 			header.Set("X-Forwarded-For", forwardedFor)
 		}
 		d := websocket.Dialer{Subprotocols: []string{protoTransportWS}, HandshakeTimeout: 5 * time.Second}
-		conn, res, err := d.Dial(wsURL(srv.URL), header)
+		conn, res, err := d.Dial(apptest.WSURL(srv.URL), header)
 		if conn != nil {
 			t.Cleanup(func() { _ = conn.Close() })
 		}
@@ -296,7 +344,7 @@ func TestSocketsPerAddressAreCapped(t *testing.T) {
 		}
 	}
 	_ = first.Close()
-	srv.waitGauge(t, gaugeSockets, 5)
+	waitGauge(t, srv, gaugeSockets, 5)
 	if _, status := dial("203.0.113.7"); status != http.StatusSwitchingProtocols {
 		t.Fatalf("after one closed: HTTP %d, want 101", status)
 	}
@@ -304,32 +352,31 @@ func TestSocketsPerAddressAreCapped(t *testing.T) {
 
 func TestClientThatNeverReadsIsDropped(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	srv := startRealtime(t, e.DB, 50*time.Millisecond, withSockets(func(s *api.Sockets) {
+	e := newEnv(t, withSockets(func(s *api.Sockets) {
 		s.WriteTimeout = 300 * time.Millisecond
 	}))
-	alice := e.newUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusInProgress)
+	srv := e.Server
+	alice := e.NewUser("alice@example.com", false)
+	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
 	// Large events fill a client's socket buffers within a few events.
-	e.exec(`UPDATE stories SET content = repeat('All work and no play. ', 20000)`)
+	e.Exec(`UPDATE stories SET content = repeat('All work and no play. ', 20000)`)
 	query := `subscription($id: ID!) { generationProgress(id: $id) { id status progress story { content } } }`
 	for _, proto := range []string{protoLegacyWS, protoTransportWS} {
 		t.Run(proto, func(t *testing.T) {
-			slow := dialWSNoRead(t, srv.URL, proto, authInit(alice.Token))
-			slow.subscribe("s", query, map[string]any{"id": gen})
+			neverReads(t, srv.URL, proto, alice.Token, "s", query, map[string]any{"id": gen})
 			fast, _ := followGeneration(t, srv.URL, protoTransportWS, alice.Token, gen)
-			srv.waitGauge(t, gaugeSockets, 2)
-			for i := 1; srv.gauge(t, gaugeSockets) == 2; i++ {
+			waitGauge(t, srv, gaugeSockets, 2)
+			for i := 1; srv.Gauge(gaugeSockets) == 2; i++ {
 				if i > 500 {
 					t.Fatal("the client that never reads was not dropped")
 				}
-				e.setProgress(gen, db.StatusInProgress, i%100)
+				e.setProgress(gen, generation.InProgress, i%100)
 				// The fast client keeps up all along.
-				decodeProgress(t, fast.nextEvent("1", 5*time.Second), "generationProgress")
+				decodeProgress(t, fast.NextEvent("1", 5*time.Second), "generationProgress")
 			}
-			_ = fast.conn.Close()
-			srv.waitGauge(t, gaugeSockets, 0)
-			srv.waitGauge(t, gaugeSubscriptions, 0)
+			_ = fast.Conn.Close()
+			waitGauge(t, srv, gaugeSockets, 0)
+			waitGauge(t, srv, gaugeSubscriptions, 0)
 		})
 	}
 }
@@ -337,31 +384,31 @@ func TestClientThatNeverReadsIsDropped(t *testing.T) {
 func TestOneReadPerUserAndEvent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	srv := startRealtime(t, e.DB, 50*time.Millisecond)
-	alice := e.newUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusInProgress)
+	srv := e.Server
+	alice := e.NewUser("alice@example.com", false)
+	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
 	const sockets, perSocket = 20, 5
 	query := `subscription($id: ID!) { generationProgress(id: $id) { id status progress } }`
 	clients := make([]*wsClient, sockets)
 	for i := range clients {
-		clients[i] = dialWS(t, srv.URL, protoTransportWS, authInit(alice.Token))
-		clients[i].ack()
+		clients[i] = apptest.DialWS(t, srv.URL, protoTransportWS, apptest.AuthInit(alice.Token))
+		clients[i].Ack()
 		for j := range perSocket {
-			clients[i].subscribe(fmt.Sprint(j), query, map[string]any{"id": gen})
+			clients[i].Subscribe(fmt.Sprint(j), query, map[string]any{"id": gen})
 		}
 	}
 	for _, c := range clients {
 		for j := range perSocket {
-			decodeProgress(t, c.nextEvent(fmt.Sprint(j), 10*time.Second), "generationProgress")
+			decodeProgress(t, c.NextEvent(fmt.Sprint(j), 10*time.Second), "generationProgress")
 		}
 	}
-	before := srv.Statements.Load()
+	before := e.Statements.Load()
 	const updates = 10
 	for i := 1; i <= updates; i++ {
-		e.setProgress(gen, db.StatusInProgress, i)
+		e.setProgress(gen, generation.InProgress, i)
 		for _, c := range clients {
 			for j := range perSocket {
-				if p := decodeProgress(t, c.nextEvent(fmt.Sprint(j), 10*time.Second), "generationProgress"); p.Progress != i {
+				if p := decodeProgress(t, c.NextEvent(fmt.Sprint(j), 10*time.Second), "generationProgress"); p.Progress != i {
 					t.Fatalf("got %v, want progress %d", p, i)
 				}
 			}
@@ -369,7 +416,7 @@ func TestOneReadPerUserAndEvent(t *testing.T) {
 	}
 	// 100 subscriptions of one user: one read per event for all of them
 	// (a subscription per read would make 1,000).
-	if reads := srv.Statements.Load() - before; reads > updates {
+	if reads := e.Statements.Load() - before; reads > updates {
 		t.Fatalf("%d statements for %d events to %d subscriptions of one user, want at most %d", reads, updates, sockets*perSocket, updates)
 	}
 }

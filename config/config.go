@@ -63,11 +63,14 @@ type Config struct {
 	// Sockets caps what websocket clients may hold open.
 	Sockets SocketLimits
 	// EventReaders is how many re-reads of subscription events run at
-	// once; the pool gets that many connections on top of its default.
+	// once (0: the default); the pool gets that many connections on top
+	// of its default.
 	EventReaders int
 }
 
-// SocketLimits are the WS_MAX_* settings; 0 lifts a cap.
+// SocketLimits are the WS_MAX_* settings. In the environment 0 lifts a
+// cap; here a negative value does, and 0 (a Config made in code) means the
+// default.
 type SocketLimits struct {
 	SubscriptionsPerSocket int
 	SocketsPerUser         int
@@ -176,6 +179,11 @@ func Parse(getenv func(string) string) (Config, error) {
 	}
 	if c.Sockets.SocketsPerAddress, err = intVar(getenv, "WS_MAX_SOCKETS_PER_ADDRESS", DefaultSocketsPerAddress, 0, 1_000_000); err != nil {
 		return c, err
+	}
+	for _, v := range []*int{&c.Sockets.SubscriptionsPerSocket, &c.Sockets.SocketsPerUser, &c.Sockets.SocketsPerAddress} {
+		if *v == 0 {
+			*v = -1
+		}
 	}
 	if c.EventReaders, err = intVar(getenv, "REALTIME_EVENT_READERS", DefaultEventReaders, 1, 64); err != nil {
 		return c, err

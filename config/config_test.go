@@ -55,7 +55,7 @@ func TestSocketSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = SocketLimits{SubscriptionsPerSocket: 10, SocketsPerUser: 0, SocketsPerAddress: 20000}
+	want = SocketLimits{SubscriptionsPerSocket: 10, SocketsPerUser: -1, SocketsPerAddress: 20000}
 	if c.Sockets != want || c.EventReaders != 4 {
 		t.Fatalf("parsed = %+v, %d event readers", c.Sockets, c.EventReaders)
 	}

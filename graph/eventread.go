@@ -10,7 +10,7 @@ import (
 
 	"github.com/narrate/narrate/backoff"
 	"github.com/narrate/narrate/db"
-	"github.com/narrate/narrate/realtime"
+	"github.com/narrate/narrate/generation"
 )
 
 // DefaultEventReaders is how many event reads run at once when
@@ -239,7 +239,7 @@ func (er *eventReader) purgeLocked(now time.Time) {
 func (er *eventReader) read(batch []*stream) {
 	type work struct {
 		s       *stream
-		events  []realtime.Event
+		events  []generation.Event
 		flights []*flight
 	}
 	var (

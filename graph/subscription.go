@@ -2,12 +2,12 @@ package graph
 
 import (
 	"context"
-	"strings"
 	"sync"
 
 	"github.com/google/uuid"
 
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/realtime"
 	"github.com/narrate/narrate/socket"
 )
@@ -85,7 +85,7 @@ type stream struct {
 	pending []queuedRow
 	// inFlight is the event of the value in out, not yet taken.
 	inFlight      bool
-	inFlightEvent realtime.Event
+	inFlightEvent generation.Event
 	// ending: the terminal event is pending, close out after it;
 	// stopped: the subscription ended.
 	ending, stopped, outClosed bool
@@ -99,11 +99,11 @@ type stream struct {
 
 type queuedRow struct {
 	g *db.Generation
-	e realtime.Event
+	e generation.Event
 }
 
 type sent struct {
-	status db.Status
+	status generation.Status
 	at     int64 // updated_at, in microseconds
 }
 
@@ -128,7 +128,7 @@ func (s *stream) start(ctx context.Context, snapshot *db.Generation) <-chan *db.
 
 	s.mu.Lock()
 	if snapshot != nil {
-		s.queueRowLocked(snapshot, realtime.Event{})
+		s.queueRowLocked(snapshot, generation.Event{})
 	}
 	s.mu.Unlock()
 	s.loaded()
@@ -183,7 +183,7 @@ func (s *stream) schedule() {
 
 // begin takes the stream's pending events for its loader; false when the
 // stream wants no more.
-func (s *stream) begin() ([]realtime.Event, bool) {
+func (s *stream) begin() ([]generation.Event, bool) {
 	s.mu.Lock()
 	s.queued = false
 	if s.stopped || s.ending {
@@ -198,7 +198,7 @@ func (s *stream) begin() ([]realtime.Event, bool) {
 // deliver queues the events whose rows the viewer may see, with the
 // event's state: the row may already be a later state, whose own event
 // follows, and sending it now could skip a status.
-func (s *stream) deliver(events []realtime.Event, rows map[uuid.UUID]*db.Generation) {
+func (s *stream) deliver(events []generation.Event, rows map[uuid.UUID]*db.Generation) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, e := range events {
@@ -208,12 +208,12 @@ func (s *stream) deliver(events []realtime.Event, rows map[uuid.UUID]*db.Generat
 			continue
 		}
 		g := *row
-		g.Status, g.Progress, g.UpdatedAt = db.Status(strings.ToLower(e.Status)), e.Progress, e.UpdatedAt
+		g.Status, g.Progress, g.UpdatedAt = e.Status, e.Progress, e.UpdatedAt
 		s.queueRowLocked(&g, e)
 	}
 }
 
-func (s *stream) queueRowLocked(g *db.Generation, e realtime.Event) {
+func (s *stream) queueRowLocked(g *db.Generation, e generation.Event) {
 	s.pending = append(s.pending, queuedRow{g: g, e: e})
 	s.remember(g.ID, sent{status: g.Status, at: g.UpdatedAt.UnixMicro()})
 	if s.single && g.Status.Terminal() {
@@ -304,15 +304,14 @@ func (s *stream) isStopped() bool {
 // fresh keeps the events that are news to the client: later than what it
 // was last sent for that generation. A terminal event is always news until
 // one was sent, so the final state is never dropped.
-func (s *stream) fresh(events []realtime.Event) []realtime.Event {
+func (s *stream) fresh(events []generation.Event) []generation.Event {
 	out := events[:0]
 	for _, e := range events {
 		last, seen := s.recall(e.GenerationID)
-		status := db.Status(strings.ToLower(e.Status))
 		switch {
 		case !seen:
 		case e.UpdatedAt.UnixMicro() > last.at:
-		case status.Terminal() && !last.status.Terminal():
+		case e.Terminal() && !last.status.Terminal():
 		default:
 			continue
 		}

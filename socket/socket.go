@@ -27,6 +27,7 @@ package socket
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -184,9 +185,10 @@ type Server struct {
 	perUser  map[string]int
 	perAddr  map[string]int
 	shutdown bool
-	empty    chan struct{} // closed when shutting down and the last conn ends
+	empty    chan struct{} // made by Shutdown, closed once no conn is left
 
 	stop     chan struct{}
+	stopOnce sync.Once
 	tickDone chan struct{}
 }
 
@@ -360,46 +362,61 @@ func (s *Server) unregister(c *conn) {
 	decrement(s.perUser, c.user)
 	s.cfg.Metrics.SocketClosed()
 	if s.shutdown && len(s.conns) == 0 && s.empty != nil {
-		close(s.empty)
-		s.empty = nil
+		select {
+		case <-s.empty:
+		default:
+			close(s.empty)
+		}
 	}
 }
 
-// Shutdown refuses new sockets, closes every open one with 1001, waits up
-// to the close grace period for them to end, drops the rest, and stops the
-// ticker. It is idempotent.
+// Shutdown refuses new sockets and starts closing every open one with
+// 1001; Wait then waits for them to end. It is idempotent.
 func (s *Server) Shutdown() {
 	s.mu.Lock()
 	if s.shutdown {
 		s.mu.Unlock()
-		<-s.tickDone
 		return
 	}
 	s.shutdown = true
 	conns := s.snapshot(nil)
-	empty := make(chan struct{})
+	s.empty = make(chan struct{})
 	if len(conns) == 0 {
-		close(empty)
-	} else {
-		s.empty = empty
+		close(s.empty)
 	}
 	s.mu.Unlock()
-
 	for _, c := range conns {
 		c.close(CloseGoingAway, "server shutting down")
 	}
+}
+
+// Wait waits, after Shutdown, until every socket has ended (a client that
+// does not answer the close frame is dropped after the close grace period
+// by the ticker), then stops the ticker. When ctx ends first, the sockets
+// left are dropped, and Wait reports how many there were.
+func (s *Server) Wait(ctx context.Context) error {
+	s.mu.Lock()
+	empty := s.empty
+	s.mu.Unlock()
+	if empty == nil {
+		return errors.New("socket: Wait before Shutdown")
+	}
+	var err error
 	select {
 	case <-empty:
-	case <-time.After(s.cfg.CloseGrace + s.cfg.WriteTimeout):
+	case <-ctx.Done():
 		s.mu.Lock()
-		conns = s.snapshot(nil)
+		conns := s.snapshot(nil)
 		s.mu.Unlock()
+		err = fmt.Errorf("%d sockets still open: %w", len(conns), ctx.Err())
 		for _, c := range conns {
 			c.drop()
 		}
+		<-empty
 	}
-	close(s.stop)
+	s.stopOnce.Do(func() { close(s.stop) })
 	<-s.tickDone
+	return err
 }
 
 func (s *Server) snapshot(buf []*conn) []*conn {
