@@ -414,10 +414,13 @@ func TestOneReadPerUserAndEvent(t *testing.T) {
 			}
 		}
 	}
-	// 100 subscriptions of one user: one read per event for all of them
-	// (a subscription per read would make 1,000).
-	if reads := e.Statements.Load() - before; reads > updates {
-		t.Fatalf("%d statements for %d events to %d subscriptions of one user, want at most %d", reads, updates, sockets*perSocket, updates)
+	// 100 subscriptions of one user: one read per event for all of them,
+	// where a read per subscription would make 1,000. A read is shared
+	// for a quarter of a second after it finished; a machine so loaded
+	// that a stream's notification waits longer reads again, hence the
+	// slack.
+	if reads := e.Statements.Load() - before; reads > 2*updates {
+		t.Fatalf("%d statements for %d events to %d subscriptions of one user, want about %d", reads, updates, sockets*perSocket, updates)
 	}
 }
 
