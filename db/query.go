@@ -19,7 +19,7 @@ const (
 	generationColumns = `id, user_id, story_id, status, progress, result_url, metadata, created_at, updated_at`
 	logColumns        = `id, generation_id, event, occurred_at`
 	profileColumns    = `user_id, display_name, avatar_url, created_at, updated_at`
-	voiceColumns      = `id, user_id, elevenlabs_voice_id, verification_phrase, verified, created_at`
+	voiceColumns      = `id, user_id, elevenlabs_voice_id, verification_phrase, verified, provider_verification_required, created_at`
 )
 
 // queryAll runs one statement under s in a single round trip and scans
@@ -312,20 +312,30 @@ func (d *DB) LogsByGeneration(ctx context.Context, s Session, ids []uuid.UUID, p
 // ErrVoiceNotVerified: the user has no voice sample, or has not verified it.
 var ErrVoiceNotVerified = errors.New("voice not verified")
 
+// ErrVoiceProviderUnverified wraps ErrVoiceNotVerified when the user's
+// voice sample is verified but the voice provider still holds the voice
+// back until it is verified there.
+var ErrVoiceProviderUnverified = fmt.Errorf("%w: the voice provider requires verifying the voice", ErrVoiceNotVerified)
+
 // StartGeneration queues a narration of a story for the session's user,
 // recording the story version it was asked for. ErrNotFound when the story
-// does not exist, ErrVoiceNotVerified without a verified voice sample.
+// does not exist, ErrVoiceNotVerified without a verified voice sample,
+// ErrVoiceProviderUnverified when the provider holds the voice back.
 func (d *DB) StartGeneration(ctx context.Context, s Session, storyID uuid.UUID) (Generation, error) {
 	var g Generation
 	err := d.Tx(ctx, s, func(q Querier) error {
-		var verified bool
+		var verified, held bool
 		err := q.QueryRow(ctx, `
-			SELECT coalesce((SELECT verified FROM voice_samples WHERE user_id = $1), false)`, s.UserID).Scan(&verified)
+			SELECT coalesce(bool_or(verified), false), coalesce(bool_or(provider_verification_required), false)
+			FROM voice_samples WHERE user_id = $1`, s.UserID).Scan(&verified, &held)
 		if err != nil {
 			return classify(err)
 		}
-		if !verified {
+		switch {
+		case !verified:
 			return ErrVoiceNotVerified
+		case held:
+			return ErrVoiceProviderUnverified
 		}
 		g, err = txOne[Generation](ctx, q, `
 			INSERT INTO story_generations (user_id, story_id, metadata)

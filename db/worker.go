@@ -41,7 +41,7 @@ type Job struct {
 	StoryVersion int
 	Content      string
 	// VoiceID is the provider id of the owner's verified voice, or "" when
-	// the owner no longer has a verified voice sample.
+	// the owner no longer has a verified voice sample the provider accepts.
 	VoiceID string
 	// Attempt counts the claims of this generation, this one included: more
 	// than one means earlier workers crashed or lost their lease.
@@ -78,7 +78,8 @@ WITH next AS (
   WHERE g.id = next.id AND s.id = g.story_id
   RETURNING g.id, g.user_id, g.story_id, g.status, g.progress, g.result_url, g.metadata, g.created_at,
     g.updated_at, g.attempts, s.title AS story_title, s.version AS story_version, s.content,
-    coalesce((SELECT v.elevenlabs_voice_id FROM voice_samples v WHERE v.user_id = g.user_id AND v.verified), '') AS voice_id
+    coalesce((SELECT v.elevenlabs_voice_id FROM voice_samples v WHERE v.user_id = g.user_id AND v.verified
+      AND NOT v.provider_verification_required), '') AS voice_id
 ), logged AS (
   INSERT INTO generation_logs (generation_id, event)
   SELECT id, CASE WHEN attempts = 1 THEN 'claimed'

@@ -152,11 +152,12 @@ type ComplexityRoot struct {
 	}
 
 	VoiceSample struct {
-		CreatedAt          func(childComplexity int) int
-		ElevenlabsVoiceID  func(childComplexity int) int
-		ID                 func(childComplexity int) int
-		VerificationPhrase func(childComplexity int) int
-		Verified           func(childComplexity int) int
+		CreatedAt                    func(childComplexity int) int
+		ElevenlabsVoiceID            func(childComplexity int) int
+		ID                           func(childComplexity int) int
+		ProviderVerificationRequired func(childComplexity int) int
+		VerificationPhrase           func(childComplexity int) int
+		Verified                     func(childComplexity int) int
 	}
 }
 
@@ -695,6 +696,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.VoiceSample.ID(childComplexity), true
+	case "VoiceSample.providerVerificationRequired":
+		if e.ComplexityRoot.VoiceSample.ProviderVerificationRequired == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoiceSample.ProviderVerificationRequired(childComplexity), true
 	case "VoiceSample.verificationPhrase":
 		if e.ComplexityRoot.VoiceSample.VerificationPhrase == nil {
 			break
@@ -919,6 +926,12 @@ type VoiceSample {
   elevenlabsVoiceId: String!
   verificationPhrase: String!
   verified: Boolean!
+  """
+  True while the voice service holds the cloned voice back until it is
+  verified there (ElevenLabs' requires_verification): the sample cannot
+  narrate, and startGeneration answers VOICE_NOT_VERIFIED.
+  """
+  providerVerificationRequired: Boolean!
   createdAt: Time!
 }
 
@@ -1197,6 +1210,8 @@ func (ec *executionContext) childFields_VoiceSample(ctx context.Context, field g
 		return ec.fieldContext_VoiceSample_verificationPhrase(ctx, field)
 	case "verified":
 		return ec.fieldContext_VoiceSample_verified(ctx, field)
+	case "providerVerificationRequired":
+		return ec.fieldContext_VoiceSample_providerVerificationRequired(ctx, field)
 	case "createdAt":
 		return ec.fieldContext_VoiceSample_createdAt(ctx, field)
 	}
@@ -3745,6 +3760,29 @@ func (ec *executionContext) fieldContext_VoiceSample_verified(_ context.Context,
 	return graphql.NewScalarFieldContext("VoiceSample", field, false, false, "Boolean")
 }
 
+func (ec *executionContext) _VoiceSample_providerVerificationRequired(ctx context.Context, field graphql.CollectedField, obj *db.VoiceSample) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoiceSample_providerVerificationRequired(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProviderVerificationRequired, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoiceSample_providerVerificationRequired(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoiceSample", field, false, false, "Boolean")
+}
+
 func (ec *executionContext) _VoiceSample_createdAt(ctx context.Context, field graphql.CollectedField, obj *db.VoiceSample) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5857,6 +5895,11 @@ func (ec *executionContext) _VoiceSample(ctx context.Context, sel ast.SelectionS
 			}
 		case "verified":
 			out.Values[i] = ec._VoiceSample_verified(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "providerVerificationRequired":
+			out.Values[i] = ec._VoiceSample_providerVerificationRequired(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}

@@ -28,8 +28,8 @@ type File struct {
 type Provider interface {
 	// Name identifies the provider in logs and metrics, e.g. "elevenlabs".
 	Name() string
-	// CloneVoice creates a voice from samples and returns its provider id.
-	CloneVoice(ctx context.Context, name string, samples []File) (voiceID string, err error)
+	// CloneVoice creates a voice from samples.
+	CloneVoice(ctx context.Context, name string, samples []File) (Clone, error)
 	// DeleteVoice removes a cloned voice. Deleting a voice that is already
 	// gone succeeds, so callers can retry it safely.
 	DeleteVoice(ctx context.Context, voiceID string) error
@@ -43,9 +43,19 @@ type Provider interface {
 	ChecksTranscripts() bool
 }
 
+// Clone is a voice created by Provider.CloneVoice.
+type Clone struct {
+	// VoiceID is the voice's provider id.
+	VoiceID string
+	// RequiresVerification is true when the provider holds the voice back
+	// until its owner verifies it at the provider: it exists (and must be
+	// deleted like any other) but cannot narrate yet.
+	RequiresVerification bool
+}
+
 // SynthesisRequest is one chunk of text to narrate.
 type SynthesisRequest struct {
-	// VoiceID is the provider id returned by CloneVoice.
+	// VoiceID is the provider id of a voice made by CloneVoice.
 	VoiceID string
 	// Text is the chunk to narrate.
 	Text string
