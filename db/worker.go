@@ -46,6 +46,9 @@ type Job struct {
 	// Attempt counts the claims of this generation, this one included: more
 	// than one means earlier workers crashed or lost their lease.
 	Attempt int
+	// Owner is the lease owner that claimed it, whom every later write
+	// names.
+	Owner string
 }
 
 // maxEventLen is the longest log event the generation_logs check accepts.
@@ -116,6 +119,7 @@ func (d *DB) Claim(ctx context.Context, owner string, lease time.Duration) (job 
 		Content:      r.Content,
 		VoiceID:      r.VoiceID,
 		Attempt:      r.Attempts,
+		Owner:        owner,
 	}, true, nil
 }
 

@@ -42,7 +42,7 @@ func failf(format string, args ...any) error { return &failure{reason: fmt.Sprin
 // process works on one claimed generation until it is completed, failed,
 // cancelled, released or abandoned.
 func (w *Worker) process(runCtx context.Context, job db.Job) {
-	log := w.logger.With("generation", job.Generation.ID, "attempt", job.Attempt)
+	log := w.logger.With("generation", job.Generation.ID, "attempt", job.Attempt, "owner", job.Owner)
 	log.InfoContext(runCtx, "generation claimed", "story_version", job.StoryVersion)
 
 	// The job's context outlives runCtx: at shutdown the chunk in flight
@@ -58,7 +58,7 @@ func (w *Worker) process(runCtx context.Context, job db.Job) {
 
 	leaseCtx, stopLease := context.WithCancel(jobCtx)
 	var renewing sync.WaitGroup
-	renewing.Go(func() { w.keepLease(leaseCtx, cancelJob, job.Generation.ID, log) })
+	renewing.Go(func() { w.keepLease(leaseCtx, cancelJob, job.Generation.ID, job.Owner, log) })
 
 	outcome := w.narrate(runCtx, jobCtx, job, log)
 	stopLease()
@@ -100,7 +100,7 @@ func (w *Worker) narrate(runCtx, jobCtx context.Context, job db.Job, log *slog.L
 		progress := min(99, (i+1)*100/len(chunks))
 		event := fmt.Sprintf("chunk %d/%d", i+1, len(chunks))
 		err = w.persist(jobCtx, log, "record progress", func(ctx context.Context) error {
-			return w.queue.Progress(ctx, id, w.owner, progress, event)
+			return w.queue.Progress(ctx, id, job.Owner, progress, event)
 		})
 		if err != nil {
 			return w.stopped(jobCtx, job, log, err)
@@ -124,7 +124,7 @@ func (w *Worker) narrate(runCtx, jobCtx context.Context, job db.Job, log *slog.L
 		"audio_bytes":  len(audio.Data),
 	}
 	err = w.persist(jobCtx, log, "complete generation", func(ctx context.Context) error {
-		return w.queue.Complete(ctx, id, w.owner, key, meta)
+		return w.queue.Complete(ctx, id, job.Owner, key, meta)
 	})
 	if err != nil {
 		// Only a definite "not yours" proves the key unused; after any
@@ -177,7 +177,7 @@ func (w *Worker) synthesize(runCtx, jobCtx context.Context, job db.Job, log *slo
 		event := fmt.Sprintf("retry %d/%d of chunk %d/%d in %v: %v", retry+1, w.retry.MaxRetries, i+1, n, delay.Round(time.Millisecond), err)
 		log.WarnContext(jobCtx, "synthesis failed; retrying", "chunk", i+1, "retry", retry+1, "delay", delay, "err", err)
 		err = w.persist(jobCtx, log, "log retry", func(ctx context.Context) error {
-			return w.queue.Log(ctx, job.Generation.ID, w.owner, event)
+			return w.queue.Log(ctx, job.Generation.ID, job.Owner, event)
 		})
 		if err != nil {
 			return nil, err
@@ -249,7 +249,7 @@ func (w *Worker) stopped(jobCtx context.Context, job db.Job, log *slog.Logger, e
 func (w *Worker) fail(ctx context.Context, job db.Job, log *slog.Logger, reason string) Outcome {
 	log.WarnContext(ctx, "generation failed", "reason", reason)
 	err := w.persist(ctx, log, "fail generation", func(ctx context.Context) error {
-		return w.queue.Fail(ctx, job.Generation.ID, w.owner, reason)
+		return w.queue.Fail(ctx, job.Generation.ID, job.Owner, reason)
 	})
 	switch {
 	case err == nil:
@@ -268,7 +268,7 @@ func (w *Worker) release(job db.Job, log *slog.Logger) Outcome {
 	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 	defer cancel()
 	err := w.persist(ctx, log, "release generation", func(ctx context.Context) error {
-		return w.queue.Release(ctx, job.Generation.ID, w.owner, "worker shutting down")
+		return w.queue.Release(ctx, job.Generation.ID, job.Owner, "worker shutting down")
 	})
 	switch {
 	case err == nil:

@@ -187,18 +187,29 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	poll := time.NewTicker(w.pollInterval)
 	defer poll.Stop()
-	done := make(chan struct{})
+	// Each slot claims under a lease owner of its own. With one owner for
+	// all slots, a slot that reclaimed a generation whose lease had lapsed
+	// while another slot of this process was still working on it would
+	// share that slot's lease: both would write to it, and the story would
+	// be synthesised (and paid for) twice.
+	free := make([]int, w.concurrency)
+	for i := range free {
+		free[i] = w.concurrency - 1 - i
+	}
+	done := make(chan int)
 	busy := 0
 	var lastDepth time.Time
 
 	for {
 		for busy < w.concurrency && ctx.Err() == nil {
+			slot := free[len(free)-1]
+			owner := w.slotOwner(slot)
 			// persist waits out a database outage here, so the loop
 			// claims again as soon as the database answers.
 			var job db.Job
 			var ok bool
 			err := w.persist(ctx, w.logger, "claim generation", func(ctx context.Context) (err error) {
-				job, ok, err = w.queue.Claim(ctx, w.owner, w.lease)
+				job, ok, err = w.queue.Claim(ctx, owner, w.lease)
 				return err
 			})
 			if err != nil && ctx.Err() == nil {
@@ -207,11 +218,12 @@ func (w *Worker) Run(ctx context.Context) error {
 			if err != nil || !ok {
 				break
 			}
+			free = free[:len(free)-1]
 			busy++
 			w.metrics.setBusy(busy)
 			go func() {
 				w.process(ctx, job)
-				done <- struct{}{}
+				done <- slot
 			}()
 		}
 		if w.metrics != nil && time.Since(lastDepth) >= w.pollInterval {
@@ -227,13 +239,19 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.metrics.setBusy(0)
 			w.logger.Info("worker stopped")
 			return nil
-		case <-done:
+		case slot := <-done:
+			free = append(free, slot)
 			busy--
 			w.metrics.setBusy(busy)
 		case <-w.wake:
 		case <-poll.C:
 		}
 	}
+}
+
+// slotOwner is the lease owner of one of the worker's slots.
+func (w *Worker) slotOwner(slot int) string {
+	return fmt.Sprintf("%s/%d", w.owner, slot)
 }
 
 func (w *Worker) refreshQueueDepth(ctx context.Context) {
@@ -247,29 +265,40 @@ func (w *Worker) refreshQueueDepth(ctx context.Context) {
 	w.metrics.setQueueDepth(n)
 }
 
-// keepLease renews the lease every Lease/3 until ctx ends. When the lease
-// turns out to be lost (a cancel, or a reclaim after this worker could not
-// renew for a whole lease) it cancels the job with db.ErrLeaseLost, which
-// aborts the synthesis in flight. Other failures are left to the next
-// renewal: the job's own writes retry until the database answers.
-func (w *Worker) keepLease(ctx context.Context, cancelJob context.CancelCauseFunc, id uuid.UUID, log *slog.Logger) {
-	t := time.NewTicker(w.lease / 3)
+// keepLease renews owner's lease every Lease/3 until ctx ends, through
+// every step of the job: synthesis, storing each part, assembling the
+// final file and recording the result. When the lease turns out to be lost
+// (a cancel, or a reclaim after this worker could not renew for a whole
+// lease) it cancels the job with db.ErrLeaseLost, which aborts the step in
+// flight. A renewal that fails otherwise is tried again soon rather than a
+// third of a lease later, so a database hiccup does not eat into the lease.
+func (w *Worker) keepLease(ctx context.Context, cancelJob context.CancelCauseFunc, id uuid.UUID, owner string, log *slog.Logger) {
+	interval := w.lease / 3
+	t := time.NewTimer(interval)
 	defer t.Stop()
+	failures := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		rctx, cancel := context.WithTimeout(ctx, max(w.lease/3, time.Second))
-		err := w.queue.RenewLease(rctx, id, w.owner, w.lease)
+		rctx, cancel := context.WithTimeout(ctx, max(interval, time.Second))
+		err := w.queue.RenewLease(rctx, id, owner, w.lease)
 		cancel()
 		switch {
+		case err == nil:
+			failures = 0
+			t.Reset(interval)
 		case errors.Is(err, db.ErrLeaseLost):
 			cancelJob(err)
 			return
-		case err != nil && ctx.Err() == nil:
-			log.WarnContext(ctx, "renew lease", "err", err)
+		case ctx.Err() != nil:
+			return
+		default:
+			failures++
+			log.WarnContext(ctx, "renew lease", "err", err, "failures", failures)
+			t.Reset(min(interval, w.dbBackoff.Delay(failures)))
 		}
 	}
 }
