@@ -252,7 +252,13 @@ func (e *env) state(id uuid.UUID) genState {
 // waitFor polls cond until it holds.
 func (e *env) waitFor(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(waitLimit)
+	e.waitWithin(waitLimit, what, cond)
+}
+
+// waitWithin polls cond until it holds, giving up after limit.
+func (e *env) waitWithin(limit time.Duration, what string, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
 			e.t.Fatalf("gave up waiting for %s", what)
@@ -393,7 +399,13 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // chunksOf is how the worker splits text for the tests' chunk limit.
-func chunksOf(text string) []string { return splitText(text, testChunkLimit) }
+func chunksOf(text string) []string {
+	var out []string
+	for _, c := range splitText(text, testChunkLimit) {
+		out = append(out, c.Text)
+	}
+	return out
+}
 
 // wantAudio is the fake's joined audio for chunks.
 func wantAudio(chunks []string) string {

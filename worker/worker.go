@@ -27,6 +27,7 @@ import (
 
 	"github.com/narrate/narrate/backoff"
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/storage"
 	"github.com/narrate/narrate/voice"
 )
 
@@ -35,7 +36,7 @@ import (
 type Queue interface {
 	Claim(ctx context.Context, owner string, lease time.Duration) (db.Job, bool, error)
 	RenewLease(ctx context.Context, id uuid.UUID, owner string, lease time.Duration) error
-	Progress(ctx context.Context, id uuid.UUID, owner string, progress int, event string) error
+	RecordPart(ctx context.Context, id uuid.UUID, owner string, part db.NewPart, progress int, event string) error
 	Log(ctx context.Context, id uuid.UUID, owner, event string) error
 	Complete(ctx context.Context, id uuid.UUID, owner, resultKey string, meta map[string]any) error
 	Fail(ctx context.Context, id uuid.UUID, owner, reason string) error
@@ -43,9 +44,11 @@ type Queue interface {
 	QueueDepth(ctx context.Context) (int, error)
 }
 
-// Store keeps the finished audio. storage.Store implements it.
+// Store keeps the audio: each chunk's part, and the finished file, which
+// is streamed from the stored parts. storage.Store implements it.
 type Store interface {
 	Put(ctx context.Context, key string, r io.Reader, contentType string) error
+	Open(ctx context.Context, key string) (io.ReadSeekCloser, storage.ObjectInfo, error)
 	Delete(ctx context.Context, key string) error
 }
 
