@@ -27,6 +27,7 @@ import (
 	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/realtime"
 	"github.com/narrate/narrate/storage"
+	"github.com/narrate/narrate/voice"
 	"github.com/narrate/narrate/voice/local"
 	"github.com/narrate/narrate/worker"
 )
@@ -50,6 +51,9 @@ type rtConfig struct {
 	narration bool
 	origins   []string
 	keepAlive time.Duration
+	// beforeSynthesis, when set, runs before each synthesis of the
+	// narration's provider (n counts them from 1).
+	beforeSynthesis func(ctx context.Context, n int)
 }
 
 // withOrigins restricts the browser origins allowed to open sockets.
@@ -63,6 +67,26 @@ func withKeepAlive(d time.Duration) rtOption { return func(c *rtConfig) { c.keep
 // chunks), local audio storage served through signed links, and the
 // embedded worker.
 func withNarration() rtOption { return func(c *rtConfig) { c.narration = true } }
+
+// withSynthesisHook runs hook before each synthesis of the narration's
+// provider, for a test to hold the worker between chunks.
+func withSynthesisHook(hook func(ctx context.Context, n int)) rtOption {
+	return func(c *rtConfig) { c.beforeSynthesis = hook }
+}
+
+// hookedProvider is the local provider with a hook before each synthesis.
+type hookedProvider struct {
+	*local.Provider
+	calls atomic.Int32
+	hook  func(ctx context.Context, n int)
+}
+
+func (p *hookedProvider) Synthesize(ctx context.Context, req voice.SynthesisRequest) (*voice.Audio, error) {
+	if p.hook != nil {
+		p.hook(ctx, int(p.calls.Add(1)))
+	}
+	return p.Provider.Synthesize(ctx, req)
+}
 
 // startRealtime starts a server with subscriptions on database d and waits
 // for its listener to be connected. Everything stops when the test ends.
@@ -118,7 +142,7 @@ func startRealtime(t testing.TB, d *dbtest.DB, minBackoff time.Duration, opts ..
 			t.Fatal(err)
 		}
 		closeStore = func() { _ = store.Close() }
-		provider := local.New(local.Config{ChunkLimit: 60, EspeakPath: "-", Logger: logger})
+		provider := &hookedProvider{Provider: local.New(local.Config{ChunkLimit: 60, EspeakPath: "-", Logger: logger}), hook: cfg.beforeSynthesis}
 		w, err := worker.New(worker.Config{
 			Queue: pool, Provider: provider, Store: store, PollInterval: 20 * time.Millisecond, Logger: logger,
 		})

@@ -309,6 +309,27 @@ func (d *DB) LogsByGeneration(ctx context.Context, s Session, ids []uuid.UUID, p
 	return out, nil
 }
 
+// GenerationPart is a stored audio part of a generation.
+type GenerationPart struct {
+	GenerationID uuid.UUID `db:"generation_id"`
+	Index        int       `db:"index"`
+	StorageKey   string    `db:"storage_key"`
+	ContentType  string    `db:"content_type"`
+	ByteSize     int       `db:"byte_size"`
+	DurationMS   *int      `db:"duration_ms"`
+	StartChar    int       `db:"char_start"`
+	EndChar      int       `db:"char_end"`
+	CreatedAt    time.Time `db:"created_at"`
+}
+
+// PartsByGeneration loads the stored parts of the generations in ids, in
+// order; row-level security shows owners their own only.
+func (d *DB) PartsByGeneration(ctx context.Context, s Session, ids []uuid.UUID) ([]GenerationPart, error) {
+	return queryAll[GenerationPart](ctx, d, s, `
+		SELECT generation_id, index, storage_key, content_type, byte_size, duration_ms, char_start, char_end, created_at
+		FROM generation_parts WHERE generation_id = ANY($1) ORDER BY generation_id, index`, ids)
+}
+
 // ErrVoiceNotVerified: the user has no voice sample, or has not verified it.
 var ErrVoiceNotVerified = errors.New("voice not verified")
 
