@@ -6,16 +6,35 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+
+	"github.com/narrate/narrate/app"
+	"github.com/narrate/narrate/app/apptest"
+	"github.com/narrate/narrate/voice"
+	"github.com/narrate/narrate/voice/local"
 )
 
 // partsQuery follows a generation with its parts.
 const partsQuery = `subscription($id: ID!) { generationProgress(id: $id) {
   status progress parts { index url contentType byteSize durationSeconds startChar endChar } } }`
+
+// hookedProvider is the local provider with a hook before each synthesis
+// (n counts them from 1), for a test to hold the worker between chunks.
+type hookedProvider struct {
+	*local.Provider
+	calls atomic.Int32
+	hook  func(ctx context.Context, n int)
+}
+
+func (p *hookedProvider) Synthesize(ctx context.Context, req voice.SynthesisRequest) (*voice.Audio, error) {
+	p.hook(ctx, int(p.calls.Add(1)))
+	return p.Provider.Synthesize(ctx, req)
+}
 
 type partJSON struct {
 	Index           int
@@ -54,34 +73,35 @@ func TestListenWhileItNarrates(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	release := make(chan struct{})
-	srv := startRealtime(t, e.DB, 50*time.Millisecond, withNarration(), withSynthesisHook(func(ctx context.Context, n int) {
+	provider := &hookedProvider{Provider: local.New(local.Config{ChunkLimit: 60, EspeakPath: "-"}), hook: func(ctx context.Context, n int) {
 		if n == 2 {
 			select {
 			case <-release:
 			case <-ctx.Done():
 			}
 		}
-	}))
+	}}
+	srv := apptest.Start(t, e.DB, apptest.WithWorker(), apptest.WithApp(app.WithVoice(provider)))
 	e.URL = srv.URL
-	alice := e.newUser("alice@example.com", false)
-	bob := e.newUser("bob@example.com", false)
-	admin := e.newUser("admin@example.com", true)
+	alice := e.NewUser("alice@example.com", false)
+	bob := e.NewUser("bob@example.com", false)
+	admin := e.NewUser("admin@example.com", true)
 	var storyID uuid.UUID
-	e.scan(`INSERT INTO stories (title, slug, content) VALUES ('The Fox and the River', 'the-fox', $1) RETURNING id`,
+	e.Scan(`INSERT INTO stories (title, slug, content) VALUES ('The Fox and the River', 'the-fox', $1) RETURNING id`,
 		[]any{flowStory}, &storyID)
 	e.mustCreateSample(alice.Token, audio("sample.webm", "audio/webm"))
-	e.verifySample(alice.Token, audio("phrase.webm", "audio/webm")).decode(t, &struct{}{})
+	e.verifySample(alice.Token, audio("phrase.webm", "audio/webm")).Decode(t, &struct{}{})
 	var started struct{ StartGeneration struct{ ID string } }
-	e.post(alice.Token, `mutation($id: ID!) { startGeneration(storyId: $id) { id } }`,
-		map[string]any{"id": storyID.String()}).decode(t, &started)
+	e.Post(alice.Token, `mutation($id: ID!) { startGeneration(storyId: $id) { id } }`,
+		map[string]any{"id": storyID.String()}).Decode(t, &started)
 	genID := started.StartGeneration.ID
 
-	c := dialWS(t, srv.URL, protoTransportWS, authInit(alice.Token))
-	c.ack()
-	c.subscribe("1", partsQuery, map[string]any{"id": genID})
+	c := apptest.DialWS(t, srv.URL, protoTransportWS, apptest.AuthInit(alice.Token))
+	c.Ack()
+	c.Subscribe("1", partsQuery, map[string]any{"id": genID})
 	var ev partsEvent
 	for len(ev.Parts) == 0 {
-		ev = decodeParts(t, c.nextEvent("1", 30*time.Second))
+		ev = decodeParts(t, c.NextEvent("1", 30*time.Second))
 	}
 	if ev.Status != "IN_PROGRESS" || len(ev.Parts) != 1 {
 		t.Fatalf("first event with parts: %+v, want one part while IN_PROGRESS", ev)
@@ -101,21 +121,21 @@ func TestListenWhileItNarrates(t *testing.T) {
 	// admin, who can, sees none of its parts.
 	query := `query($id: ID!) { generation(id: $id) { id parts { url } } }`
 	var other struct{ Generation *struct{ Parts []partJSON } }
-	e.post(bob.Token, query, map[string]any{"id": genID}).decode(t, &other)
+	e.Post(bob.Token, query, map[string]any{"id": genID}).Decode(t, &other)
 	if other.Generation != nil {
 		t.Errorf("bob sees %+v", other.Generation)
 	}
-	e.post(admin.Token, query, map[string]any{"id": genID}).decode(t, &other)
+	e.Post(admin.Token, query, map[string]any{"id": genID}).Decode(t, &other)
 	if other.Generation == nil || len(other.Generation.Parts) != 0 {
 		t.Errorf("an admin sees %+v, want the generation without parts", other.Generation)
 	}
 
 	close(release)
 	for ev.Status != "COMPLETED" {
-		ev = decodeParts(t, c.nextEvent("1", 30*time.Second))
+		ev = decodeParts(t, c.NextEvent("1", 30*time.Second))
 	}
 	var done struct{ Generation struct{ ResultURL string } }
-	e.post(alice.Token, `query($id: ID!) { generation(id: $id) { resultUrl } }`, map[string]any{"id": genID}).decode(t, &done)
+	e.Post(alice.Token, `query($id: ID!) { generation(id: $id) { resultUrl } }`, map[string]any{"id": genID}).Decode(t, &done)
 	_, final := fetch(t, done.Generation.ResultURL)
 	if len(ev.Parts) < 2 {
 		t.Fatalf("%d parts, want the story in several", len(ev.Parts))
