@@ -96,6 +96,15 @@ func (f *fakeElevenLabs) tts(w http.ResponseWriter, r *http.Request) {
 	handle := f.handle
 	f.mu.Unlock()
 
+	// As documented: at most three previous_request_ids, and none for
+	// eleven_v3, which has no request stitching.
+	if len(body.Previous) > 3 || (body.ModelID == "eleven_v3" && len(body.Previous) > 0) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, errorBody("invalid_previous_request_ids", "request stitching refused"))
+		return
+	}
+
 	var rep reply
 	if handle != nil {
 		rep = handle(r, c)
@@ -194,6 +203,14 @@ func (e *env) openDB() *db.DB {
 func (e *env) exec(sql string, args ...any) {
 	e.t.Helper()
 	if _, err := e.admin.Exec(context.Background(), sql, args...); err != nil {
+		e.t.Fatalf("%s: %v", strings.TrimSpace(sql), err)
+	}
+}
+
+// scanRow reads one row as the superuser.
+func (e *env) scanRow(sql string, args []any, dest ...any) {
+	e.t.Helper()
+	if err := e.admin.QueryRow(context.Background(), sql, args...).Scan(dest...); err != nil {
 		e.t.Fatalf("%s: %v", strings.TrimSpace(sql), err)
 	}
 }

@@ -321,6 +321,14 @@ func TestKilledWorkerIsReclaimed(t *testing.T) {
 	if s.Attempts != 2 {
 		t.Errorf("attempts %d, want 2", s.Attempts)
 	}
+	// The dead worker's part was dropped with its attempt: the parts are
+	// the second attempt's, one per chunk, stored next to its result.
+	var parts, foreign int
+	e.scanRow(`SELECT count(*), count(*) FILTER (WHERE NOT starts_with(storage_key, $2))
+		FROM generation_parts WHERE generation_id = $1`, []any{id, strings.TrimSuffix(*s.ResultKey, ".mp3") + "/"}, &parts, &foreign)
+	if parts != len(chunks) || foreign != 0 {
+		t.Errorf("%d parts, %d of them not the last attempt's; want %d of the last attempt", parts, foreign, len(chunks))
+	}
 	e.waitOutcome(w, OutcomeCompleted, 1)
 }
 
