@@ -58,15 +58,38 @@ func (w *Worker) process(runCtx context.Context, job db.Job) {
 	})
 	defer stopGrace()
 
+	// Once the job writes its end (completed or failed), a renewal that
+	// finds the lease gone only means that write committed; cancelling the
+	// job then would lose the write's answer and make a completion look
+	// lost, and its audio be deleted.
+	finishing := new(atomic.Bool)
+	jobCtx = context.WithValue(jobCtx, finishingKey{}, finishing)
 	leaseCtx, stopLease := context.WithCancel(jobCtx)
 	var renewing sync.WaitGroup
-	renewing.Go(func() { w.keepLease(leaseCtx, cancelJob, job.Generation.ID, job.Owner, log) })
+	renewing.Go(func() {
+		w.keepLease(leaseCtx, func(err error) {
+			if !finishing.Load() {
+				cancelJob(err)
+			}
+		}, job.Generation.ID, job.Owner, log)
+	})
 
 	outcome := w.narrate(runCtx, jobCtx, job, log)
 	stopLease()
 	renewing.Wait()
 	w.metrics.finished(outcome)
 	log.InfoContext(jobCtx, "generation done", "outcome", outcome)
+}
+
+// finishingKey carries, in a job's context, the flag set once the job
+// writes its end.
+type finishingKey struct{}
+
+// markFinishing records that the job of ctx is writing its end.
+func markFinishing(ctx context.Context) {
+	if f, ok := ctx.Value(finishingKey{}).(*atomic.Bool); ok {
+		f.Store(true)
+	}
 }
 
 // maxStitched is how many earlier request ids a synthesis request carries:
@@ -130,6 +153,7 @@ func (w *Worker) narrate(runCtx, jobCtx context.Context, job db.Job, log *slog.L
 		"content_type": parts[0].ContentType,
 		"audio_bytes":  size,
 	}
+	markFinishing(jobCtx)
 	err = w.persist(jobCtx, log, "complete generation", func(ctx context.Context) error {
 		return w.queue.Complete(ctx, id, job.Owner, key, meta)
 	})
@@ -372,6 +396,7 @@ func (w *Worker) stopped(jobCtx context.Context, job db.Job, log *slog.Logger, e
 // fail ends the generation as FAILED with reason.
 func (w *Worker) fail(ctx context.Context, job db.Job, log *slog.Logger, reason string) Outcome {
 	log.WarnContext(ctx, "generation failed", "reason", reason)
+	markFinishing(ctx)
 	err := w.persist(ctx, log, "fail generation", func(ctx context.Context) error {
 		return w.queue.Fail(ctx, job.Generation.ID, job.Owner, reason)
 	})

@@ -285,10 +285,10 @@ func (w *Worker) refreshQueueDepth(ctx context.Context) {
 // every step of the job: synthesis, storing each part, assembling the
 // final file and recording the result. When the lease turns out to be lost
 // (a cancel, or a reclaim after this worker could not renew for a whole
-// lease) it cancels the job with db.ErrLeaseLost, which aborts the step in
-// flight. A renewal that fails otherwise is tried again soon rather than a
+// lease) it calls lost, which cancels the job with db.ErrLeaseLost and so
+// aborts the step in flight, unless the job is writing its end. A renewal that fails otherwise is tried again soon rather than a
 // third of a lease later, so a database hiccup does not eat into the lease.
-func (w *Worker) keepLease(ctx context.Context, cancelJob context.CancelCauseFunc, id uuid.UUID, owner string, log *slog.Logger) {
+func (w *Worker) keepLease(ctx context.Context, lost func(error), id uuid.UUID, owner string, log *slog.Logger) {
 	interval := w.lease / 3
 	t := time.NewTimer(interval)
 	defer t.Stop()
@@ -307,7 +307,7 @@ func (w *Worker) keepLease(ctx context.Context, cancelJob context.CancelCauseFun
 			failures = 0
 			t.Reset(interval)
 		case errors.Is(err, db.ErrLeaseLost):
-			cancelJob(err)
+			lost(err)
 			return
 		case ctx.Err() != nil:
 			return
