@@ -40,8 +40,9 @@ type Resolver struct {
 // Voices is the part of a voice provider the voice-sample mutations use.
 // voice/elevenlabs and voice/local implement it.
 type Voices interface {
-	// CloneVoice creates a voice from samples and returns its provider id.
-	CloneVoice(ctx context.Context, name string, samples []voice.File) (voiceID string, err error)
+	// CloneVoice creates a voice from samples. The provider may hold the
+	// voice back until it is verified there (Clone.RequiresVerification).
+	CloneVoice(ctx context.Context, name string, samples []voice.File) (voice.Clone, error)
 	// DeleteVoice removes a cloned voice. Deleting a voice that is already
 	// gone succeeds, so it can be retried safely.
 	DeleteVoice(ctx context.Context, voiceID string) error
