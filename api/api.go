@@ -85,6 +85,8 @@ func New(o Options) http.Handler {
 
 	mux := http.NewServeMux()
 	var graphqlHandler http.Handler = authenticate(o.Verifier, rejectGetMutations(limitBody(gql)))
+	// Inside track, which serves websockets on goroutines of their own.
+	graphqlHandler = recoverPanics(o.Resolver.Panics, o.Logger, graphqlHandler)
 	if o.Sockets != nil {
 		graphqlHandler = o.Sockets.track(graphqlHandler)
 	}
@@ -114,7 +116,7 @@ func New(o Options) http.Handler {
 		mux.Handle("/audio/", o.Audio)
 	}
 
-	var h http.Handler = mux
+	var h http.Handler = recoverPanics(o.Resolver.Panics, o.Logger, mux)
 	h = cors(o.CORSOrigins, h)
 	h = metrics.observe(o.Logger, h)
 	h = requestID(h)
@@ -143,7 +145,8 @@ func NewGraphQL(o Options) *handler.Server {
 	srv.Use(&graph.Limits{MaxDepth: o.MaxDepth, MaxComplexity: o.MaxComplexity})
 	srv.AroundResponses(o.Resolver.LoaderMiddleware)
 	srv.SetErrorPresenter(graph.ErrorPresenter(o.Logger))
-	srv.SetRecoverFunc(graph.RecoverFunc(o.Logger))
+	srv.AroundOperations(graph.EndStreamsWithErrors)
+	srv.SetRecoverFunc(o.Resolver.RecoverPanic)
 	return srv
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/narrate/narrate/db/dbtest"
 	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/realtime"
+	"github.com/narrate/narrate/recovery"
 	"github.com/narrate/narrate/storage"
 	"github.com/narrate/narrate/voice/local"
 	"github.com/narrate/narrate/worker"
@@ -38,6 +39,8 @@ type rtServer struct {
 	Sockets  *api.Sockets
 	Listener *realtime.Listener
 	Registry *prometheus.Registry
+	// Panics counts the panics the server recovered.
+	Panics *recovery.Metrics
 	// Signer signs audio links; set with narration.
 	Signer *storage.Signer
 	stop   func()
@@ -50,6 +53,7 @@ type rtConfig struct {
 	narration bool
 	origins   []string
 	keepAlive time.Duration
+	resolver  func(*graph.Resolver)
 }
 
 // withOrigins restricts the browser origins allowed to open sockets.
@@ -57,6 +61,9 @@ func withOrigins(origins ...string) rtOption { return func(c *rtConfig) { c.orig
 
 // withKeepAlive sets the keepalive interval.
 func withKeepAlive(d time.Duration) rtOption { return func(c *rtConfig) { c.keepAlive = d } }
+
+// withResolver lets a test change the resolver the server is given, last.
+func withResolver(f func(*graph.Resolver)) rtOption { return func(c *rtConfig) { c.resolver = f } }
 
 // withNarration adds what `server serve` adds for narrations: the local
 // voice provider (with a small chunk limit, so stories take several
@@ -91,11 +98,15 @@ func startRealtime(t testing.TB, d *dbtest.DB, minBackoff time.Duration, opts ..
 	if err != nil {
 		t.Fatal(err)
 	}
+	panics, err := recovery.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	hub := realtime.NewHub(realtime.WithHubMetrics(metrics))
 	bridge := realtime.NewBridge(hub, pool.GenerationEvents, logger)
 	listener := realtime.NewListener(realtime.ListenerConfig{
 		ConnString: d.AppURL, OnEvent: bridge.OnEvent, OnReconnect: bridge.OnReconnect,
-		Logger: logger, Metrics: metrics, MinBackoff: minBackoff, MaxBackoff: 4 * minBackoff,
+		Logger: logger, Metrics: metrics, Panics: panics, MinBackoff: minBackoff, MaxBackoff: 4 * minBackoff,
 	})
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = listener.Run(ctx) })
@@ -104,12 +115,12 @@ func startRealtime(t testing.TB, d *dbtest.DB, minBackoff time.Duration, opts ..
 	// listens: the handler is installed right after.
 	var handler http.Handler
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
-	s := &rtServer{URL: srv.URL, Listener: listener, Registry: reg}
+	s := &rtServer{URL: srv.URL, Listener: listener, Registry: reg, Panics: panics}
 	s.Sockets = api.NewSockets(verifier, cfg.origins, metrics, logger)
 	if cfg.keepAlive > 0 {
 		s.Sockets.KeepAlive = cfg.keepAlive
 	}
-	resolver := &graph.Resolver{DB: pool, Logger: logger, Hub: hub, Metrics: metrics}
+	resolver := &graph.Resolver{DB: pool, Logger: logger, Hub: hub, Metrics: metrics, Panics: panics}
 	options := api.Options{DB: pool, Verifier: verifier, Logger: logger, Registry: reg, Sockets: s.Sockets, Resolver: resolver}
 	closeStore := func() {}
 	if cfg.narration {
@@ -120,7 +131,7 @@ func startRealtime(t testing.TB, d *dbtest.DB, minBackoff time.Duration, opts ..
 		closeStore = func() { _ = store.Close() }
 		provider := local.New(local.Config{ChunkLimit: 60, EspeakPath: "-", Logger: logger})
 		w, err := worker.New(worker.Config{
-			Queue: pool, Provider: provider, Store: store, PollInterval: 20 * time.Millisecond, Logger: logger,
+			Queue: pool, Provider: provider, Store: store, PollInterval: 20 * time.Millisecond, Logger: logger, Panics: panics,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -130,6 +141,9 @@ func startRealtime(t testing.TB, d *dbtest.DB, minBackoff time.Duration, opts ..
 		resolver.Voice = provider
 		resolver.SignAudio = func(key string) string { return s.Signer.URL(key, time.Hour) }
 		options.Audio = storage.Handler(store, s.Signer)
+	}
+	if cfg.resolver != nil {
+		cfg.resolver(resolver)
 	}
 	handler = api.New(options)
 

@@ -3,7 +3,10 @@ package graph
 import (
 	"context"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/google/uuid"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/narrate/narrate/backoff"
 	"github.com/narrate/narrate/db"
@@ -37,7 +40,7 @@ func (r *Resolver) subscribeGeneration(ctx context.Context, id uuid.UUID) (<-cha
 		sub.Close()
 		return nil, NewError(CodeNotFound, "generation not found")
 	}
-	s := r.newStream(v, sub, true)
+	s := r.newStream(ctx, v, sub, true)
 	go s.run(ctx, &rows[0])
 	return s.out, nil
 }
@@ -53,7 +56,7 @@ func (r *Resolver) subscribeViewer(ctx context.Context) (<-chan *db.Generation, 
 	if r.Hub == nil {
 		return nil, errNoRealtime
 	}
-	s := r.newStream(v, r.Hub.SubscribeUser(v.UserID), false)
+	s := r.newStream(ctx, v, r.Hub.SubscribeUser(v.UserID), false)
 	go s.run(ctx, nil)
 	return s.out, nil
 }
@@ -69,6 +72,9 @@ type stream struct {
 	// last is what was last sent per generation, to drop events already
 	// reflected in what the client has.
 	last map[uuid.UUID]sent
+	// path is the subscription field's, for the error a panic ends the
+	// stream with.
+	path ast.Path
 }
 
 type sent struct {
@@ -76,13 +82,29 @@ type sent struct {
 	at     int64 // updated_at, in microseconds
 }
 
-func (r *Resolver) newStream(v Viewer, sub *realtime.Subscription, single bool) *stream {
-	return &stream{r: r, viewer: v, sub: sub, single: single, out: make(chan *db.Generation), last: map[uuid.UUID]sent{}}
+func (r *Resolver) newStream(ctx context.Context, v Viewer, sub *realtime.Subscription, single bool) *stream {
+	return &stream{
+		r: r, viewer: v, sub: sub, single: single, out: make(chan *db.Generation), last: map[uuid.UUID]sent{},
+		path: graphql.GetPath(ctx),
+	}
 }
 
+// run feeds the stream until the subscription ends. It runs on a goroutine
+// of its own, outside gqlgen's recovery, so it contains its own panics:
+// the stream then ends with an internal error (see EndStreamsWithErrors),
+// and every other subscription lives on.
 func (s *stream) run(ctx context.Context, snapshot *db.Generation) {
 	defer close(s.out)
 	defer s.sub.Close()
+	defer func() {
+		if v := recover(); v != nil {
+			err := s.r.Panics.Recovered(ctx, s.r.logger(), "subscription", v)
+			endStream(ctx, &gqlerror.Error{
+				Err: err, Message: "internal server error", Path: s.path,
+				Extensions: map[string]any{"code": CodeInternal},
+			})
+		}
+	}()
 
 	if snapshot != nil {
 		if !s.send(ctx, snapshot, generation.Event{}) || (s.single && snapshot.Status.Terminal()) {
@@ -193,6 +215,8 @@ func (s *stream) send(ctx context.Context, g *db.Generation, e generation.Event)
 		return false
 	}
 	s.last[g.ID] = sent{status: g.Status, at: g.UpdatedAt.UnixMicro()}
-	s.r.Metrics.Delivered(e)
+	if s.r.Metrics != nil {
+		s.r.Metrics.Delivered(e)
+	}
 	return true
 }

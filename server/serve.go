@@ -24,6 +24,7 @@ import (
 	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/realtime"
+	"github.com/narrate/narrate/recovery"
 	"github.com/narrate/narrate/storage"
 	"github.com/narrate/narrate/voice/elevenlabs"
 	"github.com/narrate/narrate/voice/local"
@@ -67,6 +68,11 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 
+	panics, err := recovery.NewMetrics(registry)
+	if err != nil {
+		return err
+	}
+
 	provider, err := newProvider(cfg, logger)
 	if err != nil {
 		return err
@@ -86,7 +92,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		if !opts.http {
 			concurrency = max(concurrency, 1)
 		}
-		if wk, stopWorker, err = startWorker(ctx, cfg, pool, provider, store, registry, concurrency, logger); err != nil {
+		if wk, stopWorker, err = startWorker(ctx, cfg, pool, provider, store, registry, panics, concurrency, logger); err != nil {
 			return err
 		}
 		defer stopWorker()
@@ -140,6 +146,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		OnReconnect: onReconnect,
 		Logger:      logger,
 		Metrics:     metrics,
+		Panics:      panics,
 	})
 	listenCtx, stopListener := context.WithCancel(context.WithoutCancel(ctx))
 	listening := make(chan error, 1)
@@ -160,7 +167,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	}
 	signer := storage.NewSigner(audioKey, cfg.PublicURL)
 	resolver := &graph.Resolver{
-		DB: pool, Logger: logger, Hub: hub, Metrics: metrics, Voice: provider,
+		DB: pool, Logger: logger, Hub: hub, Metrics: metrics, Voice: provider, Panics: panics,
 		SignAudio: func(key string) string { return signer.URL(key, cfg.AudioURLTTL) },
 	}
 
@@ -342,7 +349,7 @@ func newStore(ctx context.Context, cfg config.Config, logger *slog.Logger) (stor
 // be called more than once. The worker does not stop with ctx itself, so
 // that the HTTP server can shut down first.
 func startWorker(ctx context.Context, cfg config.Config, pool *db.DB, provider worker.Synthesizer, store worker.Store,
-	registry prometheus.Registerer, concurrency int, logger *slog.Logger) (*worker.Worker, func(), error) {
+	registry prometheus.Registerer, panics *recovery.Metrics, concurrency int, logger *slog.Logger) (*worker.Worker, func(), error) {
 	metrics, err := worker.NewMetrics(registry)
 	if err != nil {
 		return nil, nil, err
@@ -356,6 +363,7 @@ func startWorker(ctx context.Context, cfg config.Config, pool *db.DB, provider w
 		PollInterval: cfg.WorkerPollInterval,
 		Logger:       logger,
 		Metrics:      metrics,
+		Panics:       panics,
 	})
 	if err != nil {
 		return nil, nil, err

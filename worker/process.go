@@ -60,7 +60,7 @@ func (w *Worker) process(runCtx context.Context, job db.Job) {
 	var renewing sync.WaitGroup
 	renewing.Go(func() { w.keepLease(leaseCtx, cancelJob, job.Generation.ID, log) })
 
-	outcome := w.narrate(runCtx, jobCtx, job, log)
+	outcome := w.narrateRecovering(runCtx, jobCtx, job, log)
 	stopLease()
 	renewing.Wait()
 	w.metrics.finished(outcome)
