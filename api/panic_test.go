@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/narrate/narrate/app"
+	"github.com/narrate/narrate/app/apptest"
 	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph"
 )
@@ -30,45 +32,44 @@ func (p panickyStream) Delivered(e generation.Event) {
 // the same socket and the server serving.
 func TestPanicInStreamEndsThatStreamOnly(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	srv := startRealtime(t, e.DB, 50*time.Millisecond, withResolver(func(r *graph.Resolver) {
+	e := newEnv(t, apptest.WithApp(app.WithResolverEdit(func(r *graph.Resolver) {
 		r.Metrics = panickyStream{r.Metrics}
-	}))
-	alice := e.newUser("alice@example.com", false)
+	})))
+	alice := e.NewUser("alice@example.com", false)
 	story := e.story("The Fox", "the-fox")
 	bad, good := e.generation(alice, story, generation.InProgress), e.generation(alice, story, generation.InProgress)
 
-	c := dialWS(t, srv.URL, protoTransportWS, authInit(alice.Token))
-	c.ack()
-	c.subscribe("bad", progressQuery, map[string]any{"id": bad})
-	c.subscribe("good", progressQuery, map[string]any{"id": good})
-	decodeProgress(t, c.nextEvent("bad", 5*time.Second), "generationProgress")
-	decodeProgress(t, c.nextEvent("good", 5*time.Second), "generationProgress")
+	c := apptest.DialWS(t, e.URL, protoTransportWS, apptest.AuthInit(alice.Token))
+	c.Ack()
+	c.Subscribe("bad", progressQuery, map[string]any{"id": bad})
+	c.Subscribe("good", progressQuery, map[string]any{"id": good})
+	decodeProgress(t, c.NextEvent("bad", 5*time.Second), "generationProgress")
+	decodeProgress(t, c.NextEvent("good", 5*time.Second), "generationProgress")
 
 	e.setProgress(bad, generation.InProgress, poisonedProgress)
 	// The hook panics once the event is handed over: the client has it,
 	// then the error, then the end of the subscription.
-	if p := decodeProgress(t, c.nextEvent("bad", 5*time.Second), "generationProgress"); p.Progress != poisonedProgress {
+	if p := decodeProgress(t, c.NextEvent("bad", 5*time.Second), "generationProgress"); p.Progress != poisonedProgress {
 		t.Fatalf("got %s, want progress %d", p, poisonedProgress)
 	}
-	wantInternalError(t, c.nextEvent("bad", 5*time.Second).Errors)
-	if ev := c.nextEvent("bad", 5*time.Second); ev.Kind != "complete" {
+	wantInternalError(t, c.NextEvent("bad", 5*time.Second).Errors)
+	if ev := c.NextEvent("bad", 5*time.Second); ev.Kind != "complete" {
 		t.Fatalf("after the error: %+v, want complete", ev)
 	}
 
 	e.setProgress(good, generation.InProgress, 50)
-	if p := decodeProgress(t, c.nextEvent("good", 5*time.Second), "generationProgress"); p.Progress != 50 {
+	if p := decodeProgress(t, c.NextEvent("good", 5*time.Second), "generationProgress"); p.Progress != 50 {
 		t.Fatalf("the other stream got %s, want progress 50", p)
 	}
 	var out struct{ Viewer struct{ ID string } }
-	e.postTo(srv.URL, alice.Token, `{ viewer { id } }`, nil).decode(t, &out)
-	if got := srv.Panics.Count("subscription"); got != 1 {
+	e.Post(alice.Token, `{ viewer { id } }`, nil).Decode(t, &out)
+	if got := e.App.Panics.Count("subscription"); got != 1 {
 		t.Errorf("narrate_panics_total{where=subscription} = %v, want 1", got)
 	}
 
 	// Server-sent events: the same, with the error in a last result.
 	sse := e.generation(alice, story, generation.InProgress)
-	next := subscribeSSE(t, srv.URL, alice.Token, progressQuery, map[string]any{"id": sse})
+	next := subscribeSSE(t, e.URL, alice.Token, progressQuery, map[string]any{"id": sse})
 	next().progress(t)
 	e.setProgress(sse, generation.InProgress, poisonedProgress)
 	next().progress(t)
@@ -80,13 +81,13 @@ func TestPanicInStreamEndsThatStreamOnly(t *testing.T) {
 	if ev := next(); ev.Kind != "complete" {
 		t.Fatalf("after the error: %+v, want complete", ev)
 	}
-	if got := srv.Panics.Count("subscription"); got != 2 {
+	if got := e.App.Panics.Count("subscription"); got != 2 {
 		t.Errorf("narrate_panics_total{where=subscription} = %v, want 2", got)
 	}
 }
 
-// panickyVoices is a voice provider whose every call panics.
-type panickyVoices struct{ graph.Voices }
+// panickyVoices is a voice provider that panics deleting a voice.
+type panickyVoices struct{ app.Voice }
 
 func (panickyVoices) DeleteVoice(context.Context, string) error { panic("voice provider panics") }
 
@@ -94,23 +95,20 @@ func (panickyVoices) DeleteVoice(context.Context, string) error { panic("voice p
 // with INTERNAL_SERVER_ERROR, is counted, and the server serves on.
 func TestPanicInResolverIsContained(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	srv := startRealtime(t, e.DB, 50*time.Millisecond, withResolver(func(r *graph.Resolver) {
-		r.Voice = panickyVoices{}
-	}))
-	alice := e.newUser("alice@example.com", false)
+	e := newEnv(t, withVoice(panickyVoices{}))
+	alice := e.NewUser("alice@example.com", false)
 	e.verifiedVoice(alice)
 
-	res := e.postTo(srv.URL, alice.Token, `mutation { deleteVoiceSample }`, nil)
-	res.wantCode(t, graph.CodeInternal)
+	res := e.Post(alice.Token, `mutation { deleteVoiceSample }`, nil)
+	res.WantCode(t, graph.CodeInternal)
 	wantInternalError(t, res.Errors)
-	if got := srv.Panics.Count("graphql"); got != 1 {
+	if got := e.App.Panics.Count("graphql"); got != 1 {
 		t.Errorf("narrate_panics_total{where=graphql} = %v, want 1", got)
 	}
 	var out struct {
 		Viewer struct{ VoiceSample *struct{ Verified bool } }
 	}
-	e.postTo(srv.URL, alice.Token, `{ viewer { voiceSample { verified } } }`, nil).decode(t, &out)
+	e.Post(alice.Token, `{ viewer { voiceSample { verified } } }`, nil).Decode(t, &out)
 	if out.Viewer.VoiceSample == nil {
 		t.Error("the sample is gone although its voice was not deleted")
 	}

@@ -88,7 +88,7 @@ func subscribeSSE(t *testing.T, baseURL, token, query string, vars map[string]an
 func TestSubscriptionOverServerSentEvents(t *testing.T) {
 	t.Parallel()
 	e := newRTEnv(t)
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.Pending)
 	next := subscribeSSE(t, e.srv.URL, alice.Token, progressQuery, map[string]any{"id": gen})
 
