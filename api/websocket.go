@@ -15,8 +15,6 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 
 	"github.com/narrate/narrate/auth"
-	"github.com/narrate/narrate/graph"
-	"github.com/narrate/narrate/realtime"
 	"github.com/narrate/narrate/wsgorilla"
 )
 
@@ -45,7 +43,7 @@ type Sockets struct {
 	KeepAlive time.Duration
 
 	verifier *auth.Verifier
-	metrics  *realtime.Metrics
+	metrics  *SocketMetrics
 	logger   *slog.Logger
 	impl     *wsgorilla.Implementation
 
@@ -73,7 +71,7 @@ type socket struct {
 }
 
 // NewSockets makes the websocket side of the API.
-func NewSockets(verifier *auth.Verifier, origins []string, metrics *realtime.Metrics, logger *slog.Logger) *Sockets {
+func NewSockets(verifier *auth.Verifier, origins []string, metrics *SocketMetrics, logger *slog.Logger) *Sockets {
 	return &Sockets{
 		KeepAlive: wsKeepAlive,
 		verifier:  verifier,
@@ -230,25 +228,18 @@ func (s *Sockets) init(ctx context.Context, payload transport.InitPayload) (cont
 	if sock == nil {
 		sock = &socket{cancel: func() {}}
 	}
-	header := authorization(payload)
-	if header == "" {
+	signedIn, id, err := signIn(ctx, s.verifier, authorization(payload))
+	if err == nil && id == nil {
 		sock.markReady(time.Time{})
 		return ctx, nil, nil
 	}
-	token, ok, err := auth.BearerToken(header)
-	if err == nil && ok {
-		var id *auth.Identity
-		if id, err = s.verifier.Verify(ctx, token); err == nil {
-			sock.markReady(id.ExpiresAt)
-			ctx, cancel := context.WithDeadline(graph.WithViewer(ctx, ViewerOf(id)), id.ExpiresAt)
-			sock.mu.Lock()
-			sock.stopExpiry = cancel
-			sock.mu.Unlock()
-			return ctx, nil, nil
-		}
-	}
 	if err == nil {
-		err = auth.ErrInvalidToken
+		sock.markReady(id.ExpiresAt)
+		ctx, cancel := context.WithDeadline(signedIn, id.ExpiresAt)
+		sock.mu.Lock()
+		sock.stopExpiry = cancel
+		sock.mu.Unlock()
+		return ctx, nil, nil
 	}
 	if !errors.Is(err, auth.ErrInvalidToken) {
 		s.logger.ErrorContext(ctx, "verify websocket token", "err", err)
@@ -338,7 +329,7 @@ func (s *Sockets) count() int {
 type socketConn struct {
 	transport.WebsocketConn
 	sock    *socket
-	metrics *realtime.Metrics
+	metrics *SocketMetrics
 	logger  *slog.Logger
 	ctx     context.Context // the upgrade request's, for its request id
 	once    sync.Once

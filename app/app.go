@@ -283,7 +283,11 @@ func (a *App) buildHTTP(ctx context.Context) error {
 		a.set.editResolver(resolver)
 	}
 
-	a.Sockets = api.NewSockets(verifier, a.cfg.CORSOrigins, metrics, a.logger)
+	socketMetrics, err := api.NewSocketMetrics(a.Registry)
+	if err != nil {
+		return err
+	}
+	a.Sockets = api.NewSockets(verifier, a.cfg.CORSOrigins, socketMetrics, a.logger)
 	if a.set.keepAlive > 0 {
 		a.Sockets.KeepAlive = a.set.keepAlive
 	}

@@ -139,7 +139,7 @@ func (l *Listener) Run(ctx context.Context) error {
 		// Log a connection failure that repeats while the database is down
 		// once, not at every attempt.
 		if msg := err.Error(); msg != lastConnError {
-			l.logger.WarnContext(ctx, "listener not connected; retrying", "error", err, "retry_in", delay)
+			l.logger.WarnContext(ctx, "listener not connected; retrying", "err", err, "retry_in", delay)
 			lastConnError = msg
 		}
 		failures++
@@ -216,7 +216,7 @@ func (l *Listener) deliver(ctx context.Context, payload string) {
 	e, err := ParseEvent([]byte(payload))
 	if err != nil {
 		l.cfg.Metrics.incInvalidPayloads()
-		l.logger.WarnContext(ctx, "ignoring notification", "error", err, "payload", truncate(payload, 200))
+		l.logger.WarnContext(ctx, "ignoring notification", "err", err, "payload", truncate(payload, 200))
 		return
 	}
 	e.ReceivedAt = time.Now()

@@ -311,7 +311,7 @@ func (r *runner) open(ctx context.Context, fx *fixtures, tr *tracker, res *resul
 	}
 	res.opened, res.openErrors, res.firstOpenErr = len(out), int(failed.Load()), firstErr
 	if firstErr != nil {
-		r.logger.Warn("sockets failed", "count", failed.Load(), "first", firstErr)
+		r.logger.Warn("sockets failed", "count", failed.Load(), "err", firstErr)
 	}
 	return out
 }
