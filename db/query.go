@@ -273,6 +273,43 @@ func (d *DB) GenerationsByID(ctx context.Context, s Session, ids []uuid.UUID) ([
 	return queryAll[Generation](ctx, d, s, `SELECT `+generationColumns+` FROM story_generations WHERE id = ANY($1)`, ids)
 }
 
+// SessionRead is one session's part of GenerationsForSessions.
+type SessionRead struct {
+	Session Session
+	IDs     []uuid.UUID
+}
+
+// GenerationsForSessions reads, for each read, the generations among its
+// ids that its session may see, all in one transaction and one round trip:
+// each statement runs under its own session's role and claims, switched
+// transaction-locally before it, so row-level security judges every read
+// as that session. It returns the rows per read, in reads' order. One
+// transaction for many sessions is what lets the realtime path read each
+// event once per watching user rather than once per subscription, at the
+// cost of one round trip per batch.
+func (d *DB) GenerationsForSessions(ctx context.Context, reads []SessionRead) ([][]Generation, error) {
+	if len(reads) == 0 {
+		return nil, nil
+	}
+	out := make([][]Generation, len(reads))
+	err := d.Batch(ctx, reads[0].Session, func(b *pgx.Batch) {
+		for i, r := range reads {
+			if i > 0 {
+				b.Queue(setSessionSQL, r.Session.Role, string(r.Session.Claims))
+			}
+			b.Queue(`SELECT `+generationColumns+` FROM story_generations WHERE id = ANY($1)`, r.IDs).Query(func(rows pgx.Rows) error {
+				var err error
+				out[i], err = pgx.CollectRows(rows, pgx.RowToStructByName[Generation])
+				return err
+			})
+		}
+	})
+	if err != nil {
+		return nil, classify(err)
+	}
+	return out, nil
+}
+
 // LogKey is the keyset position after which a page of logs (oldest first)
 // starts.
 type LogKey struct {

@@ -6,6 +6,7 @@ package graph
 import (
 	"context"
 	"log/slog"
+	"sync"
 
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/generation"
@@ -33,6 +34,12 @@ type Resolver struct {
 	// Voice clones voices and transcribes verification recordings for the
 	// voice-sample mutations; they fail with an internal error while nil.
 	Voice Voices
+	// EventReaders is how many re-reads of subscription events run at
+	// once, each on a pool connection; zero uses DefaultEventReaders.
+	EventReaders int
+
+	readerOnce sync.Once
+	reader     *eventReader
 }
 
 // StreamMetrics records what subscription streams deliver.
