@@ -85,6 +85,8 @@ func New(o Options) http.Handler {
 
 	mux := http.NewServeMux()
 	var graphqlHandler http.Handler = authenticate(o.Verifier, rejectGetMutations(limitBody(gql)))
+	// Inside track, which serves websockets on goroutines of their own.
+	graphqlHandler = recoverPanics(o.Resolver.Panics, o.Logger, graphqlHandler)
 	if o.Sockets != nil {
 		graphqlHandler = o.Sockets.track(graphqlHandler)
 	}
@@ -114,7 +116,7 @@ func New(o Options) http.Handler {
 		mux.Handle("/audio/", o.Audio)
 	}
 
-	var h http.Handler = mux
+	var h http.Handler = recoverPanics(o.Resolver.Panics, o.Logger, mux)
 	h = cors(o.CORSOrigins, h)
 	h = metrics.observe(o.Logger, h)
 	h = requestID(h)
@@ -143,18 +145,33 @@ func NewGraphQL(o Options) *handler.Server {
 	srv.Use(&graph.Limits{MaxDepth: o.MaxDepth, MaxComplexity: o.MaxComplexity})
 	srv.AroundResponses(o.Resolver.LoaderMiddleware)
 	srv.SetErrorPresenter(graph.ErrorPresenter(o.Logger))
-	srv.SetRecoverFunc(graph.RecoverFunc(o.Logger))
+	srv.AroundOperations(graph.EndStreamsWithErrors)
+	srv.SetRecoverFunc(o.Resolver.RecoverPanic)
 	return srv
 }
 
-// ViewerOf turns a verified identity into the GraphQL viewer whose
-// database work runs as authenticated with the token's claims.
-func ViewerOf(id *auth.Identity) graph.Viewer {
-	return graph.Viewer{
+// signIn is the one way from a token to a viewer, for HTTP requests and
+// websockets alike. It verifies authorization, an Authorization value
+// ("Bearer <token>", from a header or a websocket's connection_init), and
+// returns ctx carrying the token's viewer, whose database work runs as
+// authenticated with the token's claims, and the verified identity. A
+// blank value is an anonymous caller: ctx as it is and a nil identity.
+// Errors wrap auth.ErrInvalidToken when the token is at fault; any other
+// is the verifier's own failure (keys unreachable).
+func signIn(ctx context.Context, v *auth.Verifier, authorization string) (context.Context, *auth.Identity, error) {
+	token, ok, err := auth.BearerToken(authorization)
+	if err != nil || !ok {
+		return ctx, nil, err
+	}
+	id, err := v.Verify(ctx, token)
+	if err != nil {
+		return ctx, nil, err
+	}
+	return graph.WithViewer(ctx, graph.Viewer{
 		Session:   db.UserSession(id.UserID, id.Claims),
 		UserID:    id.UserID,
 		Email:     id.Email,
 		Admin:     id.Admin,
 		ExpiresAt: id.ExpiresAt,
-	}
+	}), id, nil
 }

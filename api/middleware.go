@@ -42,21 +42,14 @@ func authenticate(v *auth.Verifier, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		token, ok, err := auth.BearerToken(r.Header.Get("Authorization"))
-		if ok && err == nil {
-			var id *auth.Identity
-			if id, err = v.Verify(r.Context(), token); err == nil {
-				ctx := graph.WithViewer(r.Context(), ViewerOf(id))
-				if isEventStream(r) {
-					// A stream lives no longer than its token, like a
-					// websocket.
-					var cancel context.CancelFunc
-					ctx, cancel = context.WithDeadline(ctx, id.ExpiresAt)
-					defer cancel()
-				}
-				r = r.WithContext(ctx)
-			}
+		ctx, id, err := signIn(r.Context(), v, r.Header.Get("Authorization"))
+		if id != nil && isEventStream(r) {
+			// A stream lives no longer than its token, like a websocket.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, id.ExpiresAt)
+			defer cancel()
 		}
+		r = r.WithContext(ctx)
 		if err != nil {
 			if !errors.Is(err, auth.ErrInvalidToken) {
 				slog.ErrorContext(r.Context(), "verify token", "err", err)

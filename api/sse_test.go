@@ -11,29 +11,43 @@ import (
 	"github.com/narrate/narrate/generation"
 )
 
-// TestSubscriptionOverServerSentEvents follows a generation over graphql-sse
-// (distinct connections mode): the snapshot, each change, then complete.
-func TestSubscriptionOverServerSentEvents(t *testing.T) {
-	t.Parallel()
-	e := newRTEnv(t)
-	alice := e.NewUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.Pending)
+// sseEvent is one server-sent event of a subscription: "next", with the
+// result's data and errors, or "complete".
+type sseEvent struct {
+	Kind   string
+	Data   json.RawMessage
+	Errors []gqlError
+}
 
-	body, _ := json.Marshal(map[string]any{"query": progressQuery, "variables": map[string]any{"id": gen}})
-	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/graphql", strings.NewReader(string(body)))
+// progress decodes a next event's generationProgress, as "STATUS/progress".
+func (ev sseEvent) progress(t *testing.T) string {
+	t.Helper()
+	var data struct{ GenerationProgress *progressEvent }
+	if ev.Kind != "next" || json.Unmarshal(ev.Data, &data) != nil || data.GenerationProgress == nil {
+		t.Fatalf("event %+v is no generationProgress result", ev)
+	}
+	return data.GenerationProgress.String()
+}
+
+// subscribeSSE starts a subscription over graphql-sse (distinct
+// connections mode) and returns a function that waits for its next event.
+func subscribeSSE(t *testing.T, baseURL, token, query string, vars map[string]any) func() sseEvent {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	req, _ := http.NewRequest(http.MethodPost, baseURL+"/graphql", strings.NewReader(string(body)))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Authorization", "Bearer "+alice.Token)
+	req.Header.Set("Authorization", "Bearer "+token)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer res.Body.Close()
+	t.Cleanup(func() { _ = res.Body.Close() })
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("HTTP %d", res.StatusCode)
 	}
 
-	events := make(chan string, 16)
+	events := make(chan sseEvent, 16)
 	go func() {
 		defer close(events)
 		sc := bufio.NewScanner(res.Body)
@@ -44,19 +58,18 @@ func TestSubscriptionOverServerSentEvents(t *testing.T) {
 			case strings.HasPrefix(line, "event: "):
 				event = strings.TrimPrefix(line, "event: ")
 				if event == "complete" {
-					events <- "complete"
+					events <- sseEvent{Kind: "complete"}
 				}
 			case strings.HasPrefix(line, "data: ") && event == "next":
-				var msg struct {
-					Data struct{ GenerationProgress progressEvent }
-				}
-				if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &msg); err == nil {
-					events <- msg.Data.GenerationProgress.String()
+				ev := sseEvent{Kind: "next"}
+				if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &ev); err == nil {
+					events <- ev
 				}
 			}
 		}
 	}()
-	next := func() string {
+	return func() sseEvent {
+		t.Helper()
 		select {
 		case ev, ok := <-events:
 			if !ok {
@@ -65,23 +78,33 @@ func TestSubscriptionOverServerSentEvents(t *testing.T) {
 			return ev
 		case <-time.After(5 * time.Second):
 			t.Fatal("no server-sent event within 5 s")
-			return ""
+			return sseEvent{}
 		}
 	}
+}
 
-	if got := next(); got != "PENDING/0" {
+// TestSubscriptionOverServerSentEvents follows a generation over graphql-sse
+// (distinct connections mode): the snapshot, each change, then complete.
+func TestSubscriptionOverServerSentEvents(t *testing.T) {
+	t.Parallel()
+	e := newRTEnv(t)
+	alice := e.NewUser("alice@example.com", false)
+	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.Pending)
+	next := subscribeSSE(t, e.srv.URL, alice.Token, progressQuery, map[string]any{"id": gen})
+
+	if got := next().progress(t); got != "PENDING/0" {
 		t.Fatalf("first event %s, want the PENDING/0 snapshot", got)
 	}
 	e.setProgress(gen, generation.InProgress, 40)
-	if got := next(); got != "IN_PROGRESS/40" {
+	if got := next().progress(t); got != "IN_PROGRESS/40" {
 		t.Fatalf("event %s, want IN_PROGRESS/40", got)
 	}
 	e.setProgress(gen, generation.Completed, 100)
-	if got := next(); got != "COMPLETED/100" {
+	if got := next().progress(t); got != "COMPLETED/100" {
 		t.Fatalf("event %s, want COMPLETED/100", got)
 	}
-	if got := next(); got != "complete" {
-		t.Fatalf("got %s, want the stream to complete", got)
+	if got := next(); got.Kind != "complete" {
+		t.Fatalf("got %+v, want the stream to complete", got)
 	}
 }
 

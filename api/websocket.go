@@ -12,8 +12,6 @@ import (
 
 	"github.com/narrate/narrate/auth"
 	"github.com/narrate/narrate/config"
-	"github.com/narrate/narrate/graph"
-	"github.com/narrate/narrate/realtime"
 	"github.com/narrate/narrate/socket"
 )
 
@@ -43,7 +41,7 @@ type Sockets struct {
 
 	verifier *auth.Verifier
 	origins  []string
-	metrics  *realtime.Metrics
+	metrics  *SocketMetrics
 	logger   *slog.Logger
 
 	once   sync.Once
@@ -62,7 +60,7 @@ type eventStream struct{ cancel context.CancelFunc }
 
 // NewSockets makes the realtime side of the API. origins are the browser
 // origins allowed besides the server's own (empty: any).
-func NewSockets(verifier *auth.Verifier, origins []string, metrics *realtime.Metrics, logger *slog.Logger) *Sockets {
+func NewSockets(verifier *auth.Verifier, origins []string, metrics *SocketMetrics, logger *slog.Logger) *Sockets {
 	return &Sockets{
 		KeepAlive: socket.DefaultKeepAlive,
 		verifier:  verifier,
@@ -123,14 +121,7 @@ func (s *Sockets) authenticate(ctx context.Context, payload map[string]any) (soc
 	if !isString {
 		return socket.Session{}, &socket.CloseError{Code: CloseForbidden, Reason: "Authorization must be a string"}
 	}
-	token, ok, err := auth.BearerToken(header)
-	if err == nil && !ok {
-		return socket.Session{Context: ctx}, nil
-	}
-	var id *auth.Identity
-	if err == nil {
-		id, err = s.verifier.Verify(ctx, token)
-	}
+	ctx, id, err := signIn(ctx, s.verifier, header)
 	if err != nil {
 		if !errors.Is(err, auth.ErrInvalidToken) {
 			s.logger.ErrorContext(ctx, "verify websocket token", "err", err)
@@ -138,8 +129,11 @@ func (s *Sockets) authenticate(ctx context.Context, payload map[string]any) (soc
 		}
 		return socket.Session{}, &socket.CloseError{Code: CloseForbidden, Reason: "invalid token"}
 	}
+	if id == nil {
+		return socket.Session{Context: ctx}, nil
+	}
 	return socket.Session{
-		Context: graph.WithViewer(ctx, ViewerOf(id)),
+		Context: ctx,
 		User:    id.UserID.String(),
 		Until:   id.ValidUntil,
 	}, nil

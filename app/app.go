@@ -34,6 +34,7 @@ import (
 	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/realtime"
+	"github.com/narrate/narrate/recovery"
 	"github.com/narrate/narrate/storage"
 	"github.com/narrate/narrate/worker"
 )
@@ -52,6 +53,9 @@ type App struct {
 	// Registry holds every metric the process records and serves on
 	// /metrics.
 	Registry *prometheus.Registry
+	// Panics counts the panics every part recovered at its goroutine
+	// boundaries (narrate_panics_total).
+	Panics *recovery.Metrics
 	// Secret is the HS256 key tokens are verified with; nil with JWKS.
 	Secret []byte
 
@@ -158,6 +162,9 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if a.Panics, err = recovery.NewMetrics(a.Registry); err != nil {
+		return nil, err
+	}
 
 	if a.Voice = set.voice; a.Voice == nil {
 		if a.Voice, err = newProvider(cfg, a.logger); err != nil {
@@ -205,6 +212,7 @@ func (a *App) newWorker(concurrency int) (*worker.Worker, error) {
 		PollInterval: a.cfg.WorkerPollInterval,
 		Logger:       a.logger,
 		Metrics:      metrics,
+		Panics:       a.Panics,
 	})
 }
 
@@ -252,6 +260,7 @@ func (a *App) buildHTTP(ctx context.Context) error {
 		OnReconnect: onReconnect,
 		Logger:      a.logger,
 		Metrics:     metrics,
+		Panics:      a.Panics,
 		MinBackoff:  a.set.listenBackoff,
 		MaxBackoff:  4 * a.set.listenBackoff,
 	})
@@ -276,12 +285,19 @@ func (a *App) buildHTTP(ctx context.Context) error {
 	a.Signer = storage.NewSigner(audioKey, publicURL)
 	ttl := a.cfg.AudioURLTTL
 	resolver := &graph.Resolver{
-		DB: a.DB, Logger: a.logger, Hub: a.Hub, Metrics: metrics, Voice: a.Voice,
+		DB: a.DB, Logger: a.logger, Hub: a.Hub, Metrics: metrics, Voice: a.Voice, Panics: a.Panics,
 		SignAudio:    func(key string) string { return a.Signer.URL(key, ttl) },
 		EventReaders: a.cfg.EventReaders,
 	}
+	if a.set.editResolver != nil {
+		a.set.editResolver(resolver)
+	}
 
-	a.Sockets = api.NewSockets(verifier, a.cfg.CORSOrigins, metrics, a.logger)
+	socketMetrics, err := api.NewSocketMetrics(a.Registry)
+	if err != nil {
+		return err
+	}
+	a.Sockets = api.NewSockets(verifier, a.cfg.CORSOrigins, socketMetrics, a.logger)
 	a.Sockets.Limits = api.SocketLimits(a.cfg.Sockets)
 	if a.set.keepAlive > 0 {
 		a.Sockets.KeepAlive = a.set.keepAlive

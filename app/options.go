@@ -7,6 +7,7 @@ import (
 
 	"github.com/narrate/narrate/auth"
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/storage"
 )
 
@@ -24,6 +25,7 @@ type settings struct {
 	sockets         func(*api.Sockets)
 	shutdownTimeout time.Duration
 	skipDevSetup    bool
+	editResolver    func(*graph.Resolver)
 }
 
 // ShutdownTimeout bounds how long Run's shutdown may take: in-flight
@@ -78,6 +80,12 @@ func WithSockets(edit func(*api.Sockets)) Option { return func(s *settings) { s.
 // WithShutdownTimeout bounds Run's shutdown.
 func WithShutdownTimeout(d time.Duration) Option {
 	return func(s *settings) { s.shutdownTimeout = d }
+}
+
+// WithResolverEdit lets a test change the GraphQL resolver once it is
+// built, to put a fake of its own in place of one of its dependencies.
+func WithResolverEdit(edit func(*graph.Resolver)) Option {
+	return func(s *settings) { s.editResolver = edit }
 }
 
 // WithoutDevSetup leaves a local cluster's catalogue empty and logs no

@@ -14,6 +14,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
+
+	"github.com/narrate/narrate/role"
 )
 
 // DevIssuer is the iss of tokens made by [Mint].
@@ -51,7 +53,7 @@ func Mint(secret []byte, userID uuid.UUID, email string, admin bool, audience st
 	claims := jwt.MapClaims{
 		"sub":           userID.String(),
 		"email":         email,
-		"role":          "authenticated",
+		"role":          role.Authenticated,
 		"aud":           cmp.Or(audience, DefaultAudience),
 		"iat":           now.Unix(),
 		"exp":           now.Add(ttl).Unix(),

@@ -140,7 +140,7 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 			RateLimitWaitMax:  unknownKIDWaitMax,
 			RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
 				return func(ctx context.Context, err error) {
-					logger.WarnContext(ctx, "refresh JWKS", "url", u, "error", err)
+					logger.WarnContext(ctx, "refresh JWKS", "url", u, "err", err)
 				}
 			},
 		})

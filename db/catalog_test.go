@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/narrate/narrate/localdb"
+	"github.com/narrate/narrate/role"
 )
 
 // rlsTables are the tables whose rows belong to users or are written by
@@ -15,7 +15,7 @@ import (
 var rlsTables = []string{"profiles", "voice_samples", "stories", "story_generations", "generation_logs"}
 
 // apiRoles are the roles requests run as.
-var apiRoles = []string{"anon", "authenticated"}
+var apiRoles = []string{role.Anon, role.Authenticated}
 
 type policy struct {
 	Table     string   `db:"tablename"`
@@ -122,7 +122,7 @@ func testRowLevelSecurityEnabled(t *testing.T, tdb *testDB) {
 		}
 		// A table's owner bypasses its policies (short of FORCE ROW LEVEL
 		// SECURITY), so no role requests can reach may own one.
-		if slices.Contains(append(apiRoles, "service_role", localdb.LoginRole), owner) {
+		if slices.Contains(append(apiRoles, role.Service, role.Login), owner) {
 			t.Errorf("%s is owned by %s, which would bypass its policies", table, owner)
 		}
 	}
@@ -132,7 +132,7 @@ func testRowLevelSecurityEnabled(t *testing.T, tdb *testDB) {
 	rows, _ := tdb.Admin.Query(ctx, `
 		SELECT rolname::text FROM pg_roles
 		WHERE rolname = ANY($1) AND (rolsuper OR rolbypassrls OR (rolname = $2 AND rolinherit))`,
-		append(apiRoles, localdb.LoginRole), localdb.LoginRole)
+		append(apiRoles, role.Login), role.Login)
 	privileged, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		t.Fatal(err)

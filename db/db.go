@@ -14,13 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-)
 
-// The roles the server's login switches to, as Supabase names them.
-const (
-	RoleAnon          = "anon"
-	RoleAuthenticated = "authenticated"
-	RoleService       = "service_role"
+	"github.com/narrate/narrate/role"
 )
 
 // Session is the identity database work runs under: the role to switch to
@@ -33,17 +28,21 @@ type Session struct {
 }
 
 // Anonymous is the session of a request without a token.
-func Anonymous() Session { return Session{Role: RoleAnon} }
+func Anonymous() Session { return Session{Role: role.Anon} }
 
 // Service is the privileged session of the worker and the listener.
 func Service() Session {
-	return Session{Role: RoleService, Claims: json.RawMessage(`{"role":"service_role"}`)}
+	return Session{Role: role.Service, Claims: serviceClaims}
 }
 
 // UserSession is the session of a signed-in user with their verified claims.
 func UserSession(userID uuid.UUID, claims json.RawMessage) Session {
-	return Session{Role: RoleAuthenticated, Claims: claims, UserID: userID}
+	return Session{Role: role.Authenticated, Claims: claims, UserID: userID}
 }
+
+// serviceClaims are the claims of service work, as Supabase's service key
+// carries them.
+var serviceClaims, _ = json.Marshal(map[string]string{"role": role.Service})
 
 // setSessionSQL switches role and claims for the current transaction only.
 // SET LOCAL cannot take parameters, set_config can; is_local=true makes both

@@ -109,10 +109,11 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 	}
 }
 
-// RecoverFunc logs a resolver panic and answers an internal error.
-func RecoverFunc(logger *slog.Logger) graphql.RecoverFunc {
-	return func(ctx context.Context, p any) error {
-		logger.ErrorContext(ctx, "resolver panic", "panic", p, "path", graphql.GetPath(ctx).String())
-		return errors.New("internal server error")
-	}
+// RecoverPanic is gqlgen's RecoverFunc: gqlgen recovers panics in
+// resolvers and in its transports' goroutines (a websocket's operations, a
+// server-sent event stream) and hands them here, which logs and counts
+// them and answers an internal error, all the client learns.
+func (r *Resolver) RecoverPanic(ctx context.Context, v any) error {
+	err := r.Panics.Recovered(ctx, r.logger().With("path", graphql.GetPath(ctx).String()), "graphql", v)
+	return &Error{Code: CodeInternal, Message: "internal server error", Err: err}
 }

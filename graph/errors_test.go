@@ -211,9 +211,9 @@ func TestRecoverFunc(t *testing.T) {
 			t.Parallel()
 			logger, logs := newLogBuffer()
 			ctx := graphql.WithPathContext(context.Background(), graphql.NewPathWithField("viewer"))
-			err := RecoverFunc(logger)(ctx, tt.value)
+			err := (&Resolver{Logger: logger}).RecoverPanic(ctx, tt.value)
 			if err == nil {
-				t.Fatal("RecoverFunc returned nil: the panicking field would look successful")
+				t.Fatal("RecoverPanic returned nil: the panicking field would look successful")
 			}
 			got, body := present(t, ctx, logger, err)
 			if got.Message != "internal server error" || got.Extensions["code"] != CodeInternal {

@@ -9,7 +9,9 @@ import (
 	"sync"
 
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/realtime"
+	"github.com/narrate/narrate/recovery"
 	"github.com/narrate/narrate/voice"
 )
 
@@ -25,7 +27,10 @@ type Resolver struct {
 	// Hub delivers generation changes to subscriptions; nil serves none.
 	Hub *realtime.Hub
 	// Metrics records subscription activity; nil records nothing.
-	Metrics *realtime.Metrics
+	Metrics StreamMetrics
+	// Panics counts the panics recovered in resolvers and subscription
+	// streams; nil counts none (they are recovered and logged either way).
+	Panics *recovery.Metrics
 	// Voice clones voices and transcribes verification recordings for the
 	// voice-sample mutations; they fail with an internal error while nil.
 	Voice Voices
@@ -35,6 +40,13 @@ type Resolver struct {
 
 	readerOnce sync.Once
 	reader     *eventReader
+}
+
+// StreamMetrics records what subscription streams deliver.
+// *realtime.Metrics implements it.
+type StreamMetrics interface {
+	// Delivered counts an event handed to a client's connection.
+	Delivered(e generation.Event)
 }
 
 // Voices is the part of a voice provider the voice-sample mutations use.

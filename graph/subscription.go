@@ -4,7 +4,9 @@ import (
 	"context"
 	"sync"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/google/uuid"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/generation"
@@ -95,6 +97,8 @@ type stream struct {
 	// loader touches them.
 	last    map[uuid.UUID]sent
 	lastOne *sent
+	// ctx is the subscription's, for the error a panic ends it with.
+	ctx context.Context
 }
 
 type queuedRow struct {
@@ -116,6 +120,7 @@ func (r *Resolver) newStream(v Viewer, single bool) *stream {
 // start hands the stream to the transport with its snapshot (if any) as
 // the first value, and returns the channel gqlgen reads.
 func (s *stream) start(ctx context.Context, snapshot *db.Generation) <-chan *db.Generation {
+	s.ctx = ctx
 	out := (<-chan *db.Generation)(s.out)
 	if d := socket.DriverFrom(ctx); d != nil {
 		s.ready = d.Ready
@@ -268,14 +273,40 @@ func (s *stream) pump() {
 	s.mu.Unlock()
 }
 
-// taken is called once the transport has taken the value in out.
+// taken is called once the transport has taken the value in out. It runs
+// on the transport's goroutine (the socket's, or the relay), so it
+// contains its own panics: the stream then ends with an internal error
+// (see EndStreamsWithErrors), and the socket's other subscriptions live on.
 func (s *stream) taken() {
+	defer func() {
+		if v := recover(); v != nil {
+			s.fail(v)
+		}
+	}()
 	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return
+	}
 	s.inFlight = false
 	e := s.inFlightEvent
 	s.mu.Unlock()
-	s.r.Metrics.Delivered(e)
+	if s.r.Metrics != nil {
+		s.r.Metrics.Delivered(e)
+	}
 	s.pump()
+}
+
+// fail ends the stream after a panic in its code: the panic is logged and
+// counted, and the client gets an INTERNAL_SERVER_ERROR before the end.
+func (s *stream) fail(v any) {
+	err := s.r.Panics.Recovered(s.ctx, s.r.logger(), "subscription", v)
+	endStream(s.ctx, &gqlerror.Error{
+		Err: err, Message: "internal server error", Path: graphql.GetPath(s.ctx),
+		Extensions: map[string]any{"code": CodeInternal},
+	})
+	s.stop()
+	s.ready()
 }
 
 // stop ends the stream when its operation ends.

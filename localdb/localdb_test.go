@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/narrate/narrate/localdb"
+	"github.com/narrate/narrate/role"
 )
 
 // clusterDir returns a fresh directory the postgres user can reach (see the
@@ -154,15 +155,15 @@ func TestStartAndProvision(t *testing.T) {
 	if err := app.QueryRow(ctx, "SELECT current_user::text, current_database()::text, rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&user, &db, &super); err != nil {
 		t.Fatal(err)
 	}
-	if user != localdb.LoginRole || db != "app" || super {
-		t.Fatalf("app login = %q on %q (superuser %v), want non-superuser %q on app", user, db, super, localdb.LoginRole)
+	if user != role.Login || db != "app" || super {
+		t.Fatalf("app login = %q on %q (superuser %v), want non-superuser %q on app", user, db, super, role.Login)
 	}
 	// NOINHERIT: the login itself cannot read what authenticated may.
 	if _, err := app.Exec(ctx, "SELECT * FROM notes"); pgCode(err) != "42501" {
-		t.Fatalf("select as %s: err = %v, want insufficient_privilege", localdb.LoginRole, err)
+		t.Fatalf("select as %s: err = %v, want insufficient_privilege", role.Login, err)
 	}
-	for _, role := range localdb.APIRoles {
-		exec(t, app, "SET ROLE "+role)
+	for _, r := range role.API() {
+		exec(t, app, "SET ROLE "+r)
 	}
 	exec(t, app, "SET ROLE authenticated")
 	exec(t, app, "INSERT INTO notes (body) VALUES ('hello')")

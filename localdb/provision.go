@@ -10,19 +10,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/narrate/narrate/role"
 )
 
-// LoginRole is the non-superuser role the application logs in as. Like
-// Supabase's authenticator it holds no privileges of its own (NOINHERIT) and
-// only switches to the API roles.
-const LoginRole = "authenticator"
-
-// APIRoles are the roles LoginRole may switch to. The project's migrations
-// create them.
-var APIRoles = []string{"anon", "authenticated", "service_role"}
-
 // ErrRolePrivilege is returned (wrapped) by Provision when the admin user may
-// not create LoginRole or grant it the API roles. The database has been
+// not create role.Login or grant it the API roles. The database has been
 // created and migrated by then; callers that can live with it, such as tests
 // against a shared server, may fall back to the admin URL.
 var ErrRolePrivilege = errors.New("not allowed to create or grant the login role")
@@ -34,14 +27,14 @@ var ErrRolePrivilege = errors.New("not allowed to create or grant the login role
 const provisionLockKey int64 = 0x6e61727261746501
 
 // Provision makes database dbname exist (creating it if absent), runs
-// migrate(ctx, url) against it as the admin user, then makes sure LoginRole
-// exists as a non-superuser login that may switch to APIRoles and connect to
+// migrate(ctx, url) against it as the admin user, then makes sure role.Login
+// exists as a non-superuser login that may switch to role.API() and connect to
 // the database, and returns the URL the application should use: the admin
-// URL with user LoginRole and database dbname.
+// URL with user role.Login and database dbname.
 //
 // adminURL must be a postgres:// URL of a user allowed to create databases;
 // its database is where dbname is created from. When adminURL carries a
-// password, LoginRole is given the same password, so the returned URL also
+// password, role.Login is given the same password, so the returned URL also
 // works on servers that require passwords. A nil migrate runs no migrations.
 // Provision is idempotent: calling it again on a provisioned database only
 // runs migrate again.
@@ -78,13 +71,13 @@ func Provision(ctx context.Context, adminURL string, dbname string, migrate func
 			return "", fmt.Errorf("localdb: provision %s: migrate: %w", dbname, err)
 		}
 	}
-	if err := ensureLoginRole(ctx, conn, LoginRole, password, dbname); err != nil {
+	if err := ensureLoginRole(ctx, conn, role.Login, password, dbname); err != nil {
 		return "", fmt.Errorf("localdb: provision %s: %w", dbname, err)
 	}
 	if hasPassword {
-		u.User = url.UserPassword(LoginRole, password)
+		u.User = url.UserPassword(role.Login, password)
 	} else {
-		u.User = url.User(LoginRole)
+		u.User = url.User(role.Login)
 	}
 	return u.String(), nil
 }
@@ -144,7 +137,7 @@ func ensureLoginRole(ctx context.Context, conn *pgx.Conn, login, password, dbnam
 
 	var missing []string
 	if err := queryStrings(ctx, tx, &missing,
-		"SELECT r FROM unnest($1::text[]) AS r WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)", APIRoles); err != nil {
+		"SELECT r FROM unnest($1::text[]) AS r WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)", role.API()); err != nil {
 		return fmt.Errorf("check API roles: %w", err)
 	}
 	if len(missing) > 0 {
@@ -180,7 +173,7 @@ func ensureLoginRole(ctx context.Context, conn *pgx.Conn, login, password, dbnam
 
 	var toGrant []string
 	if err := queryStrings(ctx, tx, &toGrant,
-		"SELECT r FROM unnest($2::text[]) AS r WHERE NOT pg_has_role($1::name, r::name, 'MEMBER')", login, APIRoles); err != nil {
+		"SELECT r FROM unnest($2::text[]) AS r WHERE NOT pg_has_role($1::name, r::name, 'MEMBER')", login, role.API()); err != nil {
 		return fmt.Errorf("check role membership: %w", err)
 	}
 	if len(toGrant) > 0 {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/narrate/narrate/backoff"
 	"github.com/narrate/narrate/generation"
+	"github.com/narrate/narrate/recovery"
 )
 
 // Listener defaults, applied when the ListenerConfig field is zero.
@@ -57,6 +58,9 @@ type ListenerConfig struct {
 	HealthCheckInterval time.Duration
 	// Metrics records notifications and reconnects; optional.
 	Metrics *Metrics
+	// Panics counts the panics recovered in OnEvent and OnReconnect;
+	// optional (they are recovered and logged either way).
+	Panics *recovery.Metrics
 }
 
 // Listener LISTENs on one channel over one dedicated connection and
@@ -135,7 +139,7 @@ func (l *Listener) Run(ctx context.Context) error {
 		// Log a connection failure that repeats while the database is down
 		// once, not at every attempt.
 		if msg := err.Error(); msg != lastConnError {
-			l.logger.WarnContext(ctx, "listener not connected; retrying", "error", err, "retry_in", delay)
+			l.logger.WarnContext(ctx, "listener not connected; retrying", "err", err, "retry_in", delay)
 			lastConnError = msg
 		}
 		failures++
@@ -168,7 +172,7 @@ func (l *Listener) session(ctx context.Context, connConfig *pgx.ConnConfig, reco
 		l.cfg.Metrics.incReconnects()
 		l.logger.InfoContext(ctx, "listener reconnected", "pid", conn.PgConn().PID())
 		if l.cfg.OnReconnect != nil {
-			l.cfg.OnReconnect(ctx)
+			l.contain(ctx, func() { l.cfg.OnReconnect(ctx) })
 		}
 	} else {
 		l.logger.InfoContext(ctx, "listener connected", "pid", conn.PgConn().PID())
@@ -212,13 +216,25 @@ func (l *Listener) deliver(ctx context.Context, payload string) {
 	e, err := ParseEvent([]byte(payload))
 	if err != nil {
 		l.cfg.Metrics.incInvalidPayloads()
-		l.logger.WarnContext(ctx, "ignoring notification", "error", err, "payload", truncate(payload, 200))
+		l.logger.WarnContext(ctx, "ignoring notification", "err", err, "payload", truncate(payload, 200))
 		return
 	}
 	e.ReceivedAt = time.Now()
 	if l.cfg.OnEvent != nil {
-		l.cfg.OnEvent(e)
+		l.contain(ctx, func() { l.cfg.OnEvent(e) })
 	}
+}
+
+// contain runs a callback, recovering a panic in it: the event it was
+// handling (or the resync) is lost, but the listener, and every
+// subscription it feeds, lives on.
+func (l *Listener) contain(ctx context.Context, callback func()) {
+	defer func() {
+		if v := recover(); v != nil {
+			l.cfg.Panics.Recovered(ctx, l.logger, "listener", v)
+		}
+	}()
+	callback()
 }
 
 // Connected reports whether the Listener currently holds a connection with

@@ -25,6 +25,7 @@ import (
 	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/localdb"
 	"github.com/narrate/narrate/realtime"
+	"github.com/narrate/narrate/recovery"
 )
 
 // waitTimeout only keeps a broken listener from hanging the test run; no
@@ -313,13 +314,7 @@ func TestListenerReconnectsAfterTermination(t *testing.T) {
 	}
 
 	for round := 1; round <= 2; round++ {
-		var terminated int
-		err := pool.QueryRow(t.Context(),
-			"SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
-			appName).Scan(&terminated)
-		if err != nil || terminated != 1 {
-			t.Fatalf("terminate listener backend: %d terminated, %v", terminated, err)
-		}
+		terminateListener(t, pool, appName)
 
 		var marker generation.Event
 		select {
@@ -339,6 +334,72 @@ func TestListenerReconnectsAfterTermination(t *testing.T) {
 	}
 	if got := gather(t, reg, "narrate_realtime_listener_connected"); got != 1 {
 		t.Fatalf("connected metric %v, want 1", got)
+	}
+}
+
+// terminateListener ends the backend of the listener connected as appName.
+func terminateListener(t *testing.T, pool *pgxpool.Pool, appName string) {
+	t.Helper()
+	var terminated int
+	err := pool.QueryRow(t.Context(),
+		"SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+		appName).Scan(&terminated)
+	if err != nil || terminated != 1 {
+		t.Fatalf("terminate listener backend: %d terminated, %v", terminated, err)
+	}
+}
+
+// TestListenerSurvivesPanickingCallbacks: a panic in OnEvent costs that
+// event and one in OnReconnect that resync; the listener, and with it
+// every subscription it feeds, keeps delivering.
+func TestListenerSurvivesPanickingCallbacks(t *testing.T) {
+	t.Parallel()
+	dbURL := testDatabase(t)
+	appName := "realtime-listener-" + uuid.NewString()[:8]
+	pool := newPool(t, dbURL)
+	reg := prometheus.NewRegistry()
+	panics, err := recovery.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const poisoned = 13
+	events := make(chan generation.Event, 16)
+	reconnected := make(chan struct{}, 1)
+	l := realtime.NewListener(realtime.ListenerConfig{
+		ConnString: withAppName(t, dbURL, appName),
+		OnEvent: func(e generation.Event) {
+			if e.Progress == poisoned {
+				panic("bad event")
+			}
+			events <- e
+		},
+		OnReconnect: func(context.Context) {
+			reconnected <- struct{}{}
+			panic("bad resync")
+		},
+		Logger:     slog.New(slog.DiscardHandler),
+		MinBackoff: 10 * time.Millisecond,
+		MaxBackoff: 100 * time.Millisecond,
+		Panics:     panics,
+	})
+	runListener(t, l)
+
+	notify(t, pool, realtime.DefaultChannel, payload(newEvent(poisoned)))
+	after := newEvent(1)
+	notify(t, pool, realtime.DefaultChannel, payload(after))
+	receive(t, events, after)
+
+	terminateListener(t, pool, appName)
+	select {
+	case <-reconnected:
+	case <-time.After(waitTimeout):
+		t.Fatal("OnReconnect not called")
+	}
+	later := newEvent(2)
+	notify(t, pool, realtime.DefaultChannel, payload(later))
+	receive(t, events, later)
+	if got := gather(t, reg, "narrate_panics_total"); got != 2 {
+		t.Fatalf("narrate_panics_total = %v, want 2", got)
 	}
 }
 

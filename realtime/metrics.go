@@ -21,7 +21,6 @@ type Metrics struct {
 	invalidPayloads prometheus.Counter
 	reconnects      prometheus.Counter
 	connected       prometheus.Gauge
-	sockets         prometheus.Gauge
 	delivered       prometheus.Counter
 	latency         prometheus.Histogram
 }
@@ -59,10 +58,6 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "narrate", Subsystem: "realtime", Name: "listener_reconnects_total",
 			Help: "Successful listener reconnects after the connection dropped.",
 		}),
-		sockets: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: "narrate", Subsystem: "realtime", Name: "open_sockets",
-			Help: "Open websocket connections.",
-		}),
 		delivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "narrate", Subsystem: "realtime", Name: "events_delivered_total",
 			Help: "Subscription events handed to clients' connections.",
@@ -81,7 +76,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.published, m.coalesced, m.dropped, m.subscriptions,
 		m.notifications, m.invalidPayloads, m.reconnects, m.connected,
-		m.sockets, m.delivered, m.latency,
+		m.delivered, m.latency,
 	} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
@@ -143,20 +138,6 @@ func (m *Metrics) setConnected(up bool) {
 		m.connected.Set(1)
 	} else {
 		m.connected.Set(0)
-	}
-}
-
-// SocketOpened counts an opened websocket connection.
-func (m *Metrics) SocketOpened() {
-	if m != nil {
-		m.sockets.Inc()
-	}
-}
-
-// SocketClosed counts a closed websocket connection.
-func (m *Metrics) SocketClosed() {
-	if m != nil {
-		m.sockets.Dec()
 	}
 }
 

@@ -45,7 +45,7 @@ func Handler(store Store, signer *Signer) http.Handler {
 			return
 		}
 		if err != nil {
-			slog.ErrorContext(r.Context(), "open stored audio", "key", key, "error", err)
+			slog.ErrorContext(r.Context(), "open stored audio", "key", key, "err", err)
 			http.Error(w, "internal server error", http.StatusInternalServerError)
 			return
 		}

@@ -74,7 +74,7 @@ func (w *Worker) process(runCtx context.Context, job db.Job) {
 		}, job.Generation.ID, job.Owner, log)
 	})
 
-	outcome := w.narrate(runCtx, jobCtx, job, log)
+	outcome := w.narrateRecovering(runCtx, jobCtx, job, log)
 	stopLease()
 	renewing.Wait()
 	w.metrics.finished(outcome)

@@ -27,6 +27,7 @@ import (
 
 	"github.com/narrate/narrate/backoff"
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/recovery"
 	"github.com/narrate/narrate/storage"
 	"github.com/narrate/narrate/voice"
 )
@@ -97,6 +98,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics may be nil.
 	Metrics *Metrics
+	// Panics counts the panics recovered in jobs; nil counts none (they
+	// are still recovered and logged).
+	Panics *recovery.Metrics
 }
 
 // Defaults for Config fields left zero.
@@ -129,6 +133,7 @@ type Worker struct {
 	grace        time.Duration
 	logger       *slog.Logger
 	metrics      *Metrics
+	panics       *recovery.Metrics
 
 	wake    chan struct{}
 	running atomic.Bool
@@ -159,6 +164,7 @@ func New(cfg Config) (*Worker, error) {
 		grace:        cmp.Or(cfg.ShutdownGrace, DefaultShutdownGrace),
 		logger:       cmp.Or(cfg.Logger, slog.Default()),
 		metrics:      cfg.Metrics,
+		panics:       cfg.Panics,
 		wake:         make(chan struct{}, 1),
 	}
 	if w.lease < 3*time.Millisecond {
@@ -289,6 +295,13 @@ func (w *Worker) refreshQueueDepth(ctx context.Context) {
 // aborts the step in flight, unless the job is writing its end. A renewal that fails otherwise is tried again soon rather than a
 // third of a lease later, so a database hiccup does not eat into the lease.
 func (w *Worker) keepLease(ctx context.Context, lost func(error), id uuid.UUID, owner string, log *slog.Logger) {
+	defer func() {
+		// Renewals stop, and the job's next write tells whether the lease
+		// is still ours.
+		if v := recover(); v != nil {
+			w.panics.Recovered(ctx, log, "worker", v)
+		}
+	}()
 	interval := w.lease / 3
 	t := time.NewTimer(interval)
 	defer t.Stop()
@@ -317,4 +330,20 @@ func (w *Worker) keepLease(ctx context.Context, lost func(error), id uuid.UUID, 
 			t.Reset(min(interval, w.dbBackoff.Delay(failures)))
 		}
 	}
+}
+
+// narrateRecovering is narrate with a panic contained to the job: the
+// panic is logged with its stack and counted, and the job stops as it does
+// on any error it cannot classify. The generation is then retried the way
+// every interrupted generation is: its lease expires, a worker claims it
+// again, and after maxAttempts claims it fails. A panic that recurs thus
+// fails the generation instead of circling forever, and one that does not
+// (a provider's bad moment) costs a retry.
+func (w *Worker) narrateRecovering(runCtx, jobCtx context.Context, job db.Job, log *slog.Logger) (outcome Outcome) {
+	defer func() {
+		if v := recover(); v != nil {
+			outcome = w.stopped(jobCtx, job, log, w.panics.Recovered(jobCtx, log, "worker", v))
+		}
+	}()
+	return w.narrate(runCtx, jobCtx, job, log)
 }

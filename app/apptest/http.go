@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/narrate/narrate/auth"
+	"github.com/narrate/narrate/config"
 )
 
 // User is a signed-in test user.
@@ -39,7 +40,7 @@ func (s *Server) NewUser(email string, admin bool) User {
 // MintToken signs a token for u valid for ttl.
 func MintToken(t testing.TB, u User, admin bool, ttl time.Duration) string {
 	t.Helper()
-	tok, err := auth.Mint(Secret, u.ID, u.Email, admin, "authenticated", ttl)
+	tok, err := auth.Mint(Secret, u.ID, u.Email, admin, config.DefaultAudience, ttl)
 	if err != nil {
 		t.Fatal(err)
 	}

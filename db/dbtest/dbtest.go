@@ -52,7 +52,7 @@ type DB struct {
 	// TEST_DATABASE_URL user).
 	AdminURL string
 	// AppURL connects to the database as the application's non-superuser
-	// login (localdb.LoginRole), or equals AdminURL when that login could not
+	// login (role.Login), or equals AdminURL when that login could not
 	// be set up (see the package documentation).
 	AppURL string
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/narrate/narrate/db/dbtest"
-	"github.com/narrate/narrate/localdb"
+	"github.com/narrate/narrate/role"
 )
 
 func TestMain(m *testing.M) { dbtest.Main(m, migrate) }
@@ -105,8 +105,8 @@ func TestAppURLIsTheNonSuperuserLogin(t *testing.T) {
 	if err := app.QueryRow(ctx, "SELECT current_user::text, current_database()::text, rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&user, &dbname, &super); err != nil {
 		t.Fatal(err)
 	}
-	if user != localdb.LoginRole || dbname != db.Name || super {
-		t.Fatalf("AppURL logs in as %q on %q (superuser %v), want non-superuser %q on %q", user, dbname, super, localdb.LoginRole, db.Name)
+	if user != role.Login || dbname != db.Name || super {
+		t.Fatalf("AppURL logs in as %q on %q (superuser %v), want non-superuser %q on %q", user, dbname, super, role.Login, db.Name)
 	}
 	_, err := app.Exec(ctx, "SELECT * FROM notes")
 	var pgErr *pgconn.PgError

@@ -123,7 +123,7 @@ func (p *Provider) Synthesize(ctx context.Context, req voice.SynthesisRequest) (
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("synthesize: %w", ctx.Err())
 		default:
-			p.log.WarnContext(ctx, "espeak-ng failed; using the built-in synthesiser", "error", err)
+			p.log.WarnContext(ctx, "espeak-ng failed; using the built-in synthesiser", "err", err)
 		}
 	}
 	if data == nil {
