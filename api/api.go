@@ -50,6 +50,9 @@ type Options struct {
 	Audio http.Handler
 	// CORSOrigins lists the allowed browser origins; empty allows any.
 	CORSOrigins []string
+	// CORSHeaders lists the request headers allowed cross-origin; empty
+	// allows whatever a preflight asks for.
+	CORSHeaders []string
 	// Sockets serves subscriptions over websockets; nil serves none.
 	Sockets *Sockets
 	// MaxDepth and MaxComplexity bound operations; 0 uses the defaults.
@@ -84,7 +87,7 @@ func New(o Options) http.Handler {
 	metrics := newHTTPMetrics(o.Registry)
 
 	mux := http.NewServeMux()
-	var graphqlHandler http.Handler = authenticate(o.Verifier, rejectGetMutations(limitBody(gql)))
+	var graphqlHandler http.Handler = authenticate(o.Verifier, limitBody(gql))
 	if o.Sockets != nil {
 		graphqlHandler = o.Sockets.track(graphqlHandler)
 	}
@@ -115,7 +118,7 @@ func New(o Options) http.Handler {
 	}
 
 	var h http.Handler = mux
-	h = cors(o.CORSOrigins, h)
+	h = cors(o.CORSOrigins, o.CORSHeaders, h)
 	h = metrics.observe(o.Logger, h)
 	h = requestID(h)
 	return h
@@ -128,13 +131,16 @@ func NewGraphQL(o Options) *handler.Server {
 	srv := handler.New(es)
 	if o.Sockets != nil {
 		srv.AddTransport(o.Sockets.Transport())
-		// Server-sent events, for clients that cannot use websockets; it
-		// must come before POST, which would take the request otherwise.
-		srv.AddTransport(transport.SSE{KeepAlivePingInterval: o.Sockets.KeepAlive})
+		// Streams over plain HTTP, for clients that cannot use websockets:
+		// server-sent events (graphql-sse) and Apollo's multipart
+		// subscriptions. They come before the JSON transport, which
+		// refuses subscriptions.
+		srv.AddTransport(eventStream{transport.SSE{KeepAlivePingInterval: o.Sockets.KeepAlive}})
+		srv.AddTransport(multipartSubscription{})
 	}
+	srv.AddTransport(incremental{transport.MultipartMixed{Boundary: "-"}})
 	srv.AddTransport(transport.Options{})
-	srv.AddTransport(transport.GET{})
-	srv.AddTransport(transport.POST{})
+	srv.AddTransport(jsonTransport{})
 	srv.AddTransport(transport.MultipartForm{MaxUploadSize: maxUploadBody, MaxMemory: uploadMaxMemory})
 
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))

@@ -59,6 +59,7 @@ type env struct {
 type envConfig struct {
 	verifier    *auth.Verifier
 	corsOrigins []string
+	corsHeaders []string
 	registry    *prometheus.Registry
 	voice       voice.Provider
 }
@@ -74,6 +75,11 @@ func withVerifier(v *auth.Verifier) envOption {
 // withCORSOrigins restricts the allowed browser origins.
 func withCORSOrigins(origins ...string) envOption {
 	return func(c *envConfig) { c.corsOrigins = origins }
+}
+
+// withCORSHeaders lists the request headers allowed cross-origin.
+func withCORSHeaders(headers ...string) envOption {
+	return func(c *envConfig) { c.corsHeaders = headers }
 }
 
 // withVoice gives the voice-sample mutations a provider.
@@ -132,6 +138,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		}},
 		Ready:       app.Ping,
 		CORSOrigins: cfg.corsOrigins,
+		CORSHeaders: cfg.corsHeaders,
 		Registry:    cfg.registry,
 	}))
 	t.Cleanup(srv.Close)
@@ -372,12 +379,21 @@ func (r response) wantNullData(t testing.TB) {
 // post sends a GraphQL request as token ("" for anonymous).
 func (e *env) post(token, query string, vars map[string]any) response {
 	e.t.Helper()
+	return e.postAccept("", token, query, vars)
+}
+
+// postAccept sends a GraphQL request with an Accept header ("" for none).
+func (e *env) postAccept(accept, token, query string, vars map[string]any) response {
+	e.t.Helper()
 	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
 	req, err := http.NewRequest(http.MethodPost, e.URL+"/graphql", bytes.NewReader(body))
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -422,7 +438,8 @@ func (e *env) send(req *http.Request) response {
 		e.t.Fatal(err)
 	}
 	r := response{Status: res.StatusCode, Header: res.Header, Raw: raw}
-	if len(raw) > 0 && strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
+	if ct := res.Header.Get("Content-Type"); len(raw) > 0 &&
+		(strings.HasPrefix(ct, "application/json") || strings.HasPrefix(ct, "application/graphql-response+json")) {
 		if err := json.Unmarshal(raw, &r); err != nil {
 			e.t.Fatalf("decode response %q: %v", raw, err)
 		}

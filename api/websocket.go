@@ -100,7 +100,7 @@ type socketKey struct{}
 func (s *Sockets) track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws := isWebsocket(r)
-		if !ws && !isEventStream(r) {
+		if !ws && !isStream(r) {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -54,6 +54,9 @@ type Config struct {
 	PublicURL          string
 	// CORSOrigins lists the allowed browser origins; empty allows any.
 	CORSOrigins []string
+	// CORSHeaders lists the request headers browsers may send cross-origin;
+	// empty allows whatever a preflight asks for.
+	CORSHeaders []string
 	// ListenURL is a direct (session) connection for LISTEN, needed when
 	// DatabaseURL goes through a transaction pooler; empty uses DatabaseURL.
 	ListenURL string
@@ -160,6 +163,11 @@ func Parse(getenv func(string) string) (Config, error) {
 	for _, o := range strings.Split(getenv("CORS_ORIGINS"), ",") {
 		if o = strings.TrimSpace(o); o != "" && o != "*" {
 			c.CORSOrigins = append(c.CORSOrigins, strings.TrimRight(o, "/"))
+		}
+	}
+	for _, h := range strings.Split(getenv("CORS_HEADERS"), ",") {
+		if h = strings.TrimSpace(h); h != "" && h != "*" {
+			c.CORSHeaders = append(c.CORSHeaders, h)
 		}
 	}
 	if c.JWKSURL != "" {

@@ -173,6 +173,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		Audio:       storage.Handler(store, signer),
 		Registry:    registry,
 		CORSOrigins: cfg.CORSOrigins,
+		CORSHeaders: cfg.CORSHeaders,
 		Sockets:     sockets,
 		Ready:       readiness(pool.Ping, listener.Connected),
 	})
