@@ -3,11 +3,12 @@ package api_test
 import (
 	"bufio"
 	"encoding/json"
-	"github.com/google/uuid"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/narrate/narrate/db"
 )
