@@ -67,7 +67,11 @@ func openDatabase(ctx context.Context, cfg config.Config, logger *slog.Logger, m
 		return nil, fmt.Errorf("create DATA_DIR: %w", err)
 	}
 	dir := filepath.Join(cfg.DataDir, "postgres")
-	logger.Info("DATABASE_URL is not set: starting a local PostgreSQL cluster", "dir", dir)
+	if _, port, ok := localdb.Running(dir); ok {
+		logger.Info("DATABASE_URL is not set: attaching to the local PostgreSQL cluster already running", "dir", dir, "port", port)
+	} else {
+		logger.Info("DATABASE_URL is not set: starting a local PostgreSQL cluster", "dir", dir)
+	}
 	cluster, err := localdb.Start(ctx, localdb.Options{Dir: dir, Reuse: true, Logger: logger})
 	if errors.Is(err, localdb.ErrUnreachable) {
 		// Running as root with DATA_DIR somewhere the postgres user cannot
