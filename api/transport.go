@@ -134,7 +134,7 @@ func readParams(r *http.Request) (*graphql.RawParams, int, error) {
 			}
 			return nil, http.StatusBadRequest, errors.New("the request body is not a JSON GraphQL request: " + err.Error())
 		}
-		return params, 0, nil
+		return checkParams(params)
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
@@ -148,6 +148,15 @@ func readParams(r *http.Request) (*graphql.RawParams, int, error) {
 				return nil, http.StatusBadRequest, errors.New(name + " is not a JSON object")
 			}
 		}
+	}
+	return checkParams(params)
+}
+
+// checkParams refuses a request with no document: neither a query nor a
+// persisted query's hash.
+func checkParams(params *graphql.RawParams) (*graphql.RawParams, int, error) {
+	if params.Query == "" && params.Extensions["persistedQuery"] == nil {
+		return nil, http.StatusBadRequest, errors.New("the request has no query")
 	}
 	return params, 0, nil
 }

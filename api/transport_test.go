@@ -68,6 +68,7 @@ func TestResponseTypeFollowsAccept(t *testing.T) {
 		{"json bad token", "application/json", `{ stories { nodes { title } } }`, "garbage", 401, "application/json", graph.CodeUnauthenticated},
 		{"graphql-sse bad token", acceptGraphQLSSE, `{ stories { nodes { title } } }`, "garbage", 401, "application/json", graph.CodeUnauthenticated},
 		{"subscription as JSON", acceptURQL, `subscription { viewerGenerations { id } }`, alice.Token, 400, mediaGraphQLResponse, graph.CodeBadUserInput},
+		{"no query", "application/json", ``, "", 400, "application/json", graph.CodeBadUserInput},
 		{"subscription as legacy JSON", "", `subscription { viewerGenerations { id } }`, alice.Token, 400, "application/json", graph.CodeBadUserInput},
 	}
 	for _, tt := range tests {
