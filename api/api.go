@@ -55,6 +55,15 @@ type Options struct {
 	CORSHeaders []string
 	// Sockets serves subscriptions over websockets; nil serves none.
 	Sockets *Sockets
+	// DevToken, in local development only, is put in GraphiQL's Headers
+	// tab, so the example operation runs signed in.
+	DevToken string
+	// PersistedLimit bounds the automatic persisted queries kept in the
+	// database; 0 uses DefaultPersistedLimit.
+	PersistedLimit int
+	// TrustedDocuments runs only the operations registered as trusted
+	// documents (db.TrustOperations), refusing any other.
+	TrustedDocuments bool
 	// MaxDepth and MaxComplexity bound operations; 0 uses the defaults.
 	MaxDepth, MaxComplexity int
 }
@@ -92,7 +101,8 @@ func New(o Options) http.Handler {
 		graphqlHandler = o.Sockets.track(graphqlHandler)
 	}
 	mux.Handle("/graphql", graphqlHandler)
-	mux.Handle("GET /{$}", graphiqlPage())
+	mux.Handle("GET /graphql/schema.graphql", schemaFile())
+	mux.Handle("GET /{$}", graphiqlPage(o.DevToken))
 	mux.Handle("GET "+graphiqlPath, graphiqlFiles())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -145,7 +155,7 @@ func NewGraphQL(o Options) *handler.Server {
 
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})
-	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
+	srv.Use(persistedExtension(o))
 	srv.Use(&graph.Limits{MaxDepth: o.MaxDepth, MaxComplexity: o.MaxComplexity})
 	srv.AroundResponses(o.Resolver.LoaderMiddleware)
 	srv.SetErrorPresenter(graph.ErrorPresenter(o.Logger))

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"html"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -44,5 +45,45 @@ func TestGraphiQLServesItsOwnAssets(t *testing.T) {
 		if got := "sha256-" + base64.StdEncoding.EncodeToString(sum[:]); got != integrity {
 			t.Errorf("%s: integrity %s, page says %s", url, got, integrity)
 		}
+	}
+}
+
+// TestGraphiQLOpensWithExample: "/" leads to GraphiQL holding an example
+// operation; the development token fills the Headers tab only when the
+// server was given one (local development).
+func TestGraphiQLOpensWithExample(t *testing.T) {
+	t.Parallel()
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	tests := []struct {
+		name, token string
+	}{
+		{"local development", "dev-token-123"},
+		{"production", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, withDevToken(tt.token))
+			res, err := noRedirect.Get(e.URL + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			loc, err := url.Parse(res.Header.Get("Location"))
+			if res.StatusCode != http.StatusFound || err != nil || loc.Path != "/" {
+				t.Fatalf("GET / = %d, Location %q", res.StatusCode, res.Header.Get("Location"))
+			}
+			if q := loc.Query().Get("query"); !strings.Contains(q, "query Catalogue") || !strings.Contains(q, "subscription") {
+				t.Errorf("example operation %q", q)
+			}
+			res, page := e.do(http.MethodGet, loc.String(), nil)
+			if res.StatusCode != http.StatusOK || !strings.Contains(page, "parameters.query") {
+				t.Fatalf("GraphiQL page: %d, does not take its query from the URL", res.StatusCode)
+			}
+			hasToken := strings.Contains(page, "Bearer dev-token-123")
+			if hasToken != (tt.token != "") {
+				t.Errorf("page has the dev token: %v, want %v", hasToken, tt.token != "")
+			}
+		})
 	}
 }

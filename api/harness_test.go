@@ -53,6 +53,17 @@ type env struct {
 	// Statements counts the SQL statements the server ran, not counting
 	// the transaction control and session settings around them.
 	Statements *atomic.Int64
+
+	handler func() http.Handler
+}
+
+// another starts a second server instance on the same database, as a
+// second process of a deployment would be, and returns its base URL.
+func (e *env) another() string {
+	e.t.Helper()
+	srv := httptest.NewServer(e.handler())
+	e.t.Cleanup(srv.Close)
+	return srv.URL
 }
 
 // envConfig holds what an envOption may change about a test server.
@@ -60,6 +71,9 @@ type envConfig struct {
 	verifier    *auth.Verifier
 	corsOrigins []string
 	corsHeaders []string
+	devToken    string
+	trusted     bool
+	persisted   int
 	registry    *prometheus.Registry
 	voice       voice.Provider
 }
@@ -80,6 +94,21 @@ func withCORSOrigins(origins ...string) envOption {
 // withCORSHeaders lists the request headers allowed cross-origin.
 func withCORSHeaders(headers ...string) envOption {
 	return func(c *envConfig) { c.corsHeaders = headers }
+}
+
+// withDevToken puts a development token in GraphiQL's Headers tab.
+func withDevToken(token string) envOption {
+	return func(c *envConfig) { c.devToken = token }
+}
+
+// withTrustedDocuments runs only registered operations.
+func withTrustedDocuments() envOption {
+	return func(c *envConfig) { c.trusted = true }
+}
+
+// withPersistedLimit bounds the automatic persisted queries.
+func withPersistedLimit(n int) envOption {
+	return func(c *envConfig) { c.persisted = n }
 }
 
 // withVoice gives the voice-sample mutations a provider.
@@ -129,20 +158,27 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		}
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := httptest.NewServer(api.New(api.Options{
-		DB:       app,
-		Verifier: cfg.verifier,
-		Logger:   logger,
-		Resolver: &graph.Resolver{DB: app, Logger: logger, Voice: cfg.voice, SignAudio: func(key string) string {
-			return audioBase + key
-		}},
-		Ready:       app.Ping,
-		CORSOrigins: cfg.corsOrigins,
-		CORSHeaders: cfg.corsHeaders,
-		Registry:    cfg.registry,
-	}))
+	handler := func() http.Handler {
+		return api.New(api.Options{
+			DB:       app,
+			Verifier: cfg.verifier,
+			Logger:   logger,
+			Resolver: &graph.Resolver{DB: app, Logger: logger, Voice: cfg.voice, SignAudio: func(key string) string {
+				return audioBase + key
+			}},
+			Ready:       app.Ping,
+			CORSOrigins: cfg.corsOrigins,
+			CORSHeaders: cfg.corsHeaders,
+			DevToken:    cfg.devToken,
+
+			TrustedDocuments: cfg.trusted,
+			PersistedLimit:   cfg.persisted,
+			Registry:         cfg.registry,
+		})
+	}
+	srv := httptest.NewServer(handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, URL: srv.URL, DB: database, Admin: admin, App: app, Statements: &counter.n}
+	return &env{t: t, URL: srv.URL, DB: database, Admin: admin, App: app, Statements: &counter.n, handler: handler}
 }
 
 // statementCounter counts statements, leaving out BEGIN, COMMIT,

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -55,8 +56,10 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	if err != nil {
 		return err
 	}
+	// devToken fills GraphiQL's Headers tab, in local development only.
+	var devToken string
 	if database.Local() {
-		if err := devSetup(ctx, cfg, pool, secret, logger); err != nil {
+		if devToken, err = devSetup(ctx, cfg, pool, secret, logger); err != nil {
 			return err
 		}
 	}
@@ -164,6 +167,12 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		SignAudio: func(key string) string { return signer.URL(key, cfg.AudioURLTTL) },
 	}
 
+	if cfg.TrustedDocuments != "" {
+		if err := trustDocuments(ctx, pool, cfg.TrustedDocuments, logger); err != nil {
+			return err
+		}
+	}
+
 	sockets := api.NewSockets(verifier, cfg.CORSOrigins, metrics, logger)
 	handler := api.New(api.Options{
 		DB:          pool,
@@ -176,6 +185,10 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		CORSHeaders: cfg.CORSHeaders,
 		Sockets:     sockets,
 		Ready:       readiness(pool.Ping, listener.Connected),
+
+		PersistedLimit:   cfg.PersistedOperationsMax,
+		TrustedDocuments: cfg.TrustedDocuments != "",
+		DevToken:         devToken,
 	})
 
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
@@ -216,6 +229,25 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 	return nil
 }
 
+// trustDocuments registers the manifest's operations as trusted documents,
+// the only ones the server then runs.
+func trustDocuments(ctx context.Context, pool *db.DB, path string, logger *slog.Logger) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("TRUSTED_DOCUMENTS: %w", err)
+	}
+	defer f.Close()
+	docs, err := api.ReadTrustedDocuments(f)
+	if err != nil {
+		return fmt.Errorf("TRUSTED_DOCUMENTS %s: %w", path, err)
+	}
+	if err := pool.TrustOperations(ctx, docs); err != nil {
+		return err
+	}
+	logger.Info("trusted documents only: other operations are refused", "file", path, "operations", len(docs))
+	return nil
+}
+
 // readiness is /readyz's check: the process serves only while the
 // database answers and the notification listener is connected, since
 // without the listener subscriptions would silently stop receiving changes.
@@ -248,31 +280,31 @@ func jwtSecret(cfg config.Config, logger *slog.Logger) ([]byte, error) {
 	return secret, nil
 }
 
-// devSetup loads the demo stories into an empty local catalogue and shows
-// how to get a token.
-func devSetup(ctx context.Context, cfg config.Config, pool *db.DB, secret []byte, logger *slog.Logger) error {
+// devSetup loads the demo stories into an empty local catalogue and
+// returns a development token, which it also logs.
+func devSetup(ctx context.Context, cfg config.Config, pool *db.DB, secret []byte, logger *slog.Logger) (string, error) {
 	added, err := pool.SeedStories(ctx, demoStories)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if added > 0 {
 		logger.Info("loaded demo stories", "count", added)
 	}
 	if secret == nil {
-		return nil
+		return "", nil
 	}
 	const email = "alice@example.com"
 	userID, err := pool.EnsureUser(ctx, email)
 	if err != nil {
-		return err
+		return "", err
 	}
 	token, err := auth.Mint(secret, userID, email, false, cfg.JWTAudience, 24*time.Hour)
 	if err != nil {
-		return err
+		return "", err
 	}
-	logger.Info("development token for "+email+" (valid 24h); more with: go run ./server token --email you@example.com [--admin]",
+	logger.Info("development token for "+email+" (valid 24h, and already in GraphiQL's Headers tab); more with: make token EMAIL=you@example.com [ADMIN=1]",
 		"authorization", "Bearer "+token)
-	return nil
+	return token, nil
 }
 
 // newProvider is ElevenLabs when ELEVENLABS_API_KEY is set, and otherwise
