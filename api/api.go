@@ -151,7 +151,7 @@ func NewGraphQL(o Options) *handler.Server {
 	srv.AddTransport(incremental{transport.MultipartMixed{Boundary: "-"}})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(jsonTransport{})
-	srv.AddTransport(transport.MultipartForm{MaxUploadSize: maxUploadBody, MaxMemory: uploadMaxMemory})
+	srv.AddTransport(uploads{transport.MultipartForm{MaxUploadSize: maxUploadBody, MaxMemory: uploadMaxMemory}})
 
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})

@@ -6,10 +6,13 @@ import (
 	"io"
 	"iter"
 	"mime"
+	"mime/multipart"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/narrate/narrate/auth"
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/graph"
 )
@@ -264,5 +267,77 @@ func TestDeferIsIncrementalOrInline(t *testing.T) {
 	}
 	if strings.Contains(string(r.Raw), "hasNext") {
 		t.Errorf("inline response %s has hasNext", r.Raw)
+	}
+}
+
+// TestUploadErrorsFollowAccept: multipart (upload) requests answer in the
+// type the client accepts, and with 400, not 422, when they cannot run.
+func TestUploadErrorsFollowAccept(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tests := []struct {
+		name, operations, accept, contentType string
+		status                                int
+	}{
+		{"invalid document", `{"query":"{ nope }"}`, acceptApollo, mediaGraphQLResponse, http.StatusBadRequest},
+		{"invalid document, JSON client", `{"query":"{ nope }"}`, "application/json", "application/json", http.StatusBadRequest},
+		{"operations not JSON", `{`, acceptApollo, mediaGraphQLResponse, http.StatusBadRequest},
+		{"valid", `{"query":"{ stories { nodes { id } } }"}`, acceptApollo, mediaGraphQLResponse, http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var body bytes.Buffer
+			w := multipart.NewWriter(&body)
+			_ = w.WriteField("operations", tt.operations)
+			_ = w.WriteField("map", `{}`)
+			_ = w.Close()
+			req, _ := http.NewRequest(http.MethodPost, e.URL+"/graphql", &body)
+			req.Header.Set("Content-Type", w.FormDataContentType())
+			req.Header.Set("Accept", tt.accept)
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != tt.status || res.Header.Get("Content-Type") != tt.contentType {
+				t.Errorf("HTTP %d %s, want %d %s: %s", res.StatusCode, res.Header.Get("Content-Type"), tt.status, tt.contentType, raw)
+			}
+		})
+	}
+}
+
+// TestMultipartSubscriptionEndsAtTokenExpiry: like a websocket, a
+// multipart subscription lives no longer than its token, and says why.
+func TestMultipartSubscriptionEndsAtTokenExpiry(t *testing.T) {
+	t.Parallel()
+	e := newRTEnv(t)
+	alice := e.newUser("alice@example.com", false)
+	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusPending)
+	short, err := auth.Mint(testSecret, alice.ID, alice.Email, false, "authenticated", 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := rawPost(t, e.srv.URL, map[string]string{"Accept": acceptApolloSub, "Authorization": "Bearer " + short},
+		progressQuery, map[string]any{"id": gen})
+	parts := make(chan string, 16)
+	go func() {
+		defer close(parts)
+		for p := range multipartParts(res.Body, "graphql") {
+			if p != "{}" { // heartbeats
+				parts <- p
+			}
+		}
+		parts <- "end"
+	}()
+	if p := receive(t, parts, "part"); !strings.Contains(p, "PENDING") {
+		t.Fatalf("first part %s, want the snapshot", p)
+	}
+	if p := receive(t, parts, "part"); !strings.HasPrefix(p, `{"payload":null,"errors":[`) || !strings.Contains(p, graph.CodeUnauthenticated) {
+		t.Fatalf("part %s, want a transport error saying UNAUTHENTICATED", p)
+	}
+	if p := receive(t, parts, "part"); p != "end" {
+		t.Fatalf("got %s, want the closing boundary", p)
 	}
 }

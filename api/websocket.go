@@ -114,7 +114,7 @@ func (s *Sockets) track(next http.Handler) http.Handler {
 		sock := &socket{cancel: cancel, opened: time.Now()}
 		if !s.register(sock) {
 			cancel()
-			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			WriteError(w, r, http.StatusServiceUnavailable, graph.CodeInternal, "the server is shutting down; retry")
 			return
 		}
 		r = r.WithContext(context.WithValue(ctx, socketKey{}, sock))
