@@ -152,6 +152,7 @@ func NewGraphQL(o Options) *handler.Server {
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(jsonTransport{})
 	srv.AddTransport(uploads{transport.MultipartForm{MaxUploadSize: maxUploadBody, MaxMemory: uploadMaxMemory}})
+	srv.AddTransport(unsupported{})
 
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})

@@ -276,3 +276,20 @@ func (w badRequestFor422) WriteHeader(code int) {
 
 // Unwrap lets http.ResponseController reach the connection.
 func (w badRequestFor422) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// unsupported answers what no other transport takes, last: a POST of
+// another content type (415), or another method (405), as GraphQL errors
+// in the accepted type rather than gqlgen's bare "transport not supported".
+type unsupported struct{}
+
+func (unsupported) Supports(*http.Request) bool { return true }
+
+func (unsupported) Do(w http.ResponseWriter, r *http.Request, _ graphql.GraphExecutor) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST, OPTIONS")
+		WriteError(w, r, http.StatusMethodNotAllowed, graph.CodeBadUserInput, "GraphQL requests are GET or POST")
+		return
+	}
+	WriteError(w, r, http.StatusUnsupportedMediaType, graph.CodeBadUserInput,
+		"send the request as application/json (or multipart/form-data with files)")
+}

@@ -111,6 +111,35 @@ func TestResponseTypeFollowsAccept(t *testing.T) {
 	}
 }
 
+// TestUnsupportedRequests: what no transport takes is a GraphQL error in
+// the accepted type, with the status that says why.
+func TestUnsupportedRequests(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tests := []struct {
+		method, contentType string
+		status              int
+	}{
+		{http.MethodPost, "text/plain", http.StatusUnsupportedMediaType},
+		{http.MethodPost, "application/x-www-form-urlencoded", http.StatusUnsupportedMediaType},
+		{http.MethodPut, "application/json", http.StatusMethodNotAllowed},
+		{http.MethodDelete, "", http.StatusMethodNotAllowed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.contentType, func(t *testing.T) {
+			t.Parallel()
+			req, _ := http.NewRequest(tt.method, e.URL+"/graphql", strings.NewReader(`{"query":"{ __typename }"}`))
+			req.Header.Set("Content-Type", tt.contentType)
+			req.Header.Set("Accept", acceptApollo)
+			r := e.on(t).send(req)
+			if r.Status != tt.status || r.Header.Get("Content-Type") != mediaGraphQLResponse {
+				t.Errorf("HTTP %d %s, want %d %s", r.Status, r.Header.Get("Content-Type"), tt.status, mediaGraphQLResponse)
+			}
+			r.wantCode(t, graph.CodeBadUserInput)
+		})
+	}
+}
+
 // TestSubscriptionOverPlainJSONSaysHow: the 400 to a subscription sent as
 // a plain request names the ways that work.
 func TestSubscriptionOverPlainJSONSaysHow(t *testing.T) {
