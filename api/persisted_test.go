@@ -2,13 +2,14 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -35,7 +36,7 @@ func (e *env) persistedPost(base, query, hash string) response {
 		e.t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	return e.send(req)
+	return e.Send(req)
 }
 
 // TestPersistedQueriesAreShared: a query registered through one instance
@@ -54,21 +55,21 @@ func TestPersistedQueriesAreShared(t *testing.T) {
 	var first struct {
 		Stories struct{ Nodes []struct{ Title string } }
 	}
-	e.persistedPost(e.URL, q, hash).decode(t, &first)
+	e.persistedPost(e.URL, q, hash).Decode(t, &first)
 
 	for name, base := range map[string]string{"another instance": e.another(), "a restarted one": e.another()} {
 		var got struct {
 			Stories struct{ Nodes []struct{ Title string } }
 		}
-		e.persistedPost(base, "", hash).decode(t, &got)
+		e.persistedPost(base, "", hash).Decode(t, &got)
 		if len(got.Stories.Nodes) != 1 || got.Stories.Nodes[0].Title != "The Fox" {
 			t.Errorf("%s: %+v", name, got)
 		}
 	}
 	// GET, as Apollo's persisted-query link sends queries by default.
-	r := e.get("", url.Values{"extensions": {fmt.Sprintf(`{"persistedQuery":{"version":1,"sha256Hash":%q}}`, hash)}})
-	r.decode(t, &first)
-	if n := e.count(`SELECT count(*) FROM persisted_operations WHERE hash = $1 AND query = $2 AND NOT trusted`, hash, q); n != 1 {
+	r := e.Get("", url.Values{"extensions": {fmt.Sprintf(`{"persistedQuery":{"version":1,"sha256Hash":%q}}`, hash)}})
+	r.Decode(t, &first)
+	if n := e.Count(`SELECT count(*) FROM persisted_operations WHERE hash = $1 AND query = $2 AND NOT trusted`, hash, q); n != 1 {
 		t.Errorf("%d rows for the query, want 1", n)
 	}
 }
@@ -81,12 +82,12 @@ func TestPersistedQueriesAreBounded(t *testing.T) {
 	var last string
 	for i := range 6 {
 		last = fmt.Sprintf(`{ stories(first: %d) { nodes { id } } }`, i+1)
-		e.persistedPost(e.URL, last, hashOf(last)).decode(t, &struct{}{})
+		e.persistedPost(e.URL, last, hashOf(last)).Decode(t, &struct{}{})
 	}
-	if n := e.count(`SELECT count(*) FROM persisted_operations`); n != 3 {
+	if n := e.Count(`SELECT count(*) FROM persisted_operations`); n != 3 {
 		t.Errorf("%d persisted operations, want the limit of 3", n)
 	}
-	if n := e.count(`SELECT count(*) FROM persisted_operations WHERE hash = $1`, hashOf(last)); n != 1 {
+	if n := e.Count(`SELECT count(*) FROM persisted_operations WHERE hash = $1`, hashOf(last)); n != 1 {
 		t.Error("the newest operation was pruned")
 	}
 }
@@ -96,28 +97,29 @@ func TestPersistedQueriesAreBounded(t *testing.T) {
 // cannot be registered by a client.
 func TestTrustedDocuments(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, withTrustedDocuments())
-	e.story("The Fox", "the-fox")
 	const trusted = `query Catalogue { stories { nodes { title } } }`
-	if err := e.App.TrustOperations(context.Background(), map[string]string{hashOf(trusted): trusted}); err != nil {
+	manifest := filepath.Join(t.TempDir(), "persisted-documents.json")
+	if err := os.WriteFile(manifest, []byte(`{"`+hashOf(trusted)+`":`+strconvQuote(trusted)+`}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	e := newEnv(t, withTrustedDocuments(manifest))
+	e.story("The Fox", "the-fox")
 	var got struct {
 		Stories struct{ Nodes []struct{ Title string } }
 	}
-	e.persistedPost(e.URL, "", hashOf(trusted)).decode(t, &got)
-	e.post("", trusted, nil).decode(t, &got)
+	e.persistedPost(e.URL, "", hashOf(trusted)).Decode(t, &got)
+	e.Post("", trusted, nil).Decode(t, &got)
 	if len(got.Stories.Nodes) != 1 {
 		t.Errorf("trusted operation: %+v", got)
 	}
 
 	const other = `{ stories { nodes { id title } } }`
-	e.post("", other, nil).wantCode(t, graph.CodeForbidden)
-	e.persistedPost(e.URL, other, hashOf(other)).wantCode(t, graph.CodeForbidden)
+	e.Post("", other, nil).WantCode(t, graph.CodeForbidden)
+	e.persistedPost(e.URL, other, hashOf(other)).WantCode(t, graph.CodeForbidden)
 	if r := e.persistedPost(e.URL, "", hashOf(other)); !strings.Contains(string(r.Raw), "PERSISTED_QUERY_NOT_FOUND") {
 		t.Errorf("unregistered hash: %s", r.Raw)
 	}
-	if n := e.count(`SELECT count(*) FROM persisted_operations WHERE NOT trusted`); n != 0 {
+	if n := e.Count(`SELECT count(*) FROM persisted_operations WHERE NOT trusted`); n != 0 {
 		t.Errorf("a client registered %d operations", n)
 	}
 }
@@ -158,7 +160,7 @@ func strconvQuote(s string) string {
 func TestSchemaDownload(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	res, body := e.do(http.MethodGet, "/graphql/schema.graphql", nil)
+	res, body := e.Do(http.MethodGet, "/graphql/schema.graphql", nil)
 	if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/plain") {
 		t.Fatalf("HTTP %d, %s", res.StatusCode, res.Header.Get("Content-Type"))
 	}

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/narrate/narrate/auth"
-	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph"
 )
 
@@ -54,7 +54,7 @@ func TestResponseTypeFollowsAccept(t *testing.T) {
 	t.Parallel()
 	e := newRTEnv(t)
 	e.story("The Fox", "the-fox")
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	tests := []struct {
 		name, accept, query, token string
 		status                     int
@@ -103,7 +103,7 @@ func TestResponseTypeFollowsAccept(t *testing.T) {
 				}
 				return
 			}
-			r.wantCode(t, tt.code)
+			r.WantCode(t, tt.code)
 			if body.Data != nil {
 				t.Errorf("refused request has a data entry: %s", raw)
 			}
@@ -131,11 +131,11 @@ func TestUnsupportedRequests(t *testing.T) {
 			req, _ := http.NewRequest(tt.method, e.URL+"/graphql", strings.NewReader(`{"query":"{ __typename }"}`))
 			req.Header.Set("Content-Type", tt.contentType)
 			req.Header.Set("Accept", acceptApollo)
-			r := e.on(t).send(req)
+			r := e.on(t).Send(req)
 			if r.Status != tt.status || r.Header.Get("Content-Type") != mediaGraphQLResponse {
 				t.Errorf("HTTP %d %s, want %d %s", r.Status, r.Header.Get("Content-Type"), tt.status, mediaGraphQLResponse)
 			}
-			r.wantCode(t, graph.CodeBadUserInput)
+			r.WantCode(t, graph.CodeBadUserInput)
 		})
 	}
 }
@@ -145,7 +145,7 @@ func TestUnsupportedRequests(t *testing.T) {
 func TestSubscriptionOverPlainJSONSaysHow(t *testing.T) {
 	t.Parallel()
 	e := newRTEnv(t)
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	res := rawPost(t, e.srv.URL, map[string]string{"Authorization": "Bearer " + alice.Token},
 		`subscription { viewerGenerations { id } }`, nil)
 	raw, _ := io.ReadAll(res.Body)
@@ -161,8 +161,8 @@ func TestSubscriptionOverPlainJSONSaysHow(t *testing.T) {
 func TestMultipartSubscription(t *testing.T) {
 	t.Parallel()
 	e := newRTEnv(t)
-	alice := e.newUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusPending)
+	alice := e.NewUser("alice@example.com", false)
+	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.Pending)
 
 	res := rawPost(t, e.srv.URL, map[string]string{"Accept": acceptApolloSub, "Authorization": "Bearer " + alice.Token},
 		progressQuery, map[string]any{"id": gen})
@@ -244,9 +244,9 @@ func multipartParts(body io.Reader, boundary string) iter.Seq[string] {
 func TestMultipartSubscriptionErrors(t *testing.T) {
 	t.Parallel()
 	e := newRTEnv(t)
-	alice := e.newUser("alice@example.com", false)
-	bob := e.newUser("bob@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusPending)
+	alice := e.NewUser("alice@example.com", false)
+	bob := e.NewUser("bob@example.com", false)
+	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.Pending)
 
 	res := rawPost(t, e.srv.URL, map[string]string{"Accept": acceptApolloSub, "Authorization": "Bearer " + bob.Token},
 		progressQuery, map[string]any{"id": gen})
@@ -290,7 +290,7 @@ func TestDeferIsIncrementalOrInline(t *testing.T) {
 			}
 		}
 	}
-	r.decode(t, &data)
+	r.Decode(t, &data)
 	if len(data.Stories.Nodes) != 1 || data.Stories.Nodes[0].MyGenerations == nil {
 		t.Errorf("inline @defer: %s", r.Raw)
 	}
@@ -342,8 +342,8 @@ func TestUploadErrorsFollowAccept(t *testing.T) {
 func TestMultipartSubscriptionEndsAtTokenExpiry(t *testing.T) {
 	t.Parallel()
 	e := newRTEnv(t)
-	alice := e.newUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusPending)
+	alice := e.NewUser("alice@example.com", false)
+	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.Pending)
 	short, err := auth.Mint(testSecret, alice.ID, alice.Email, false, "authenticated", 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
