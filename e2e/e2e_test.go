@@ -1,19 +1,17 @@
 // Package e2e runs the stock JavaScript GraphQL clients a single-page app
-// would use, each with its default options, against the real server binary
-// on a real PostgreSQL: @urql/core with subscriptionExchange, @apollo/client
-// with HttpLink alone and with GraphQLWsLink, graphql-ws, graphql-sse,
-// apollo-upload-client, and graphql-http's GraphQL-over-HTTP audit. The
-// scripts are in clients/; their packages are pinned by package-lock.json
-// and installed (once per lockfile) under node_modules.
+// would use, each with its default options, against the whole server (as
+// the binary assembles it, through the test kit) on a real PostgreSQL:
+// @urql/core with subscriptionExchange, @apollo/client with HttpLink alone
+// and with GraphQLWsLink, graphql-ws, graphql-sse, apollo-upload-client,
+// and graphql-http's GraphQL-over-HTTP audit. The scripts are in clients/;
+// their packages are pinned by package-lock.json and installed (once per
+// lockfile) under node_modules.
 package e2e
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,16 +20,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/narrate/narrate/auth"
+	"github.com/narrate/narrate/app/apptest"
 	"github.com/narrate/narrate/db/dbtest"
 	"github.com/narrate/narrate/migrations"
 )
 
 func TestMain(m *testing.M) { dbtest.Main(m, migrations.Up) }
-
-var secret = []byte("e2e-secret-e2e-secret-e2e-secret-0123")
 
 func TestStockClients(t *testing.T) {
 	if testing.Short() {
@@ -62,9 +57,9 @@ func TestStockClients(t *testing.T) {
 			t.Parallel()
 			u := srv.user(t, "user"+strconv.Itoa(i)+"@example.com", s.voice)
 			env := append(os.Environ(),
-				"API="+srv.url+"/graphql",
-				"TOKEN="+u.token,
-				"OTHER_TOKEN="+other.token,
+				"API="+srv.URL+"/graphql",
+				"TOKEN="+u.Token,
+				"OTHER_TOKEN="+other.Token,
 				"OTHER_GENERATION="+otherGen.String(),
 				"STORY="+srv.story.String(),
 			)
@@ -127,145 +122,41 @@ func node(t *testing.T, env []string, script string) {
 	t.Logf("node %s:\n%s", script, out)
 }
 
-// server is the running server binary and its database.
+// server is a complete server (the test kit's) with the fixtures the
+// scripts share.
 type server struct {
-	url   string
-	admin *pgxpool.Pool
+	*apptest.Server
 	story uuid.UUID
 }
 
-// startServer builds the server and runs it on a fresh database, as in
-// production: migrated, DATABASE_URL the non-superuser login, the embedded
-// worker with the local voice provider.
+// startServer starts the whole server, as the binary assembles it, on a
+// fresh database: the non-superuser login, the embedded worker with the
+// local voice provider, a real port.
 func startServer(t *testing.T) *server {
 	t.Helper()
-	d := dbtest.New(t)
-	admin, err := pgxpool.New(context.Background(), d.AdminURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(admin.Close)
-
-	dir, err := os.MkdirTemp("", "narrate-e2e-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	bin := filepath.Join(dir, "server")
-	if out, err := exec.Command("go", "build", "-o", bin, "../server").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	port := freePort(t)
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(),
-		"DATABASE_URL="+d.AppURL, "LISTEN_DATABASE_URL=", "MIGRATE_ON_START=false",
-		"JWT_SECRET="+string(secret), "JWKS_URL=", "ELEVENLABS_API_KEY=", "STORAGE_S3_BUCKET=", "CORS_ORIGINS=",
-		"DATA_DIR="+filepath.Join(dir, "data"), "PORT="+strconv.Itoa(port), "PUBLIC_URL=",
-		"WORKER_CONCURRENCY=2",
-	)
-	logs, err := os.Create(filepath.Join(dir, "server.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logs.Close() // the server has its own descriptor
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("server exit: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Error("server did not stop within 15 s of SIGINT")
-		}
-		if t.Failed() {
-			out, _ := os.ReadFile(logs.Name())
-			t.Logf("server log:\n%s", out)
-		}
-	})
-
-	s := &server{url: "http://localhost:" + strconv.Itoa(port), admin: admin}
-	waitUntilReady(t, s.url+"/readyz", exited)
-	s.scan(t, &s.story, `INSERT INTO stories (title, slug, content)
+	s := &server{Server: apptest.New(t, apptest.WithWorker())}
+	s.Scan(`INSERT INTO stories (title, slug, content)
 		VALUES ('The Fox and the Grapes', 'the-fox-and-the-grapes', 'A hungry fox saw some grapes. They were out of reach. He said they were sour.')
-		RETURNING id`)
+		RETURNING id`, nil, &s.story)
 	return s
 }
 
-// user is a test user with a token.
-type user struct {
-	id    uuid.UUID
-	token string
-}
-
-// user creates an auth user, with a verified voice when voice is set.
-func (s *server) user(t *testing.T, email string, voice bool) user {
+// user creates a user with a token, with a verified voice when voice is set.
+func (s *server) user(t *testing.T, email string, voice bool) apptest.User {
 	t.Helper()
-	var u user
-	s.scan(t, &u.id, `INSERT INTO auth.users (email) VALUES ($1) RETURNING id`, email)
+	u := s.On(t).NewUser(email, false)
 	if voice {
-		s.scan(t, new(uuid.UUID), `INSERT INTO voice_samples (user_id, elevenlabs_voice_id, verification_phrase, verified)
-			VALUES ($1, 'local-voice', 'apple river candle', true) RETURNING id`, u.id)
-	}
-	var err error
-	if u.token, err = auth.Mint(secret, u.id, email, false, "authenticated", time.Hour); err != nil {
-		t.Fatal(err)
+		s.On(t).Exec(`INSERT INTO voice_samples (user_id, elevenlabs_voice_id, verification_phrase, verified)
+			VALUES ($1, 'local-voice', 'apple river candle', true)`, u.ID)
 	}
 	return u
 }
 
-// generation inserts a pending generation of the story for u.
-func (s *server) generation(t *testing.T, u user) uuid.UUID {
+// generation inserts a finished generation of the story for u.
+func (s *server) generation(t *testing.T, u apptest.User) uuid.UUID {
 	t.Helper()
 	var id uuid.UUID
-	s.scan(t, &id, `INSERT INTO story_generations (user_id, story_id, status) VALUES ($1, $2, 'failed') RETURNING id`, u.id, s.story)
+	s.On(t).Scan(`INSERT INTO story_generations (user_id, story_id, status) VALUES ($1, $2, 'failed') RETURNING id`,
+		[]any{u.ID, s.story}, &id)
 	return id
-}
-
-func (s *server) scan(t *testing.T, dst any, sql string, args ...any) {
-	t.Helper()
-	if err := s.admin.QueryRow(context.Background(), sql, args...).Scan(dst); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// waitUntilReady polls url until it answers 200, the server exits, or a
-// minute passes.
-func waitUntilReady(t *testing.T, url string, exited <-chan error) {
-	t.Helper()
-	deadline := time.After(time.Minute)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case err := <-exited:
-			t.Fatalf("server exited before it was ready: %v", errors.Join(err, errors.New("see the server log")))
-		case <-deadline:
-			t.Fatal("server not ready within a minute")
-		case <-tick.C:
-			if res, err := http.Get(url); err == nil {
-				res.Body.Close()
-				if res.StatusCode == http.StatusOK {
-					return
-				}
-			}
-		}
-	}
 }
