@@ -145,7 +145,7 @@ func NewGraphQL(o Options) *handler.Server {
 		// server-sent events (graphql-sse) and Apollo's multipart
 		// subscriptions. They come before the JSON transport, which
 		// refuses subscriptions.
-		srv.AddTransport(eventStream{transport.SSE{KeepAlivePingInterval: o.Sockets.KeepAlive}})
+		srv.AddTransport(sseTransport{transport.SSE{KeepAlivePingInterval: o.Sockets.KeepAlive}})
 		srv.AddTransport(multipartSubscription{})
 	}
 	srv.AddTransport(incremental{transport.MultipartMixed{Boundary: "-"}})

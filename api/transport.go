@@ -228,13 +228,13 @@ func mergeAt(data any, path ast.Path, part map[string]any) {
 	}
 }
 
-// eventStream is gqlgen's graphql-sse transport (distinct connections
+// sseTransport is gqlgen's graphql-sse transport (distinct connections
 // mode), chosen only when the client asks for server-sent events first:
 // gqlgen's own test (any mention of text/event-stream) would turn every
 // urql query and mutation into a stream.
-type eventStream struct{ transport.SSE }
+type sseTransport struct{ transport.SSE }
 
-func (t eventStream) Supports(r *http.Request) bool {
+func (t sseTransport) Supports(r *http.Request) bool {
 	return wantsEventStream(r) && t.SSE.Supports(r)
 }
 
@@ -249,7 +249,7 @@ func (t incremental) Supports(r *http.Request) bool {
 }
 
 var (
-	_ graphql.Transport = eventStream{}
+	_ graphql.Transport = sseTransport{}
 	_ graphql.Transport = incremental{}
 )
 
