@@ -4,9 +4,11 @@ GO ?= go
 
 .PHONY: run test build generate check fmt vet contract token bench clean
 
-## run: start the API, GraphiQL and the worker (a local PostgreSQL cluster when DATABASE_URL is unset)
-run:
-	$(GO) run ./server
+## run: start the API, GraphiQL and the worker (a local PostgreSQL cluster when DATABASE_URL is unset).
+## The binary is built and then run in make's place, not through `go run`, which exits 1 whenever it
+## gets a signal: the server's own exit status (0 after a clean Ctrl-C) is then what make reports.
+run: build
+	exec ./bin/server
 
 ## test: run every test against real PostgreSQL clusters the tests start themselves
 test:

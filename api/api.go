@@ -50,8 +50,20 @@ type Options struct {
 	Audio http.Handler
 	// CORSOrigins lists the allowed browser origins; empty allows any.
 	CORSOrigins []string
+	// CORSHeaders lists the request headers allowed cross-origin; empty
+	// allows whatever a preflight asks for.
+	CORSHeaders []string
 	// Sockets serves subscriptions over websockets; nil serves none.
 	Sockets *Sockets
+	// DevToken, in local development only, is put in GraphiQL's Headers
+	// tab, so the example operation runs signed in.
+	DevToken string
+	// PersistedLimit bounds the automatic persisted queries kept in the
+	// database; 0 uses DefaultPersistedLimit.
+	PersistedLimit int
+	// TrustedDocuments runs only the operations registered as trusted
+	// documents (db.TrustOperations), refusing any other.
+	TrustedDocuments bool
 	// MaxDepth and MaxComplexity bound operations; 0 uses the defaults.
 	MaxDepth, MaxComplexity int
 }
@@ -84,14 +96,15 @@ func New(o Options) http.Handler {
 	metrics := newHTTPMetrics(o.Registry)
 
 	mux := http.NewServeMux()
-	var graphqlHandler http.Handler = authenticate(o.Verifier, rejectGetMutations(limitBody(gql)))
+	var graphqlHandler http.Handler = authenticate(o.Verifier, limitBody(gql))
 	// Inside track, which serves websockets on goroutines of their own.
 	graphqlHandler = recoverPanics(o.Resolver.Panics, o.Logger, graphqlHandler)
 	if o.Sockets != nil {
 		graphqlHandler = o.Sockets.track(graphqlHandler)
 	}
 	mux.Handle("/graphql", graphqlHandler)
-	mux.Handle("GET /{$}", graphiqlPage())
+	mux.Handle("GET /graphql/schema.graphql", schemaFile())
+	mux.Handle("GET /{$}", graphiqlPage(o.DevToken))
 	mux.Handle("GET "+graphiqlPath, graphiqlFiles())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -117,7 +130,7 @@ func New(o Options) http.Handler {
 	}
 
 	var h http.Handler = recoverPanics(o.Resolver.Panics, o.Logger, mux)
-	h = cors(o.CORSOrigins, h)
+	h = cors(o.CORSOrigins, o.CORSHeaders, h)
 	h = metrics.observe(o.Logger, h)
 	h = requestID(h)
 	return h
@@ -130,18 +143,22 @@ func NewGraphQL(o Options) *handler.Server {
 	srv := handler.New(es)
 	if o.Sockets != nil {
 		srv.AddTransport(o.Sockets.Transport())
-		// Server-sent events, for clients that cannot use websockets; it
-		// must come before POST, which would take the request otherwise.
-		srv.AddTransport(transport.SSE{KeepAlivePingInterval: o.Sockets.KeepAlive})
+		// Streams over plain HTTP, for clients that cannot use websockets:
+		// server-sent events (graphql-sse) and Apollo's multipart
+		// subscriptions. They come before the JSON transport, which
+		// refuses subscriptions.
+		srv.AddTransport(sseTransport{transport.SSE{KeepAlivePingInterval: o.Sockets.KeepAlive}})
+		srv.AddTransport(multipartSubscription{})
 	}
+	srv.AddTransport(incremental{transport.MultipartMixed{Boundary: "-"}})
 	srv.AddTransport(transport.Options{})
-	srv.AddTransport(transport.GET{})
-	srv.AddTransport(transport.POST{})
-	srv.AddTransport(transport.MultipartForm{MaxUploadSize: maxUploadBody, MaxMemory: uploadMaxMemory})
+	srv.AddTransport(jsonTransport{})
+	srv.AddTransport(uploads{transport.MultipartForm{MaxUploadSize: maxUploadBody, MaxMemory: uploadMaxMemory}})
+	srv.AddTransport(unsupported{})
 
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})
-	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
+	srv.Use(persistedExtension(o))
 	srv.Use(&graph.Limits{MaxDepth: o.MaxDepth, MaxComplexity: o.MaxComplexity})
 	srv.AroundResponses(o.Resolver.LoaderMiddleware)
 	srv.SetErrorPresenter(graph.ErrorPresenter(o.Logger))

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -74,17 +75,36 @@ func TestParseAndValidationErrors(t *testing.T) {
 		{"missing required variable", `query($id: ID!) { generation(id: $id) { id } }`, nil, "GRAPHQL_VALIDATION_FAILED"},
 		{"variable of the wrong type", `query($n: Int) { stories(first: $n) { nodes { id } } }`, map[string]any{"n": "x"}, "GRAPHQL_VALIDATION_FAILED"},
 	}
+	// As the GraphQL-over-HTTP spec has it: application/json clients get
+	// 200 (older clients and proxies read any other status as a transport
+	// failure), application/graphql-response+json clients get 400; neither
+	// gets a data entry, since nothing ran.
+	accepts := []struct {
+		accept, contentType string
+		status              int
+	}{
+		{"", "application/json", http.StatusOK},
+		{"application/json", "application/json", http.StatusOK},
+		{"application/graphql-response+json, application/json;q=0.9", "application/graphql-response+json", http.StatusBadRequest},
+	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			e := e.on(t)
-			r := e.Post("", tt.query, tt.vars)
-			r.WantCode(t, tt.code)
-			r.WantNoData(t)
-			if r.Status == http.StatusOK || r.Status >= 500 {
-				t.Errorf("HTTP status %d, want a 4xx", r.Status)
-			}
-		})
+		for _, a := range accepts {
+			t.Run(tt.name+"/"+a.contentType, func(t *testing.T) {
+				t.Parallel()
+				e := e.on(t)
+				r := e.postAccept(a.accept, "", tt.query, tt.vars)
+				r.WantCode(t, tt.code)
+				if r.Status != a.status {
+					t.Errorf("HTTP status %d, want %d", r.Status, a.status)
+				}
+				if ct := r.Header.Get("Content-Type"); ct != a.contentType {
+					t.Errorf("Content-Type %q, want %q", ct, a.contentType)
+				}
+				if bytes.Contains(r.Raw, []byte(`"data"`)) {
+					t.Errorf("body %s has a data entry", r.Raw)
+				}
+			})
+		}
 	}
 }
 

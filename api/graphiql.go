@@ -1,13 +1,19 @@
 package api
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"embed"
 	"encoding/base64"
 	"io/fs"
 	"net/http"
+	"net/url"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql/playground"
+	"github.com/vektah/gqlparser/v2/formatter"
+
+	"github.com/narrate/narrate/graph"
 )
 
 // graphiqlAssets are the scripts and styles of gqlgen's GraphiQL page, the
@@ -21,9 +27,28 @@ var graphiqlAssets embed.FS
 // graphiqlPath is where the assets are served.
 const graphiqlPath = "/graphiql/"
 
+// exampleOperation is what GraphiQL opens with.
+const exampleOperation = `# Narrate's API. Run the query with the play button; the subscription
+# below it follows your narrations live (start one with startGeneration).
+# The Docs and Explorer panes list everything else.
+query Catalogue {
+  viewer { email }
+  stories(first: 5) {
+    nodes { id title slug }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+
+subscription MyNarrations {
+  viewerGenerations { id status progress resultUrl story { title } }
+}
+`
+
 // graphiqlPage is GraphiQL on /graphql, with its assets from graphiqlPath
 // and their subresource-integrity hashes computed from the embedded bytes.
-func graphiqlPage() http.Handler {
+// It keeps its state in the URL, so "/" alone is sent on to the example
+// operation; devToken, when set, fills the Headers tab.
+func graphiqlPage(devToken string) http.Handler {
 	asset := func(name string) (url, sri string) {
 		b, err := graphiqlAssets.ReadFile("graphiql/" + name)
 		if err != nil {
@@ -38,12 +63,25 @@ func graphiqlPage() http.Handler {
 	reactDOM, reactDOMSRI := asset("react-dom.production.min.js")
 	explorerJS, explorerJSSRI := asset("plugin-explorer.umd.js")
 	explorerCSS, explorerCSSSRI := asset("plugin-explorer.css")
-	return playground.Handler("Narrate GraphiQL", "/graphql",
+	opts := []playground.GraphiqlConfigOption{
 		playground.WithGraphiqlVersion(js, css, jsSRI, cssSRI),
 		playground.WithGraphiqlReactVersion(react, reactDOM, reactSRI, reactDOMSRI),
 		playground.WithGraphiqlPluginExplorerVersion(explorerJS, explorerCSS, explorerJSSRI, explorerCSSSRI),
 		playground.WithGraphiqlEnablePluginExplorer(true),
-	)
+		playground.WithGraphiqlPersistStateInURL(true),
+	}
+	if devToken != "" {
+		opts = append(opts, playground.WithGraphiqlUiHeaders(map[string]string{"Authorization": "Bearer " + devToken}))
+	}
+	page := playground.Handler("Narrate GraphiQL", "/graphql", opts...)
+	example := "/?" + url.Values{"query": {exampleOperation}}.Encode()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.RawQuery == "" {
+			http.Redirect(w, r, example, http.StatusFound)
+			return
+		}
+		page.ServeHTTP(w, r)
+	})
 }
 
 // graphiqlFiles serves the assets; they never change for a given build,
@@ -57,5 +95,18 @@ func graphiqlFiles() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "public, max-age=86400")
 		files.ServeHTTP(w, r)
+	})
+}
+
+// schemaFile serves the schema as SDL, for code generators and editors
+// that read a file rather than introspect (the schema is the same for
+// every caller, and changes only with a new build).
+func schemaFile() http.Handler {
+	var sdl bytes.Buffer
+	formatter.NewFormatter(&sdl, formatter.WithIndent("  ")).FormatSchema(graph.NewExecutableSchema(graph.Config{}).Schema())
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		http.ServeContent(w, r, "schema.graphql", time.Time{}, bytes.NewReader(sdl.Bytes()))
 	})
 }

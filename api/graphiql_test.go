@@ -4,10 +4,15 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"html"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/narrate/narrate/api"
 )
 
 // TestGraphiQLServesItsOwnAssets checks that the GraphiQL page loads every
@@ -44,5 +49,54 @@ func TestGraphiQLServesItsOwnAssets(t *testing.T) {
 		if got := "sha256-" + base64.StdEncoding.EncodeToString(sum[:]); got != integrity {
 			t.Errorf("%s: integrity %s, page says %s", url, got, integrity)
 		}
+	}
+}
+
+// TestGraphiQLOpensWithExample: "/" leads to GraphiQL holding an example
+// operation; the development token fills the Headers tab only when the
+// server was given one (local development).
+func TestGraphiQLOpensWithExample(t *testing.T) {
+	t.Parallel()
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	tests := []struct {
+		name, token string
+	}{
+		{"local development", "dev-token-123"},
+		{"production", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			// The page needs no database: the handler alone, as the
+			// assembly builds it with or without a development token.
+			srv := httptest.NewServer(api.New(api.Options{DevToken: tt.token}))
+			t.Cleanup(srv.Close)
+			res, err := noRedirect.Get(srv.URL + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			loc, err := url.Parse(res.Header.Get("Location"))
+			if res.StatusCode != http.StatusFound || err != nil || loc.Path != "/" {
+				t.Fatalf("GET / = %d, Location %q", res.StatusCode, res.Header.Get("Location"))
+			}
+			if q := loc.Query().Get("query"); !strings.Contains(q, "query Catalogue") || !strings.Contains(q, "subscription") {
+				t.Errorf("example operation %q", q)
+			}
+			res, err = http.Get(srv.URL + loc.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			page := string(raw)
+			if res.StatusCode != http.StatusOK || !strings.Contains(page, "parameters.query") {
+				t.Fatalf("GraphiQL page: %d, does not take its query from the URL", res.StatusCode)
+			}
+			hasToken := strings.Contains(page, "Bearer dev-token-123")
+			if hasToken != (tt.token != "") {
+				t.Errorf("page has the dev token: %v, want %v", hasToken, tt.token != "")
+			}
+		})
 	}
 }

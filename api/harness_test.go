@@ -1,6 +1,9 @@
 package api_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"net/http"
 	"testing"
 	"time"
 
@@ -9,6 +12,7 @@ import (
 	"github.com/narrate/narrate/app"
 	"github.com/narrate/narrate/app/apptest"
 	"github.com/narrate/narrate/auth"
+	"github.com/narrate/narrate/config"
 	"github.com/narrate/narrate/db/dbtest"
 	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/migrations"
@@ -121,4 +125,44 @@ func (e *env) genState(id uuid.UUID) genState {
 		(SELECT count(*) FROM generation_logs WHERE generation_id = g.id)
 		FROM story_generations g WHERE id = $1`, []any{id}, &s.Status, &s.Progress, &s.UpdatedAt, &s.Logs)
 	return s
+}
+
+// withCORSHeaders lists the request headers allowed cross-origin.
+func withCORSHeaders(headers ...string) apptest.Option {
+	return apptest.WithConfig(func(c *config.Config) { c.CORSHeaders = headers })
+}
+
+// withPersistedLimit bounds the automatic persisted queries.
+func withPersistedLimit(n int) apptest.Option {
+	return apptest.WithConfig(func(c *config.Config) { c.PersistedOperationsMax = n })
+}
+
+// withTrustedDocuments runs only the operations of the manifest at path.
+func withTrustedDocuments(path string) apptest.Option {
+	return apptest.WithConfig(func(c *config.Config) { c.TrustedDocuments = path })
+}
+
+// postAccept sends a GraphQL request with an Accept header ("" for none).
+func (e *env) postAccept(accept, token, query string, vars map[string]any) response {
+	e.t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	req, err := http.NewRequest(http.MethodPost, e.URL+"/graphql", bytes.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return e.Send(req)
+}
+
+// another starts a second server on the same database, as a second
+// process of a deployment would be, and returns its base URL.
+func (e *env) another(opts ...apptest.Option) string {
+	e.t.Helper()
+	return apptest.Start(e.t, e.DB, opts...).URL
 }

@@ -3,6 +3,7 @@ package api_test
 import (
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -141,12 +142,55 @@ func TestCORS(t *testing.T) {
 			if res.Header.Get("Access-Control-Allow-Credentials") != "" {
 				t.Error("credentials allowed: tokens travel in headers, never cookies")
 			}
+			if tt.wantOrigin != "" && res.Header.Get("Access-Control-Expose-Headers") != "X-Request-Id" {
+				t.Errorf("Access-Control-Expose-Headers = %q, want X-Request-Id", res.Header.Get("Access-Control-Expose-Headers"))
+			}
 			if tt.method == http.MethodOptions && tt.wantOrigin != "" {
 				methods := res.Header.Get("Access-Control-Allow-Methods")
 				headers := strings.ToLower(res.Header.Get("Access-Control-Allow-Headers"))
 				if !strings.Contains(methods, "POST") || !strings.Contains(headers, "authorization") || !strings.Contains(headers, "content-type") {
 					t.Errorf("preflight allows methods %q headers %q", methods, headers)
 				}
+			}
+		})
+	}
+}
+
+// TestCORSAllowsRequestedHeaders: a preflight is answered with the headers
+// the client asks for (Apollo Client, Sentry and others add their own),
+// unless CORS_HEADERS lists the allowed ones.
+func TestCORSAllowsRequestedHeaders(t *testing.T) {
+	t.Parallel()
+	const asked = "authorization, content-type, apollographql-client-name, apollographql-client-version, sentry-trace, baggage"
+	tests := []struct {
+		name    string
+		env     *env
+		want    string
+		refused string
+	}{
+		{"echoed", newEnv(t), asked, ""},
+		{"listed", newEnv(t, withCORSHeaders("Authorization", "Content-Type")), "Authorization, Content-Type", "sentry-trace"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			res, _ := tt.env.on(t).Do(http.MethodOptions, "/graphql", http.Header{
+				"Origin":                         {"http://localhost:5173"},
+				"Access-Control-Request-Method":  {"POST"},
+				"Access-Control-Request-Headers": {asked},
+			})
+			if res.StatusCode != http.StatusNoContent {
+				t.Fatalf("preflight status %d", res.StatusCode)
+			}
+			got := res.Header.Get("Access-Control-Allow-Headers")
+			if got != tt.want {
+				t.Errorf("Access-Control-Allow-Headers = %q, want %q", got, tt.want)
+			}
+			if tt.refused != "" && strings.Contains(strings.ToLower(got), tt.refused) {
+				t.Errorf("%s allowed although CORS_HEADERS leaves it out", tt.refused)
+			}
+			if !slices.Contains(res.Header.Values("Vary"), "Origin") {
+				t.Errorf("Vary = %q, want Origin among them", res.Header.Values("Vary"))
 			}
 		})
 	}

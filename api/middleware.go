@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -22,15 +21,6 @@ import (
 	"github.com/narrate/narrate/graph"
 )
 
-// writeGraphQLError answers a whole request with one GraphQL error.
-func writeGraphQLError(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"errors": []map[string]any{{"message": message, "extensions": map[string]any{"code": code}}},
-	})
-}
-
 // authenticate verifies the bearer token of HTTP GraphQL requests. No
 // header is an anonymous request; a present but invalid token fails the
 // whole request with 401, never a silent fallback to anonymous. Websocket
@@ -43,7 +33,7 @@ func authenticate(v *auth.Verifier, next http.Handler) http.Handler {
 			return
 		}
 		ctx, id, err := signIn(r.Context(), v, r.Header.Get("Authorization"))
-		if id != nil && isEventStream(r) {
+		if id != nil && isStream(r) {
 			// A stream lives no longer than its token, like a websocket.
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithDeadline(ctx, id.ExpiresAt)
@@ -53,11 +43,11 @@ func authenticate(v *auth.Verifier, next http.Handler) http.Handler {
 		if err != nil {
 			if !errors.Is(err, auth.ErrInvalidToken) {
 				slog.ErrorContext(r.Context(), "verify token", "err", err)
-				writeGraphQLError(w, http.StatusInternalServerError, graph.CodeInternal, "could not verify the token")
+				WriteError(w, r, http.StatusInternalServerError, graph.CodeInternal, "could not verify the token")
 				return
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-			writeGraphQLError(w, http.StatusUnauthorized, graph.CodeUnauthenticated, err.Error())
+			WriteError(w, r, http.StatusUnauthorized, graph.CodeUnauthenticated, err.Error())
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -66,27 +56,6 @@ func authenticate(v *auth.Verifier, next http.Handler) http.Handler {
 
 func isWebsocket(r *http.Request) bool {
 	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
-}
-
-// isEventStream reports a subscription over server-sent events
-// (graphql-sse's distinct connections mode, as gqlgen serves it).
-func isEventStream(r *http.Request) bool {
-	return r.Method == http.MethodPost && strings.Contains(r.Header.Get("Accept"), "text/event-stream")
-}
-
-// rejectGetMutations answers 405 to a GET carrying a mutation (or a
-// subscription): GET must be safe, so browsers, caches and prefetchers can
-// never change state. gqlgen's GET transport parses the operation (through
-// its query cache, persisted queries included) and refuses anything but a
-// query with 406, its only use of that status; the refusal is rewritten
-// here into the 405 with Allow: POST the API promises.
-func rejectGetMutations(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && !isWebsocket(r) {
-			w = &getMutationRefusal{ResponseWriter: w}
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 // limitBody caps JSON request bodies; multipart uploads have their own
@@ -100,47 +69,22 @@ func limitBody(next http.Handler) http.Handler {
 	})
 }
 
-// getMutationRefusal turns the 406 with which gqlgen's GET transport
-// refuses a mutation it found (say, through a persisted query) into the
-// 405 the API answers to every GET mutation.
-type getMutationRefusal struct {
-	http.ResponseWriter
-	refused bool
-}
-
-func (w *getMutationRefusal) WriteHeader(code int) {
-	if code != http.StatusNotAcceptable {
-		w.ResponseWriter.WriteHeader(code)
-		return
-	}
-	w.refused = true
-	w.Header().Set("Allow", http.MethodPost)
-	writeGraphQLError(w.ResponseWriter, http.StatusMethodNotAllowed, graph.CodeBadUserInput,
-		"GET requests may only carry queries; send mutations with POST")
-}
-
-// Write drops gqlgen's own body of a refusal, already answered.
-func (w *getMutationRefusal) Write(b []byte) (int, error) {
-	if w.refused {
-		return len(b), nil
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the connection.
-func (w *getMutationRefusal) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
 // cors allows cross-origin requests from the listed origins (any when the
 // list is empty). Tokens travel in headers, not cookies, so credentials are
-// never allowed.
-func cors(origins []string, next http.Handler) http.Handler {
+// never allowed, and any request header may be allowed safely: a preflight
+// is answered with the headers it asks for (clients add their own, such as
+// apollographql-client-name, sentry-trace or baggage), unless headers
+// restricts them. Scripts may read X-Request-Id, to quote it in a report.
+func cors(origins, headers []string, next http.Handler) http.Handler {
+	allowHeaders := strings.Join(headers, ", ")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
 		if origin == "" {
 			next.ServeHTTP(w, r)
 			return
 		}
-		w.Header().Add("Vary", "Origin")
+		h := w.Header()
+		h.Add("Vary", "Origin")
 		if !OriginAllowed(origins, origin) {
 			if r.Method == http.MethodOptions {
 				w.WriteHeader(http.StatusForbidden)
@@ -149,11 +93,17 @@ func cors(origins []string, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		w.Header().Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Expose-Headers", "X-Request-Id")
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-			w.Header().Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-			w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Apollo-Require-Preflight, X-Request-Id")
-			w.Header().Set("Access-Control-Max-Age", "600")
+			h.Add("Vary", "Access-Control-Request-Method, Access-Control-Request-Headers")
+			h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			if allowHeaders != "" {
+				h.Set("Access-Control-Allow-Headers", allowHeaders)
+			} else if requested := r.Header.Values("Access-Control-Request-Headers"); len(requested) > 0 {
+				h.Set("Access-Control-Allow-Headers", strings.Join(requested, ", "))
+			}
+			h.Set("Access-Control-Max-Age", "600")
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}

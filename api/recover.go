@@ -27,7 +27,7 @@ func recoverPanics(panics *recovery.Metrics, logger *slog.Logger, next http.Hand
 				panic(v)
 			}
 			panics.Recovered(r.Context(), logger, "http", v)
-			writeGraphQLError(w, http.StatusInternalServerError, graph.CodeInternal, "internal server error")
+			WriteError(w, r, http.StatusInternalServerError, graph.CodeInternal, "internal server error")
 		}()
 		next.ServeHTTP(w, r)
 	})

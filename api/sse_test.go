@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/narrate/narrate/generation"
 )
 
@@ -124,4 +126,42 @@ func TestServerSentEventsRejectBadToken(t *testing.T) {
 	if res.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("HTTP %d, want 401", res.StatusCode)
 	}
+}
+
+// streamToCompletion checks a subscription stream of generation gen,
+// given as one string per event: the PENDING/0 snapshot, then each change
+// the test makes, then end (the stream's own completion marker).
+func (e *rtEnv) streamToCompletion(t *testing.T, gen uuid.UUID, events <-chan string, what, end string) {
+	t.Helper()
+	next := func() string { return receive(t, events, what) }
+	if got := next(); got != "PENDING/0" {
+		t.Fatalf("first %s %s, want the PENDING/0 snapshot", what, got)
+	}
+	e.setProgress(gen, generation.InProgress, 40)
+	if got := next(); got != "IN_PROGRESS/40" {
+		t.Fatalf("%s %s, want IN_PROGRESS/40", what, got)
+	}
+	e.setProgress(gen, generation.Completed, 100)
+	if got := next(); got != "COMPLETED/100" {
+		t.Fatalf("%s %s, want COMPLETED/100", what, got)
+	}
+	if got := next(); got != end {
+		t.Fatalf("got %s, want %s", got, end)
+	}
+}
+
+// receive returns the next value of a stream's channel, failing the test
+// when the stream ends or nothing comes within 5 seconds.
+func receive(t testing.TB, ch <-chan string, what string) string {
+	t.Helper()
+	select {
+	case v, ok := <-ch:
+		if !ok {
+			t.Fatalf("stream ended before the next %s", what)
+		}
+		return v
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no %s within 5 s", what)
+	}
+	return ""
 }

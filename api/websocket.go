@@ -12,6 +12,7 @@ import (
 
 	"github.com/narrate/narrate/auth"
 	"github.com/narrate/narrate/config"
+	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/socket"
 )
 
@@ -160,11 +161,11 @@ func authorization(payload map[string]any) (any, bool) {
 	return nil, false
 }
 
-// track registers every event-stream request, with a context Shutdown
-// cancels.
+// track registers every stream over plain HTTP (server-sent events, and
+// Apollo's multipart subscriptions), with a context Shutdown cancels.
 func (s *Sockets) track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !isEventStream(r) {
+		if !isStream(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -174,7 +175,7 @@ func (s *Sockets) track(next http.Handler) http.Handler {
 		s.mu.Lock()
 		if s.shutdown {
 			s.mu.Unlock()
-			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			WriteError(w, r, http.StatusServiceUnavailable, graph.CodeInternal, "the server is shutting down; retry")
 			return
 		}
 		s.streams[es] = struct{}{}

@@ -58,6 +58,9 @@ type App struct {
 	Panics *recovery.Metrics
 	// Secret is the HS256 key tokens are verified with; nil with JWKS.
 	Secret []byte
+	// devToken is the development token GraphiQL gets, in local
+	// development only.
+	devToken string
 
 	// The HTTP side; nil in worker-only mode.
 	Listener *realtime.Listener
@@ -152,7 +155,14 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 		return nil, err
 	}
 	if a.Database.Local() && !set.skipDevSetup {
-		if err := devSetup(ctx, cfg, a.DB, a.Secret, a.logger); err != nil {
+		// The token also fills GraphiQL's Headers tab, in local
+		// development only.
+		if a.devToken, err = devSetup(ctx, cfg, a.DB, a.Secret, a.logger); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.TrustedDocuments != "" {
+		if err := trustDocuments(ctx, a.DB, cfg.TrustedDocuments, a.logger); err != nil {
 			return nil, err
 		}
 	}
@@ -313,8 +323,13 @@ func (a *App) buildHTTP(ctx context.Context) error {
 		Audio:       storage.Handler(a.Store, a.Signer),
 		Registry:    a.Registry,
 		CORSOrigins: a.cfg.CORSOrigins,
+		CORSHeaders: a.cfg.CORSHeaders,
 		Sockets:     a.Sockets,
 		Ready:       Readiness(a.DB.Ping, a.Listener.Connected),
+		DevToken:    a.devToken,
+
+		PersistedLimit:   a.cfg.PersistedOperationsMax,
+		TrustedDocuments: a.cfg.TrustedDocuments != "",
 	})
 	a.srv = &http.Server{
 		Handler:           a.Handler,

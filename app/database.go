@@ -66,16 +66,23 @@ func OpenDatabase(ctx context.Context, cfg config.Config, logger *slog.Logger, m
 		return nil, fmt.Errorf("create DATA_DIR: %w", err)
 	}
 	layout := Layout{DataDir: cfg.DataDir}
-	dir := layout.ClusterDir()
-	logger.Info("DATABASE_URL is not set: starting a local PostgreSQL cluster", "dir", dir)
-	cluster, err := localdb.Start(ctx, localdb.Options{Dir: dir, Reuse: true, Logger: logger})
-	if errors.Is(err, localdb.ErrUnreachable) {
-		// Running as root with DATA_DIR somewhere the postgres user cannot
-		// enter (a checkout under /root, typically): keep the cluster, and
-		// only it, elsewhere.
-		fallback := layout.FallbackClusterDir()
-		logger.Warn("the postgres user cannot reach DATA_DIR; keeping the local cluster elsewhere", "dir", fallback, "data_dir", cfg.DataDir)
-		cluster, err = localdb.Start(ctx, localdb.Options{Dir: fallback, Reuse: true, Logger: logger})
+	dir, fallback := layout.ClusterDir(), layout.FallbackClusterDir()
+	var cluster *localdb.Cluster
+	var err error
+	if running := runningCluster(dir, fallback); running != "" {
+		// Another process (a server, while this is `token`) runs it.
+		logger.Info("DATABASE_URL is not set: attaching to the local PostgreSQL cluster already running", "dir", running)
+		cluster, err = localdb.Start(ctx, localdb.Options{Dir: running, Reuse: true, Logger: logger})
+	} else {
+		logger.Info("DATABASE_URL is not set: starting a local PostgreSQL cluster", "dir", dir)
+		cluster, err = localdb.Start(ctx, localdb.Options{Dir: dir, Reuse: true, Logger: logger})
+		if errors.Is(err, localdb.ErrUnreachable) {
+			// Running as root with DATA_DIR somewhere the postgres user cannot
+			// enter (a checkout under /root, typically): keep the cluster, and
+			// only it, elsewhere.
+			logger.Warn("the postgres user cannot reach DATA_DIR; keeping the local cluster elsewhere", "dir", fallback, "data_dir", cfg.DataDir)
+			cluster, err = localdb.Start(ctx, localdb.Options{Dir: fallback, Reuse: true, Logger: logger})
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("start local postgres: %w", err)
@@ -88,4 +95,15 @@ func OpenDatabase(ctx context.Context, cfg config.Config, logger *slog.Logger, m
 	}
 	logger.Info("local PostgreSQL is up", "url", cluster.AdminURL(LocalDatabase))
 	return d, nil
+}
+
+// runningCluster is the first of dirs holding a running PostgreSQL
+// cluster, or "".
+func runningCluster(dirs ...string) string {
+	for _, dir := range dirs {
+		if _, _, ok := localdb.Running(dir); ok {
+			return dir
+		}
+	}
+	return ""
 }

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
+	"github.com/narrate/narrate/api"
 	"github.com/narrate/narrate/auth"
 	"github.com/narrate/narrate/config"
 	"github.com/narrate/narrate/db"
@@ -50,30 +52,49 @@ func JWTSecret(cfg config.Config, logger *slog.Logger) ([]byte, error) {
 	return secret, nil
 }
 
-// devSetup loads the demo stories into an empty local catalogue and shows
-// how to get a token.
-func devSetup(ctx context.Context, cfg config.Config, pool *db.DB, secret []byte, logger *slog.Logger) error {
+// devSetup loads the demo stories into an empty local catalogue and
+// returns a development token, which it also logs.
+func devSetup(ctx context.Context, cfg config.Config, pool *db.DB, secret []byte, logger *slog.Logger) (string, error) {
 	added, err := pool.SeedStories(ctx, DemoStories)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if added > 0 {
 		logger.Info("loaded demo stories", "count", added)
 	}
 	if secret == nil {
-		return nil
+		return "", nil
 	}
 	const email = "alice@example.com"
 	userID, err := pool.EnsureUser(ctx, email)
 	if err != nil {
-		return err
+		return "", err
 	}
 	token, err := auth.Mint(secret, userID, email, false, cfg.JWTAudience, 24*time.Hour)
 	if err != nil {
+		return "", err
+	}
+	logger.Info("development token for "+email+" (valid 24h, and already in GraphiQL's Headers tab); more with: make token EMAIL=you@example.com [ADMIN=1]",
+		"authorization", "Bearer "+token)
+	return token, nil
+}
+
+// trustDocuments registers the manifest's operations as trusted documents,
+// the only ones the server then runs.
+func trustDocuments(ctx context.Context, pool *db.DB, path string, logger *slog.Logger) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("TRUSTED_DOCUMENTS: %w", err)
+	}
+	defer f.Close()
+	docs, err := api.ReadTrustedDocuments(f)
+	if err != nil {
+		return fmt.Errorf("TRUSTED_DOCUMENTS %s: %w", path, err)
+	}
+	if err := pool.TrustOperations(ctx, docs); err != nil {
 		return err
 	}
-	logger.Info("development token for "+email+" (valid 24h); more with: go run ./server token --email you@example.com [--admin]",
-		"authorization", "Bearer "+token)
+	logger.Info("trusted documents only: other operations are refused", "file", path, "operations", len(docs))
 	return nil
 }
 

@@ -54,6 +54,15 @@ type Config struct {
 	PublicURL          string
 	// CORSOrigins lists the allowed browser origins; empty allows any.
 	CORSOrigins []string
+	// PersistedOperationsMax bounds the automatic persisted queries kept
+	// in the database (the least recently used go first).
+	PersistedOperationsMax int
+	// TrustedDocuments is a manifest of the only operations to run; empty
+	// runs any operation.
+	TrustedDocuments string
+	// CORSHeaders lists the request headers browsers may send cross-origin;
+	// empty allows whatever a preflight asks for.
+	CORSHeaders []string
 	// ListenURL is a direct (session) connection for LISTEN, needed when
 	// DatabaseURL goes through a transaction pooler; empty uses DatabaseURL.
 	ListenURL string
@@ -119,6 +128,7 @@ const (
 	DefaultWorkerPollInterval      = 2 * time.Second
 	DefaultWorkerLease             = 30 * time.Second
 	DefaultAudioURLTTL             = time.Hour
+	DefaultPersistedOperationsMax  = 10000
 	DefaultS3Region                = "us-east-1"
 	// Websocket caps: a browser multiplexes its subscriptions over one
 	// socket, a user rarely has more than a few tabs and devices, and an
@@ -157,6 +167,10 @@ func Parse(getenv func(string) string) (Config, error) {
 	if c.WorkerConcurrency, err = intVar(getenv, "WORKER_CONCURRENCY", DefaultWorkerConcurrency, 0, 256); err != nil {
 		return c, err
 	}
+	if c.PersistedOperationsMax, err = intVar(getenv, "PERSISTED_OPERATIONS_MAX", DefaultPersistedOperationsMax, 1, 1_000_000); err != nil {
+		return c, err
+	}
+	c.TrustedDocuments = getenv("TRUSTED_DOCUMENTS")
 	if c.ElevenLabsMaxConcurrent, err = intVar(getenv, "ELEVENLABS_MAX_CONCURRENT", DefaultElevenLabsMaxConcurrent, 1, 1000); err != nil {
 		return c, err
 	}
@@ -201,6 +215,11 @@ func Parse(getenv func(string) string) (Config, error) {
 	for _, o := range strings.Split(getenv("CORS_ORIGINS"), ",") {
 		if o = strings.TrimSpace(o); o != "" && o != "*" {
 			c.CORSOrigins = append(c.CORSOrigins, strings.TrimRight(o, "/"))
+		}
+	}
+	for _, h := range strings.Split(getenv("CORS_HEADERS"), ",") {
+		if h = strings.TrimSpace(h); h != "" && h != "*" {
+			c.CORSHeaders = append(c.CORSHeaders, h)
 		}
 	}
 	if c.JWKSURL != "" {

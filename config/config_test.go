@@ -94,6 +94,10 @@ func TestServerSettings(t *testing.T) {
 		{"JWT_AUDIENCE defaults", nil, func(c Config) bool { return c.JWTAudience == DefaultAudience }},
 		{"MIGRATE_ON_START defaults to true", nil, func(c Config) bool { return c.MigrateOnStart }},
 		{"MIGRATE_ON_START false", map[string]string{"MIGRATE_ON_START": "false"}, func(c Config) bool { return !c.MigrateOnStart }},
+		{"CORS_HEADERS unset echoes preflights", nil, func(c Config) bool { return c.CORSHeaders == nil }},
+		{"CORS_HEADERS listed", map[string]string{"CORS_HEADERS": "Authorization, Content-Type,"}, func(c Config) bool {
+			return slices.Equal(c.CORSHeaders, []string{"Authorization", "Content-Type"})
+		}},
 		{"CORS_ORIGINS unset allows any", nil, func(c Config) bool { return c.CORSOrigins == nil }},
 		{"CORS_ORIGINS wildcard allows any", map[string]string{"CORS_ORIGINS": "*"}, func(c Config) bool { return c.CORSOrigins == nil }},
 		{"CORS_ORIGINS trimmed, blanks dropped", map[string]string{"CORS_ORIGINS": " https://a.example.com/ ,, http://localhost:5173"}, func(c Config) bool {

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -31,14 +32,43 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
-	logger := newLogger(stderr)
-	slog.SetDefault(logger)
+// usage is the answer to help, -h and --help.
+const usage = `Narrate: the GraphQL API, its subscriptions and the narration worker.
 
+Usage:
+  server [serve]       serve the API and GraphiQL, and run the worker (the default)
+  server migrate       apply the database migrations and exit
+  server worker        run the narration worker only, without HTTP
+  server token --email EMAIL [--admin] [--ttl 24h]
+                       print a signed development access token
+  server help          print this help
+
+Configuration comes from the environment (DATABASE_URL, PORT, JWT_SECRET, ...);
+see the README. With no DATABASE_URL, the server runs its own PostgreSQL
+cluster under DATA_DIR (./.data).
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
+	// Help needs no configuration, and must never start anything.
+	if cmd == "help" || (cmd != "token" && slices.ContainsFunc(args, isHelpFlag)) {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	if !slices.Contains([]string{"serve", "worker", "migrate", "token"}, cmd) {
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	if cmd != "token" && len(args) > 0 {
+		fmt.Fprintf(stderr, "%s takes no arguments (configuration comes from the environment)\n\n%s", cmd, usage)
+		return 2
+	}
+
+	logger := newLogger(stderr)
+	slog.SetDefault(logger)
 	cfg, err := config.FromEnv()
 	if err != nil {
 		fmt.Fprintln(stderr, "configuration:", err)
@@ -57,12 +87,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = migrate(ctx, cfg, logger)
 	case "token":
 		err = token(ctx, cfg, logger, args, stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprintln(stderr, "usage: server [serve|migrate|worker|token --email EMAIL [--admin] [--ttl 24h]]")
-		return 0
-	default:
-		fmt.Fprintf(stderr, "unknown command %q; usage: server [serve|migrate|worker|token]\n", cmd)
-		return 2
 	}
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -77,6 +101,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// isHelpFlag reports a request for help.
+func isHelpFlag(arg string) bool {
+	return arg == "-h" || arg == "--help" || arg == "-help" || arg == "help"
 }
 
 // usageError is a mistake in the command line.

@@ -21,6 +21,42 @@ import (
 	"github.com/narrate/narrate/localdb"
 )
 
+// TestHelpStartsNothing: every way of asking for help prints the usage on
+// stdout and exits 0 without reading the configuration (PORT is invalid
+// here, so a command that read it would fail) or starting anything.
+func TestHelpStartsNothing(t *testing.T) {
+	t.Setenv("PORT", "not a port")
+	tests := []struct {
+		args   []string
+		status int
+	}{
+		{[]string{"help"}, 0},
+		{[]string{"-h"}, 0},
+		{[]string{"--help"}, 0},
+		{[]string{"-help"}, 0},
+		{[]string{"serve", "-h"}, 0},
+		{[]string{"worker", "--help"}, 0},
+		{[]string{"migrate", "help"}, 0},
+		{[]string{"serve", "now"}, 2},
+		{[]string{"serv"}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if got := run(tt.args, &stdout, &stderr); got != tt.status {
+				t.Fatalf("exit status %d, want %d; stderr %s", got, tt.status, stderr.String())
+			}
+			out := stdout.String() + stderr.String()
+			if !strings.Contains(out, "Usage:") || !strings.Contains(out, "server token --email") {
+				t.Errorf("output %q is not the usage", out)
+			}
+			if tt.status == 0 && stderr.Len() > 0 {
+				t.Errorf("help wrote to stderr: %s", stderr.String())
+			}
+		})
+	}
+}
+
 // TestServeLocalEndToEnd runs the real binary the way the README's `make
 // run` does: no DATABASE_URL, so it starts its own PostgreSQL under
 // DATA_DIR, migrates, loads the demo stories and serves. A second process
@@ -107,6 +143,9 @@ func serveEndToEnd(t *testing.T, tmp, dataDir string) {
 	out, err := tokenCmd.Output()
 	if err != nil {
 		t.Fatalf("token: %v\n%s", err, stderr.String())
+	}
+	if msg := stderr.String(); !strings.Contains(msg, "attaching to the local PostgreSQL cluster already running") || strings.Contains(msg, "starting a local") {
+		t.Errorf("token's messages do not say it attached to the running cluster:\n%s", msg)
 	}
 	token := strings.TrimSpace(string(out))
 	if strings.Count(token, ".") != 2 || strings.Contains(token, "\n") {

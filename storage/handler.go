@@ -55,7 +55,9 @@ func Handler(store Store, signer *Signer) http.Handler {
 		maxAge := max(exp-now.Unix(), 0)
 		h := w.Header()
 		h.Set("Content-Type", info.ContentType)
-		h.Set("Cache-Control", "private, max-age="+strconv.FormatInt(maxAge, 10))
+		// A stored object never changes under its key, so the browser
+		// may keep it for the link's remaining life without asking again.
+		h.Set("Cache-Control", "private, max-age="+strconv.FormatInt(maxAge, 10)+", immutable")
 		h.Set("X-Content-Type-Options", "nosniff")
 		http.ServeContent(w, r, path.Base(key), info.ModTime, f)
 	})

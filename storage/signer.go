@@ -41,11 +41,25 @@ func NewSigner(secret []byte, baseURL string) *Signer {
 	return &Signer{secret: bytes.Clone(secret), baseURL: strings.TrimRight(baseURL, "/")}
 }
 
-// URL returns an absolute link to key valid for ttl:
+// URL returns an absolute link to key valid for at least ttl:
 // baseURL + "/audio/" + key + "?exp=<unix seconds>&sig=<base64url>".
+//
+// The expiry is rounded up to a step of a quarter of ttl (at least a
+// minute), so every read of the same key within a step, on any server
+// sharing the secret, gives the same link: an <audio src> does not change
+// under the player when a query is read again, and the browser reuses the
+// file it cached instead of downloading it again. A link then stays valid
+// for between ttl and 1.25 ttl.
 func (s *Signer) URL(key string, ttl time.Duration) string {
-	exp := strconv.FormatInt(time.Now().Add(ttl).Unix(), 10)
-	q := url.Values{"exp": {exp}, "sig": {s.sign(key, exp)}}
+	return s.urlAt(key, ttl, time.Now())
+}
+
+func (s *Signer) urlAt(key string, ttl time.Duration, now time.Time) string {
+	step := int64(max(ttl/4, time.Minute) / time.Second)
+	exp := now.Add(ttl).Unix()
+	exp = (exp + step - 1) / step * step
+	q := url.Values{"exp": {strconv.FormatInt(exp, 10)}}
+	q.Set("sig", s.sign(key, q.Get("exp")))
 	return s.baseURL + AudioPath + escapeKey(key) + "?" + q.Encode()
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -212,6 +213,48 @@ func TestSignerCheck(t *testing.T) {
 	}
 }
 
+// TestSignerLinksAreStable: reads of the same key within a step give the
+// same link (so <audio src> and the browser's cache hold), the next step a
+// new one, and every link lives at least its ttl and at most 1.25 ttl.
+func TestSignerLinksAreStable(t *testing.T) {
+	t.Parallel()
+	s := NewSigner([]byte("secret"), "http://localhost:8080")
+	const ttl = time.Hour
+	base := time.Unix(1_800_000_000, 0).Truncate(15 * time.Minute) // the start of a step
+	tests := []struct {
+		name       string
+		a, b       time.Duration // offsets of two reads from base
+		wantSameAs bool
+	}{
+		{"a minute apart", 2 * time.Minute, 3 * time.Minute, true},
+		{"first and last second of a step", time.Second, 15 * time.Minute, true},
+		{"next step", 14 * time.Minute, 16 * time.Minute, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			a, b := s.urlAt("k.wav", ttl, base.Add(tt.a)), s.urlAt("k.wav", ttl, base.Add(tt.b))
+			if (a == b) != tt.wantSameAs {
+				t.Errorf("links %s and %s: same = %v, want %v", a, b, a == b, tt.wantSameAs)
+			}
+		})
+	}
+	for off := time.Duration(0); off < 30*time.Minute; off += 7 * time.Minute {
+		now := base.Add(off)
+		u, err := url.Parse(s.urlAt("k.wav", ttl, now))
+		if err != nil {
+			t.Fatal(err)
+		}
+		exp, _ := strconv.ParseInt(u.Query().Get("exp"), 10, 64)
+		if life := time.Unix(exp, 0).Sub(now); life < ttl || life > ttl*5/4 {
+			t.Errorf("a link made at +%v lives %v, want between %v and %v", off, life, ttl, ttl*5/4)
+		}
+		if err := s.Check("k.wav", u.Query().Get("exp"), u.Query().Get("sig"), now.Add(ttl-time.Second)); err != nil {
+			t.Errorf("a link made at +%v fails before its ttl: %v", off, err)
+		}
+	}
+}
+
 // flip changes the first character of a base64url signature.
 func flip(sig string) string {
 	if sig[0] == 'A' {
@@ -281,7 +324,7 @@ func TestHandler(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); ct != "audio/mpeg" {
 		t.Errorf("Content-Type = %q", ct)
 	}
-	if cc := resp.Header.Get("Cache-Control"); !strings.HasPrefix(cc, "private") {
+	if cc := resp.Header.Get("Cache-Control"); !strings.HasPrefix(cc, "private, max-age=") || !strings.HasSuffix(cc, ", immutable") {
 		t.Errorf("Cache-Control = %q", cc)
 	}
 	if resp.Header.Get("Accept-Ranges") != "bytes" {
@@ -328,7 +371,7 @@ func TestHandler(t *testing.T) {
 		{name: "tampered key", method: http.MethodGet, link: otherKey.String(), want: http.StatusForbidden},
 		{name: "tampered expiry", method: http.MethodGet, link: longer.String(), want: http.StatusForbidden},
 		{name: "unsigned", method: http.MethodGet, link: unsigned.String(), want: http.StatusForbidden},
-		{name: "expired", method: http.MethodGet, link: signer.URL(key, -time.Second), want: http.StatusForbidden},
+		{name: "expired", method: http.MethodGet, link: signer.urlAt(key, time.Hour, time.Now().Add(-2*time.Hour)), want: http.StatusForbidden},
 		{name: "absent", method: http.MethodGet, link: signer.URL("generations/missing.mp3", time.Hour), want: http.StatusNotFound},
 		{name: "traversal", method: http.MethodGet, link: srv.URL + "/audio/generations/..%2f..%2fsecret.mp3", want: http.StatusNotFound},
 		{name: "post", method: http.MethodPost, link: link, want: http.StatusMethodNotAllowed},

@@ -236,7 +236,8 @@ func Send(t testing.TB, req *http.Request) Response {
 		t.Fatal(err)
 	}
 	r := Response{Status: res.StatusCode, Header: res.Header, Raw: raw}
-	if len(raw) > 0 && strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
+	if ct := res.Header.Get("Content-Type"); len(raw) > 0 &&
+		(strings.HasPrefix(ct, "application/json") || strings.HasPrefix(ct, "application/graphql-response+json")) {
 		if err := json.Unmarshal(raw, &r); err != nil {
 			t.Fatalf("decode response %q: %v", raw, err)
 		}
