@@ -274,11 +274,12 @@ func devSetup(ctx context.Context, cfg config.Config, pool *db.DB, secret []byte
 	return nil
 }
 
-// newProvider is ElevenLabs when ELEVENLABS_API_KEY is set, and otherwise
-// the local development provider, which needs no network.
+// newProvider is ElevenLabs or the local development provider, which needs
+// no network, as the configuration chose (config refuses the local one
+// outside development unless VOICE_PROVIDER=local asks for it).
 func newProvider(cfg config.Config, logger *slog.Logger) (voice.Provider, error) {
-	if cfg.ElevenLabsAPIKey == "" {
-		logger.Info("ELEVENLABS_API_KEY is not set: using the local voice provider (development only: it does not check verification recordings)")
+	if cfg.VoiceProvider == config.VoiceLocal {
+		logger.Warn("using the local voice provider (development only: it does not check verification recordings)")
 		return local.New(local.Config{Logger: logger}), nil
 	}
 	client, err := elevenlabs.New(elevenlabs.Config{
