@@ -21,15 +21,7 @@ import (
 	"github.com/narrate/narrate/auth"
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/graph"
-)
-
-// Limits on what a client may send.
-const (
-	maxJSONBody     = 1 << 20
-	maxUploadFile   = 10 << 20
-	maxUploadFiles  = 25
-	maxUploadBody   = maxUploadFiles*maxUploadFile + 1<<20
-	uploadMaxMemory = 32 << 20
+	"github.com/narrate/narrate/limit"
 )
 
 // Options are the dependencies of the HTTP surface.
@@ -52,8 +44,9 @@ type Options struct {
 	CORSOrigins []string
 	// Sockets serves subscriptions over websockets; nil serves none.
 	Sockets *Sockets
-	// MaxDepth and MaxComplexity bound operations; 0 uses the defaults.
-	MaxDepth, MaxComplexity int
+	// Limits bound what callers may send and use; nil is
+	// limit.Defaults().
+	Limits *limit.Settings
 }
 
 // New returns the server's HTTP handler.
@@ -73,18 +66,17 @@ func New(o Options) http.Handler {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
-	if o.MaxDepth == 0 {
-		o.MaxDepth = graph.DefaultMaxDepth
-	}
-	if o.MaxComplexity == 0 {
-		o.MaxComplexity = graph.DefaultMaxComplexity
+	if o.Limits == nil {
+		d := limit.Defaults()
+		o.Limits = &d
 	}
 
 	gql := NewGraphQL(o)
 	metrics := newHTTPMetrics(o.Registry)
+	adm := &admission{limits: *o.Limits}
 
 	mux := http.NewServeMux()
-	var graphqlHandler http.Handler = authenticate(o.Verifier, rejectGetMutations(limitBody(gql)))
+	var graphqlHandler http.Handler = authenticate(o.Verifier, adm.admit(rejectGetMutations(readBody(*o.Limits, gql))))
 	if o.Sockets != nil {
 		graphqlHandler = o.Sockets.track(graphqlHandler)
 	}
@@ -135,12 +127,25 @@ func NewGraphQL(o Options) *handler.Server {
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
-	srv.AddTransport(transport.MultipartForm{MaxUploadSize: maxUploadBody, MaxMemory: uploadMaxMemory})
+	srv.AddTransport(transport.MultipartForm{MaxUploadSize: 251 << 20, MaxMemory: 32 << 20})
 
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
-	srv.Use(extension.Introspection{})
+	l := limit.Defaults()
+	if o.Limits != nil {
+		l = *o.Limits
+	}
+	if l.Introspection {
+		srv.Use(extension.Introspection{})
+	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
-	srv.Use(&graph.Limits{MaxDepth: o.MaxDepth, MaxComplexity: o.MaxComplexity})
+	srv.Use(&graph.Limits{
+		MaxDepth:               l.MaxDepth,
+		MaxComplexity:          l.MaxComplexity,
+		MaxAnonymousComplexity: l.MaxAnonymousComplexity,
+		MaxAliases:             l.MaxAliases,
+		MaxRootFields:          l.MaxRootFields,
+		DisableIntrospection:   !l.Introspection,
+	})
 	srv.AroundResponses(o.Resolver.LoaderMiddleware)
 	srv.SetErrorPresenter(graph.ErrorPresenter(o.Logger))
 	srv.SetRecoverFunc(graph.RecoverFunc(o.Logger))

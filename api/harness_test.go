@@ -25,6 +25,7 @@ import (
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/db/dbtest"
 	"github.com/narrate/narrate/graph"
+	"github.com/narrate/narrate/limit"
 	"github.com/narrate/narrate/migrations"
 	"github.com/narrate/narrate/voice"
 )
@@ -61,6 +62,7 @@ type envConfig struct {
 	corsOrigins []string
 	registry    *prometheus.Registry
 	voice       voice.Provider
+	limits      *limit.Settings
 }
 
 // envOption changes one aspect of a test server.
@@ -133,6 +135,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		Ready:       app.Ping,
 		CORSOrigins: cfg.corsOrigins,
 		Registry:    cfg.registry,
+		Limits:      cfg.limits,
 	}))
 	t.Cleanup(srv.Close)
 	return &env{t: t, URL: srv.URL, DB: database, Admin: admin, App: app, Statements: &counter.n}
@@ -450,4 +453,16 @@ func (e *env) do(method, path string, header http.Header) (*http.Response, strin
 		e.t.Fatal(err)
 	}
 	return res, string(raw)
+}
+
+// asUser runs one statement the way Supabase's REST API would on the
+// user's behalf: in a transaction as the authenticated role with the
+// user's claims, on the server's own (non-superuser) login.
+func (e *env) asUser(u user, sql string, args ...any) error {
+	e.t.Helper()
+	claims, _ := json.Marshal(map[string]any{"sub": u.ID, "role": "authenticated", "email": u.Email})
+	return e.App.Tx(context.Background(), db.UserSession(u.ID, claims), func(q db.Querier) error {
+		_, err := q.Exec(context.Background(), sql, args...)
+		return err
+	})
 }

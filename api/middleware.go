@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -22,15 +21,6 @@ import (
 	"github.com/narrate/narrate/graph"
 )
 
-// writeGraphQLError answers a whole request with one GraphQL error.
-func writeGraphQLError(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"errors": []map[string]any{{"message": message, "extensions": map[string]any{"code": code}}},
-	})
-}
-
 // authenticate verifies the bearer token of HTTP GraphQL requests. No
 // header is an anonymous request; a present but invalid token fails the
 // whole request with 401, never a silent fallback to anonymous. Websocket
@@ -41,6 +31,11 @@ func authenticate(v *auth.Verifier, next http.Handler) http.Handler {
 		if isWebsocket(r) {
 			next.ServeHTTP(w, r)
 			return
+		}
+		if r.Header.Get("Authorization") != "" {
+			// What a signed-in user is shown is theirs alone: no shared
+			// cache (proxy, CDN, browser) may keep it, refusals included.
+			w.Header().Set("Cache-Control", "no-store")
 		}
 		token, ok, err := auth.BearerToken(r.Header.Get("Authorization"))
 		if ok && err == nil {
@@ -91,17 +86,6 @@ func rejectGetMutations(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet && !isWebsocket(r) {
 			w = &getMutationRefusal{ResponseWriter: w}
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// limitBody caps JSON request bodies; multipart uploads have their own
-// limits in the multipart transport.
-func limitBody(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && !strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/") {
-			r.Body = http.MaxBytesReader(w, r.Body, maxJSONBody)
 		}
 		next.ServeHTTP(w, r)
 	})
