@@ -163,7 +163,9 @@ func TestIntrospectionSwitch(t *testing.T) {
 		r.wantCode(t, "GRAPHQL_VALIDATION_FAILED")
 		r.wantNoData(t)
 	}
-	var out struct{ Typename string `json:"__typename"` }
+	var out struct {
+		Typename string `json:"__typename"`
+	}
 	e.post("", `{ __typename }`, nil).decode(t, &out)
 	if out.Typename != "Query" {
 		t.Errorf("__typename = %q", out.Typename)
