@@ -70,6 +70,9 @@ func New(o Options) http.Handler {
 		d := limit.Defaults()
 		o.Limits = &d
 	}
+	if o.Resolver.Limits == nil {
+		o.Resolver.Limits = o.Limits
+	}
 
 	gql := NewGraphQL(o)
 	metrics := newHTTPMetrics(o.Registry)

@@ -63,6 +63,13 @@ type envConfig struct {
 	registry    *prometheus.Registry
 	voice       voice.Provider
 	limits      *limit.Settings
+	database    *dbtest.DB
+}
+
+// sharing starts the server on other's database instead of a fresh one:
+// a second instance of the service, as in a deployment of several.
+func sharing(other *env) envOption {
+	return func(c *envConfig) { c.database = other.DB }
 }
 
 // envOption changes one aspect of a test server.
@@ -100,7 +107,14 @@ func (e *env) on(t testing.TB) *env {
 func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
 	ctx := context.Background()
-	database := dbtest.New(t)
+	var cfg envConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	database := cfg.database
+	if database == nil {
+		database = dbtest.New(t)
+	}
 
 	counter := &statementCounter{}
 	app, err := db.Open(ctx, database.AppURL, db.Options{Tracer: counter})
@@ -114,10 +128,6 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	}
 	t.Cleanup(admin.Close)
 
-	var cfg envConfig
-	for _, o := range opts {
-		o(&cfg)
-	}
 	if cfg.verifier == nil {
 		cfg.verifier, err = auth.NewVerifier(ctx, auth.Config{Secret: testSecret})
 		if err != nil {
@@ -460,8 +470,7 @@ func (e *env) do(method, path string, header http.Header) (*http.Response, strin
 // user's claims, on the server's own (non-superuser) login.
 func (e *env) asUser(u user, sql string, args ...any) error {
 	e.t.Helper()
-	claims, _ := json.Marshal(map[string]any{"sub": u.ID, "role": "authenticated", "email": u.Email})
-	return e.App.Tx(context.Background(), db.UserSession(u.ID, claims), func(q db.Querier) error {
+	return e.App.Tx(context.Background(), u.session(), func(q db.Querier) error {
 		_, err := q.Exec(context.Background(), sql, args...)
 		return err
 	})

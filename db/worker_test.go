@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/limit"
 )
 
 // queueFixture is a user with a verified voice, a story, and generations
@@ -45,7 +46,7 @@ func (f *queueFixture) session() db.Session {
 
 func (f *queueFixture) start(t *testing.T) uuid.UUID {
 	t.Helper()
-	g, err := f.d.StartGeneration(context.Background(), f.session(), f.story)
+	g, _, err := f.d.StartGeneration(context.Background(), f.session(), f.story, nil, limit.Rate{})
 	if err != nil {
 		t.Fatalf("start generation: %v", err)
 	}

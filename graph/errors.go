@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -32,6 +34,9 @@ type Error struct {
 	Message string
 	// Err is the cause, logged but never shown.
 	Err error
+	// RetryAfter, when positive, tells a RATE_LIMITED client how many
+	// seconds to wait (extensions.retryAfter).
+	RetryAfter int
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -51,6 +56,7 @@ func badInput(message string) *Error { return NewError(CodeBadUserInput, message
 // fromDB turns a data-layer error into a client error where it has a
 // meaning for the client; anything else stays internal.
 func fromDB(err error, notFound string) error {
+	var limited *db.RateLimitError
 	switch {
 	case err == nil:
 		return nil
@@ -62,6 +68,14 @@ func fromDB(err error, notFound string) error {
 		return &Error{Code: CodeBadUserInput, Message: err.Error(), Err: err}
 	case errors.Is(err, db.ErrForbidden):
 		return &Error{Code: CodeForbidden, Message: "not allowed", Err: err}
+	case errors.As(err, &limited):
+		return &Error{Code: CodeRateLimited, Message: limited.Error(), Err: err,
+			RetryAfter: max(1, int(math.Ceil(limited.Wait.Seconds())))}
+	case errors.Is(err, db.ErrDailyBudget):
+		return &Error{Code: CodeRateLimited, Message: err.Error() + " (the budget renews at midnight UTC)", Err: err,
+			RetryAfter: secondsUntil(nextUTCMidnight(time.Now()))}
+	case errors.Is(err, db.ErrQuota):
+		return &Error{Code: CodeRateLimited, Message: err.Error() + "; wait for one to finish or cancel one", Err: err}
 	case errors.Is(err, db.ErrVoiceNotVerified):
 		return &Error{Code: CodeVoiceNotVerified, Message: "record and verify your voice sample before starting a narration", Err: err}
 	}
@@ -88,6 +102,9 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 			}
 			presented.Message = appErr.Message
 			presented.Extensions = map[string]any{"code": appErr.Code}
+			if appErr.RetryAfter > 0 {
+				presented.Extensions["retryAfter"] = appErr.RetryAfter
+			}
 			return presented
 		}
 		if errors.As(err, &gqlErr) && gqlErr.Extensions["code"] != nil {
@@ -111,4 +128,14 @@ func RecoverFunc(logger *slog.Logger) graphql.RecoverFunc {
 		logger.ErrorContext(ctx, "resolver panic", "panic", p, "path", graphql.GetPath(ctx).String())
 		return errors.New("internal server error")
 	}
+}
+
+func nextUTCMidnight(now time.Time) time.Time {
+	y, m, d := now.UTC().Date()
+	return time.Date(y, m, d+1, 0, 0, 0, 0, time.UTC)
+}
+
+// secondsUntil is the whole seconds until t, at least 1.
+func secondsUntil(t time.Time) int {
+	return max(1, int(math.Ceil(time.Until(t).Seconds())))
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/limit"
 	"github.com/narrate/narrate/realtime"
 	"github.com/narrate/narrate/voice"
 )
@@ -27,4 +28,7 @@ type Resolver struct {
 	// Voice clones voices and transcribes verification recordings for the
 	// voice-sample mutations; they fail with an internal error while nil.
 	Voice voice.Provider
+	// Limits holds the rates of the paid mutations; nil limits nothing
+	// (the database's quotas still hold).
+	Limits *limit.Settings
 }

@@ -72,6 +72,9 @@ func (r *Resolver) createVoiceSample(ctx context.Context, input model.CreateVoic
 		}
 	}
 
+	if err := r.takeToken(ctx, v, actionCreateVoiceSample); err != nil {
+		return nil, err
+	}
 	voiceID, err := provider.CloneVoice(ctx, name, files)
 	if err != nil {
 		return nil, providerError(err, "clone voice", "the voice service could not use the recordings")
@@ -114,6 +117,9 @@ func (r *Resolver) verifyVoiceSample(ctx context.Context, recording graphql.Uplo
 	}
 	if sample.Verified {
 		return &sample, nil
+	}
+	if err := r.takeToken(ctx, v, actionVerifyVoiceSample); err != nil {
+		return nil, err
 	}
 
 	if provider.ChecksTranscripts() {

@@ -60,6 +60,9 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 			return err
 		}
 	}
+	if err := pool.SetGenerationLimits(ctx, cfg.Limits.MaxActiveGenerations, cfg.Limits.DailyCharacters); err != nil {
+		return fmt.Errorf("generation quotas: %w", err)
+	}
 
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(
@@ -175,6 +178,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		CORSOrigins: cfg.CORSOrigins,
 		Sockets:     sockets,
 		Ready:       readiness(pool.Ping, listener.Connected),
+		Limits:      &cfg.Limits,
 	})
 
 	ln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(cfg.Port)))
@@ -182,12 +186,11 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ser
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		Handler:     handler,
+		ErrorLog:    slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	api.ConfigureServer(srv, cfg.Limits)
 	// Shutdown does not wait for hijacked connections: close the websockets
 	// (with 1001) as it starts.
 	srv.RegisterOnShutdown(sockets.Shutdown)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/narrate/narrate/backoff"
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/limit"
 	"github.com/narrate/narrate/db/dbtest"
 	"github.com/narrate/narrate/storage"
 	"github.com/narrate/narrate/voice"
@@ -213,7 +214,7 @@ func (e *env) story(title, content string) uuid.UUID {
 // start queues a generation the way the API does.
 func (e *env) start(story uuid.UUID) uuid.UUID {
 	e.t.Helper()
-	g, err := e.d.StartGeneration(context.Background(), e.session(), story)
+	g, _, err := e.d.StartGeneration(context.Background(), e.session(), story, nil, limit.Rate{})
 	if err != nil {
 		e.t.Fatalf("start generation: %v", err)
 	}

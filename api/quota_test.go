@@ -1,0 +1,300 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/graph"
+	"github.com/narrate/narrate/limit"
+)
+
+const startMutation = `mutation($id: ID!, $key: String) { startGeneration(storyId: $id, idempotencyKey: $key) { id status } }`
+
+// twoInstances starts two servers sharing one database, with lim applied
+// to both and the database's quotas set to maxActive and daily.
+func twoInstances(t *testing.T, mod func(l *limit.Settings), maxActive int, daily int64) (*env, *env) {
+	t.Helper()
+	a := newEnv(t, withLimits(mod))
+	b := newEnv(t, withLimits(mod), sharing(a))
+	if err := a.App.SetGenerationLimits(context.Background(), maxActive, daily); err != nil {
+		t.Fatal(err)
+	}
+	return a, b
+}
+
+// startAll sends n startGeneration requests at once, alternating between
+// the servers, and returns the responses.
+func startAll(servers []*env, token string, story uuid.UUID, n int, key func(i int) any) []response {
+	out := make([]response, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			out[i] = servers[i%len(servers)].post(token, startMutation, map[string]any{"id": story, "key": key(i)})
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// tally counts the successes and checks every failure is RATE_LIMITED.
+func tally(t *testing.T, rs []response) (ok int, limited []response) {
+	t.Helper()
+	for _, r := range rs {
+		if len(r.Errors) == 0 {
+			ok++
+			continue
+		}
+		r.wantCode(t, graph.CodeRateLimited)
+		limited = append(limited, r)
+	}
+	return ok, limited
+}
+
+func noKey(int) any { return nil }
+
+func TestStartGenerationRateHoldsAcrossInstances(t *testing.T) {
+	t.Parallel()
+	a, b := twoInstances(t, func(l *limit.Settings) { l.StartGenerationRate = limit.Rate{Burst: 3, Per: time.Hour} }, 100, 1<<40)
+	alice := a.newUser("alice@example.com", false)
+	bob := a.newUser("bob@example.com", false)
+	a.verifiedVoice(alice)
+	a.verifiedVoice(bob)
+	story := a.story("The Fox", "the-fox")
+
+	ok, limited := tally(t, startAll([]*env{a, b}, alice.Token, story, 12, noKey))
+	if ok != 3 {
+		t.Fatalf("%d of 12 concurrent starts on two servers succeeded, want the burst of 3", ok)
+	}
+	for _, r := range limited {
+		// One token per 20 minutes.
+		if s, _ := r.Errors[0].Extensions["retryAfter"].(float64); s < 1 || s > 1200 {
+			t.Errorf("retryAfter = %v, want 1..1200 seconds", r.Errors[0].Extensions["retryAfter"])
+		}
+	}
+	if n := a.count(`SELECT count(*) FROM story_generations WHERE user_id = $1`, alice.ID); n != 3 {
+		t.Errorf("%d generations stored, want 3", n)
+	}
+	// Buckets are per user.
+	b.post(bob.Token, startMutation, map[string]any{"id": story}).decode(t, &struct{}{})
+
+	// Refilled (as an hour passing would), Alice may start again.
+	a.exec(`UPDATE rate_limit_buckets SET updated_at = updated_at - interval '1 hour' WHERE user_id = $1`, alice.ID)
+	ok, _ = tally(t, startAll([]*env{a, b}, alice.Token, story, 5, noKey))
+	if ok != 3 {
+		t.Errorf("after a refill %d of 5 starts succeeded, want 3", ok)
+	}
+}
+
+func TestTokenBucketEdges(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	tests := []struct {
+		name string
+		rate limit.Rate
+		// elapsed is how long ago the bucket was last used, after taking
+		// `taken` tokens at once.
+		taken    int
+		elapsed  time.Duration
+		wantWait time.Duration // 0: granted
+	}{
+		{name: "burst of 1, first call", rate: limit.Rate{Burst: 1, Per: time.Minute}, taken: 0, wantWait: 0},
+		{name: "burst of 1, second call", rate: limit.Rate{Burst: 1, Per: time.Minute}, taken: 1, wantWait: time.Minute},
+		{name: "last token of a burst", rate: limit.Rate{Burst: 5, Per: time.Hour}, taken: 4, wantWait: 0},
+		{name: "one past the burst", rate: limit.Rate{Burst: 5, Per: time.Hour}, taken: 5, wantWait: 12 * time.Minute},
+		{name: "half refilled", rate: limit.Rate{Burst: 2, Per: time.Minute}, taken: 2, elapsed: 15 * time.Second, wantWait: 15 * time.Second},
+		{name: "one token refilled", rate: limit.Rate{Burst: 2, Per: time.Minute}, taken: 2, elapsed: 30 * time.Second, wantWait: 0},
+		{name: "idle far longer than a refill", rate: limit.Rate{Burst: 2, Per: time.Minute}, taken: 2, elapsed: 24 * time.Hour, wantWait: 0},
+		{name: "unlimited", rate: limit.Rate{}, taken: 100, wantWait: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := e.on(t)
+			ctx := context.Background()
+			u := e.newUser(uuid.NewString()+"@example.com", false)
+			for range tt.taken {
+				if err := e.App.TakeToken(ctx, u.session(), "startGeneration", tt.rate); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.elapsed > 0 {
+				e.exec(`UPDATE rate_limit_buckets SET updated_at = updated_at - $2::interval WHERE user_id = $1`,
+					u.ID, fmt.Sprintf("%d milliseconds", tt.elapsed.Milliseconds()))
+			}
+			var wait time.Duration
+			var limited *db.RateLimitError
+			if err := e.App.TakeToken(ctx, u.session(), "startGeneration", tt.rate); errors.As(err, &limited) {
+				wait = limited.Wait
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			// The bucket's clock moves on while the test runs: allow a second.
+			if wait < tt.wantWait-time.Second || wait > tt.wantWait || (tt.wantWait == 0) != (wait == 0) {
+				t.Errorf("wait = %v, want %v", wait, tt.wantWait)
+			}
+		})
+	}
+}
+
+func TestVoiceMutationsAreRateLimited(t *testing.T) {
+	t.Parallel()
+	fake := newFakeElevenLabs(t)
+	e := newEnv(t, withVoice(fake.provider()), withLimits(func(l *limit.Settings) {
+		l.CreateVoiceSampleRate = limit.Rate{Burst: 2, Per: time.Hour}
+		l.VerifyVoiceSampleRate = limit.Rate{Burst: 1, Per: time.Hour}
+	}))
+	alice := e.newUser("alice@example.com", false)
+
+	e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
+	sample := e.mustCreateSample(alice.Token, audio("b.mp3", "audio/mpeg"))
+	r := e.createSample(alice.Token, "", audio("c.mp3", "audio/mpeg"))
+	r.wantCode(t, graph.CodeRateLimited)
+	if s, _ := r.Errors[0].Extensions["retryAfter"].(float64); s < 1 {
+		t.Errorf("retryAfter = %v", r.Errors[0].Extensions["retryAfter"])
+	}
+	if clones := fake.state().Clones; len(clones) != 2 {
+		t.Errorf("provider cloned %d voices, want 2: the refused call must not reach it", len(clones))
+	}
+
+	fake.setTranscript("entirely wrong words here")
+	e.verifySample(alice.Token, audio("p.webm", "audio/webm")).wantCode(t, graph.CodeBadUserInput)
+	fake.setTranscript(sample.VerificationPhrase)
+	e.verifySample(alice.Token, audio("p.webm", "audio/webm")).wantCode(t, graph.CodeRateLimited)
+	if n := len(fake.state().Transcripts); n != 1 {
+		t.Errorf("provider transcribed %d recordings, want 1", n)
+	}
+}
+
+func TestActiveGenerationCap(t *testing.T) {
+	t.Parallel()
+	a, b := twoInstances(t, func(l *limit.Settings) { l.StartGenerationRate = limit.Rate{} }, 2, 1<<40)
+	alice := a.newUser("alice@example.com", false)
+	a.verifiedVoice(alice)
+	story := a.story("The Fox", "the-fox")
+
+	ok, limited := tally(t, startAll([]*env{a, b}, alice.Token, story, 8, noKey))
+	if ok != 2 {
+		t.Fatalf("%d of 8 concurrent starts succeeded, want the cap of 2", ok)
+	}
+	if !strings.Contains(limited[0].Errors[0].Message, "at most 2") {
+		t.Errorf("message %q does not give the cap", limited[0].Errors[0].Message)
+	}
+	// Supabase's REST API inserts as the user: the database refuses too.
+	err := a.asUser(alice, `INSERT INTO story_generations (user_id, story_id) VALUES ($1, $2)`, alice.ID, story)
+	if err == nil || !strings.Contains(err.Error(), "NQ001") {
+		t.Fatalf("direct insert: %v, want the NQ001 refusal", err)
+	}
+	// Finishing one (here: cancelling) frees a slot.
+	var gen string
+	a.scan(`SELECT id::text FROM story_generations WHERE user_id = $1 LIMIT 1`, []any{alice.ID}, &gen)
+	b.post(alice.Token, `mutation($id: ID!) { cancelGeneration(id: $id) { status } }`, map[string]any{"id": gen}).decode(t, &struct{}{})
+	a.post(alice.Token, startMutation, map[string]any{"id": story}).decode(t, &struct{}{})
+	b.post(alice.Token, startMutation, map[string]any{"id": story}).wantCode(t, graph.CodeRateLimited)
+	// The worker and operators are not held to it.
+	a.generation(alice, story, "pending")
+}
+
+func TestDailyCharacterBudget(t *testing.T) {
+	t.Parallel()
+	// The story has 17 characters: two fit in 34, not in 33.
+	a, b := twoInstances(t, func(l *limit.Settings) { l.StartGenerationRate = limit.Rate{} }, 100, 34)
+	alice := a.newUser("alice@example.com", false)
+	a.verifiedVoice(alice)
+	story := a.story("The Fox", "the-fox")
+
+	ok, limited := tally(t, startAll([]*env{a, b}, alice.Token, story, 6, noKey))
+	if ok != 2 {
+		t.Fatalf("%d of 6 starts succeeded, want 2 within 34 characters", ok)
+	}
+	retry, _ := limited[0].Errors[0].Extensions["retryAfter"].(float64)
+	if untilMidnight := time.Until(time.Now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)).Seconds(); retry < untilMidnight-5 || retry > untilMidnight+5 {
+		t.Errorf("retryAfter = %v, want the %.0f seconds until midnight UTC", retry, untilMidnight)
+	}
+	err := a.asUser(alice, `INSERT INTO story_generations (user_id, story_id) VALUES ($1, $2)`, alice.ID, story)
+	if err == nil || !strings.Contains(err.Error(), "NQ002") {
+		t.Fatalf("direct insert: %v, want the NQ002 refusal", err)
+	}
+	// Yesterday's usage does not count today.
+	a.exec(`UPDATE generation_usage SET day = day - 1 WHERE user_id = $1`, alice.ID)
+	b.post(alice.Token, startMutation, map[string]any{"id": story}).decode(t, &struct{}{})
+}
+
+func TestOnePaidMutationPerRequest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	alice := e.newUser("alice@example.com", false)
+	e.verifiedVoice(alice)
+	story := e.story("The Fox", "the-fox")
+	tests := []struct {
+		name, query string
+	}{
+		{"two aliased starts", `mutation($id: ID!) { a: startGeneration(storyId: $id) { id } b: startGeneration(storyId: $id) { id } }`},
+		{"start and verify", `mutation($id: ID!, $r: Upload) { startGeneration(storyId: $id) { id } verifyVoiceSample(recording: $r) { id } }`},
+		{"through a fragment", `fragment S on Mutation { startGeneration(storyId: $id) { id } } mutation($id: ID!) { ...S x: startGeneration(storyId: $id) { id } }`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := e.on(t)
+			r := e.post(alice.Token, tt.query, map[string]any{"id": story})
+			if len(r.Errors) == 0 || r.codes()[0] != graph.CodeBadUserInput && r.codes()[0] != "GRAPHQL_VALIDATION_FAILED" {
+				t.Fatalf("codes %q, want a refusal: %s", r.codes(), r.Raw)
+			}
+			r.wantNoData(t)
+			if n := e.count(`SELECT count(*) FROM story_generations`); n != 0 {
+				t.Errorf("%d generations queued by a refused request", n)
+			}
+		})
+	}
+}
+
+func TestStartGenerationIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	a, b := twoInstances(t, func(l *limit.Settings) { l.StartGenerationRate = limit.Rate{Burst: 2, Per: time.Hour} }, 100, 1<<40)
+	alice := a.newUser("alice@example.com", false)
+	bob := a.newUser("bob@example.com", false)
+	a.verifiedVoice(alice)
+	a.verifiedVoice(bob)
+	story := a.story("The Fox", "the-fox")
+
+	// Concurrent retries of one request on both servers: one generation.
+	rs := startAll([]*env{a, b}, alice.Token, story, 6, func(int) any { return "order-1" })
+	ids := map[string]bool{}
+	for _, r := range rs {
+		var out struct{ StartGeneration struct{ ID string } }
+		r.decode(t, &out)
+		ids[out.StartGeneration.ID] = true
+	}
+	if len(ids) != 1 {
+		t.Fatalf("the same key gave %d generations: %v", len(ids), ids)
+	}
+	if n := a.count(`SELECT count(*) FROM story_generations WHERE user_id = $1`, alice.ID); n != 1 {
+		t.Fatalf("%d generations stored, want 1", n)
+	}
+	// A retry does not take a token: one more key still fits the burst of 2.
+	a.post(alice.Token, startMutation, map[string]any{"id": story, "key": "order-2"}).decode(t, &struct{}{})
+	a.post(alice.Token, startMutation, map[string]any{"id": story, "key": "order-3"}).wantCode(t, graph.CodeRateLimited)
+	a.post(alice.Token, startMutation, map[string]any{"id": story, "key": "order-1"}).decode(t, &struct{}{})
+	// Keys are per user.
+	b.post(bob.Token, startMutation, map[string]any{"id": story, "key": "order-1"}).decode(t, &struct{}{})
+	if n := a.count(`SELECT count(*) FROM story_generations WHERE user_id = $1`, bob.ID); n != 1 {
+		t.Errorf("bob has %d generations, want his own", n)
+	}
+	for _, key := range []string{"", "   ", strings.Repeat("k", 201)} {
+		a.post(alice.Token, startMutation, map[string]any{"id": story, "key": key}).wantCode(t, graph.CodeBadUserInput)
+	}
+}
+
+// session is the user's database session, as the API makes it.
+func (u user) session() db.Session {
+	claims, _ := json.Marshal(map[string]any{"sub": u.ID, "role": "authenticated", "email": u.Email})
+	return db.UserSession(u.ID, claims)
+}
