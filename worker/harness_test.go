@@ -21,8 +21,8 @@ import (
 
 	"github.com/narrate/narrate/backoff"
 	"github.com/narrate/narrate/db"
-	"github.com/narrate/narrate/limit"
 	"github.com/narrate/narrate/db/dbtest"
+	"github.com/narrate/narrate/limit"
 	"github.com/narrate/narrate/storage"
 	"github.com/narrate/narrate/voice"
 	"github.com/narrate/narrate/voice/elevenlabs"
