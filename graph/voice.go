@@ -195,10 +195,7 @@ func readUpload(u graphql.Upload) (voice.File, error) {
 		}
 		f.Data = data
 	}
-	if err := voice.ValidateUpload(f); err != nil {
-		return f, err
-	}
-	return f, nil
+	return voice.ValidateUpload(f)
 }
 
 // uploadError turns a readUpload error into a client error when it is the
