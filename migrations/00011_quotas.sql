@@ -73,7 +73,7 @@ BEGIN
 END
 $$;
 -- +goose StatementEnd
-REVOKE ALL ON FUNCTION public.take_rate_token(text, integer, double precision) FROM PUBLIC, anon;
+REVOKE ALL ON FUNCTION public.take_rate_token(text, integer, double precision) FROM PUBLIC, anon, service_role;
 GRANT EXECUTE ON FUNCTION public.take_rate_token(text, integer, double precision) TO authenticated;
 
 -- The quotas' settings: one row, written by the server at start from its
@@ -145,7 +145,7 @@ BEGIN
 END
 $$;
 -- +goose StatementEnd
-REVOKE ALL ON FUNCTION public.enforce_generation_quota() FROM PUBLIC, anon, authenticated;
+REVOKE ALL ON FUNCTION public.enforce_generation_quota() FROM PUBLIC, anon, authenticated, service_role;
 CREATE TRIGGER story_generations_quota BEFORE INSERT ON public.story_generations
   FOR EACH ROW EXECUTE FUNCTION public.enforce_generation_quota();
 
