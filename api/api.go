@@ -127,16 +127,16 @@ func NewGraphQL(o Options) *handler.Server {
 		// must come before POST, which would take the request otherwise.
 		srv.AddTransport(transport.SSE{KeepAlivePingInterval: o.Sockets.KeepAlive})
 	}
-	srv.AddTransport(transport.Options{})
-	srv.AddTransport(transport.GET{})
-	srv.AddTransport(transport.POST{})
-	srv.AddTransport(transport.MultipartForm{MaxUploadSize: 251 << 20, MaxMemory: 32 << 20})
-
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	l := limit.Defaults()
 	if o.Limits != nil {
 		l = *o.Limits
 	}
+	srv.AddTransport(transport.Options{})
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+	srv.AddTransport(&uploads{limits: l, schema: es.Schema()})
+
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	if l.Introspection {
 		srv.Use(extension.Introspection{})
 	}
