@@ -135,7 +135,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		}
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := httptest.NewServer(api.New(api.Options{
+	srv := httptest.NewUnstartedServer(api.New(api.Options{
 		DB:       app,
 		Verifier: cfg.verifier,
 		Logger:   logger,
@@ -147,6 +147,12 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		Registry:    cfg.registry,
 		Limits:      cfg.limits,
 	}))
+	limits := limit.Defaults()
+	if cfg.limits != nil {
+		limits = *cfg.limits
+	}
+	api.ConfigureServer(srv.Config, limits)
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return &env{t: t, URL: srv.URL, DB: database, Admin: admin, App: app, Statements: &counter.n}
 }

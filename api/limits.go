@@ -48,10 +48,17 @@ func readBody(l limit.Settings, next http.Handler) http.Handler {
 		rc := http.NewResponseController(w)
 		_ = rc.SetReadDeadline(time.Now().Add(l.BodyTimeout))
 		body, err := io.ReadAll(io.LimitReader(r.Body, l.MaxBodyBytes+1))
-		// Cleared at once: net/http keeps reading the connection in the
-		// background to notice a client hanging up, and a passed deadline
-		// would cancel the request.
-		_ = rc.SetReadDeadline(time.Time{})
+		if err != nil || int64(len(body)) > l.MaxBodyBytes {
+			// The rest of the body is not worth reading: the connection
+			// is closed after the answer, keeping the deadline, so
+			// net/http does not wait for the rest.
+			w.Header().Set("Connection", "close")
+		} else {
+			// Cleared at once: net/http keeps reading the connection in
+			// the background to notice a client hanging up, and a passed
+			// deadline would cancel the request.
+			_ = rc.SetReadDeadline(time.Time{})
+		}
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			writeGraphQLError(w, http.StatusRequestTimeout, graph.CodeBadUserInput,

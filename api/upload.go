@@ -97,6 +97,8 @@ func (u *uploads) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphE
 	start := graphql.Now()
 	params, err := u.read(w, r, spool)
 	if err != nil {
+		// What is left of the body is not read: the connection closes.
+		w.Header().Set("Connection", "close")
 		var ue *uploadError
 		if !errors.As(err, &ue) {
 			ue = bodyError(err, u.limits)
@@ -142,9 +144,9 @@ func bodyError(err error, l limit.Settings) *uploadError {
 
 // read parses the request into the operation's parameters, with each file
 // in place in the variables.
-func (u *uploads) read(w http.ResponseWriter, r *http.Request, spool *spool) (*graphql.RawParams, error) {
-	_, mediaParams, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mediaParams["boundary"] == "" {
+func (u *uploads) read(w http.ResponseWriter, r *http.Request, spool *spool) (_ *graphql.RawParams, err error) {
+	_, mediaParams, perr := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if perr != nil || mediaParams["boundary"] == "" {
 		return nil, badUpload("a multipart request needs a Content-Type with a boundary")
 	}
 	// The body may first be no larger than the operations and map parts
@@ -152,7 +154,11 @@ func (u *uploads) read(w http.ResponseWriter, r *http.Request, spool *spool) (*g
 	// follow.
 	body := &rateLimitedBody{r: r.Body, rc: http.NewResponseController(w), min: u.limits.UploadMinBytesPerSecond,
 		grace: u.limits.BodyTimeout, start: time.Now()}
-	defer func() { _ = body.rc.SetReadDeadline(time.Time{}) }()
+	defer func() {
+		if err == nil {
+			_ = body.rc.SetReadDeadline(time.Time{})
+		}
+	}()
 	limited := &growingLimit{r: body, limit: u.limits.MaxBodyBytes}
 	mr := multipart.NewReader(limited, mediaParams["boundary"])
 
