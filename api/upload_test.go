@@ -411,3 +411,114 @@ func TestSlowBodies(t *testing.T) {
 		})
 	}
 }
+
+// holdRequest sends a JSON request whose body never finishes, so the
+// server holds it (inside the body timeout) until release is called.
+func holdRequest(t *testing.T, url, token string) (release func()) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest(http.MethodPost, url+"/graphql", pr)
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if res, err := http.DefaultClient.Do(req); err == nil {
+			res.Body.Close()
+		}
+	}()
+	if _, err := pw.Write([]byte(`{"query":`)); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		pw.CloseWithError(io.ErrUnexpectedEOF)
+		<-done
+	}
+}
+
+// untilRefused sends requests until one is refused with 429, within a
+// bounded time: the held requests are admitted asynchronously.
+func untilRefused(t *testing.T, send func() response) response {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := send()
+		if r.Status == http.StatusTooManyRequests {
+			r.wantCode(t, graph.CodeRateLimited)
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never refused: %d %s", r.Status, r.Raw)
+		}
+	}
+}
+
+func TestConcurrentRequestCaps(t *testing.T) {
+	t.Parallel()
+	t.Run("per user", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, withLimits(func(l *limit.Settings) { l.RequestsPerUser = 2 }))
+		alice := e.newUser("alice@example.com", false)
+		bob := e.newUser("bob@example.com", false)
+		for range 2 {
+			defer holdRequest(t, e.URL, alice.Token)()
+		}
+		r := untilRefused(t, func() response { return e.post(alice.Token, `{ viewer { id } }`, nil) })
+		if !strings.Contains(r.Errors[0].Message, "account") {
+			t.Errorf("message %q", r.Errors[0].Message)
+		}
+		e.post(bob.Token, `{ viewer { id } }`, nil).decode(t, &map[string]any{})
+		e.post("", `{ viewer { id } }`, nil).decode(t, &map[string]any{})
+	})
+	t.Run("per address", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, withLimits(func(l *limit.Settings) { l.RequestsPerAddress = 3 }))
+		alice := e.newUser("alice@example.com", false)
+		for range 3 {
+			defer holdRequest(t, e.URL, "")()
+		}
+		r := untilRefused(t, func() response { return e.post(alice.Token, `{ viewer { id } }`, nil) })
+		if !strings.Contains(r.Errors[0].Message, "address") {
+			t.Errorf("message %q", r.Errors[0].Message)
+		}
+		// Probes are not GraphQL requests and stay available.
+		if res, _ := e.do(http.MethodGet, "/healthz", nil); res.StatusCode != http.StatusOK {
+			t.Errorf("/healthz %d", res.StatusCode)
+		}
+	})
+	t.Run("streams per user", func(t *testing.T) {
+		t.Parallel()
+		l := limit.Defaults()
+		l.StreamsPerUser = 1
+		e := newEnv(t)
+		srv := startRealtime(t, e.DB, 50*time.Millisecond, withRTLimits(l))
+		alice := e.newUser("alice@example.com", false)
+		gen := e.generation(alice, e.story("The Fox", "the-fox"), "pending")
+		stream := func() *http.Response {
+			body, _ := json.Marshal(map[string]any{"query": progressQuery, "variables": map[string]any{"id": gen}})
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/graphql", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "text/event-stream")
+			req.Header.Set("Authorization", "Bearer "+alice.Token)
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res
+		}
+		first := stream()
+		defer first.Body.Close()
+		if first.StatusCode != http.StatusOK {
+			t.Fatalf("first stream: %d", first.StatusCode)
+		}
+		second := stream()
+		second.Body.Close()
+		if second.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("second stream: %d, want 429", second.StatusCode)
+		}
+		// Plain requests are counted apart from streams.
+		e.postTo(srv.URL, alice.Token, `{ viewer { id } }`, nil).decode(t, &map[string]any{})
+	})
+}

@@ -25,6 +25,7 @@ import (
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/db/dbtest"
 	"github.com/narrate/narrate/graph"
+	"github.com/narrate/narrate/limit"
 	"github.com/narrate/narrate/realtime"
 	"github.com/narrate/narrate/storage"
 	"github.com/narrate/narrate/voice/local"
@@ -50,7 +51,11 @@ type rtConfig struct {
 	narration bool
 	origins   []string
 	keepAlive time.Duration
+	limits    *limit.Settings
 }
+
+// withRTLimits replaces the default limits.
+func withRTLimits(l limit.Settings) rtOption { return func(c *rtConfig) { c.limits = &l } }
 
 // withOrigins restricts the browser origins allowed to open sockets.
 func withOrigins(origins ...string) rtOption { return func(c *rtConfig) { c.origins = origins } }
@@ -110,7 +115,7 @@ func startRealtime(t testing.TB, d *dbtest.DB, minBackoff time.Duration, opts ..
 		s.Sockets.KeepAlive = cfg.keepAlive
 	}
 	resolver := &graph.Resolver{DB: pool, Logger: logger, Hub: hub, Metrics: metrics}
-	options := api.Options{DB: pool, Verifier: verifier, Logger: logger, Registry: reg, Sockets: s.Sockets, Resolver: resolver}
+	options := api.Options{DB: pool, Verifier: verifier, Logger: logger, Registry: reg, Sockets: s.Sockets, Resolver: resolver, Limits: cfg.limits}
 	closeStore := func() {}
 	if cfg.narration {
 		store, err := storage.NewLocal(t.TempDir())
