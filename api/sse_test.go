@@ -19,15 +19,7 @@ func TestSubscriptionOverServerSentEvents(t *testing.T) {
 	alice := e.newUser("alice@example.com", false)
 	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusPending)
 
-	body, _ := json.Marshal(map[string]any{"query": progressQuery, "variables": map[string]any{"id": gen}})
-	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/graphql", strings.NewReader(string(body)))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Authorization", "Bearer "+alice.Token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := openEventStream(t, e.srv.URL, alice.Token, gen)
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("HTTP %d", res.StatusCode)
@@ -101,4 +93,20 @@ func TestServerSentEventsRejectBadToken(t *testing.T) {
 	if res.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("HTTP %d, want 401", res.StatusCode)
 	}
+}
+
+// openEventStream subscribes to a generation's progress over server-sent
+// events and returns the response, whose body is the stream.
+func openEventStream(t *testing.T, url, token string, gen any) *http.Response {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": progressQuery, "variables": map[string]any{"id": gen}})
+	req, _ := http.NewRequest(http.MethodPost, url+"/graphql", strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
 }

@@ -110,15 +110,7 @@ func (c repeat) Read(p []byte) (int, error) {
 func (e *env) sendMultipart(token string, b multipartBody) response {
 	e.t.Helper()
 	body, contentType := b.reader()
-	req, err := http.NewRequest(http.MethodPost, e.URL+"/graphql", body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", contentType)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	return e.send(req)
+	return e.postRaw(contentType, body, token)
 }
 
 const verifyOps = `{"query":"mutation($r: Upload!) { verifyVoiceSample(recording: $r) { verified } }","variables":{"r":null}}`
@@ -496,18 +488,7 @@ func TestConcurrentRequestCaps(t *testing.T) {
 		srv := startRealtime(t, e.DB, 50*time.Millisecond, withRTLimits(l))
 		alice := e.newUser("alice@example.com", false)
 		gen := e.generation(alice, e.story("The Fox", "the-fox"), "pending")
-		stream := func() *http.Response {
-			body, _ := json.Marshal(map[string]any{"query": progressQuery, "variables": map[string]any{"id": gen}})
-			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/graphql", bytes.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Accept", "text/event-stream")
-			req.Header.Set("Authorization", "Bearer "+alice.Token)
-			res, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return res
-		}
+		stream := func() *http.Response { return openEventStream(t, srv.URL, alice.Token, gen) }
 		first := stream()
 		defer first.Body.Close()
 		if first.StatusCode != http.StatusOK {
