@@ -31,13 +31,9 @@ fmt:
 vet:
 	$(GO) vet ./...
 
-## contract: schema.graphqls keeps ../shared/contract.graphqls (or the copy in .ci when that is absent)
+## contract: schema.graphqls keeps the public contract, ../shared/contract.graphqls
 contract:
-	@if [ -d ../shared/tools ]; then \
-		cd ../shared/tools && $(GO) run ./contractcheck ../contract.graphqls "$(CURDIR)/schema.graphqls"; \
-	else \
-		cd .ci/contractcheck && $(GO) run . ../contract.graphqls "$(CURDIR)/schema.graphqls"; \
-	fi
+	cd ../shared/tools && $(GO) run ./contractcheck ../contract.graphqls "$(CURDIR)/schema.graphqls"
 
 ## token: print a dev token, e.g. make token EMAIL=alice@example.com ADMIN=1
 token:

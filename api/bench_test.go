@@ -21,7 +21,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/app/apptest"
+	"github.com/narrate/narrate/generation"
 )
 
 func BenchmarkSubscriptionEvent(b *testing.B) {
@@ -40,16 +41,16 @@ func BenchmarkSubscriptionEvent(b *testing.B) {
 	for _, tt := range tests {
 		b.Run(tt.name, func(b *testing.B) {
 			e := newEnv(b)
-			srv := startRealtime(b, e.DB, 50*time.Millisecond)
-			alice := e.newUser("alice@example.com", false)
+			srv := apptest.Start(b, e.DB)
+			alice := e.NewUser("alice@example.com", false)
 			story := e.story("The Fox", "the-fox")
-			gen := e.generation(alice, story, db.StatusInProgress)
+			gen := e.generation(alice, story, generation.InProgress)
 			openIdle(b, e, srv.URL, alice, story, tt.idle)
 
-			c := dialWS(b, srv.URL, protoTransportWS, authInit(alice.Token))
-			c.ack()
-			c.subscribe("1", tt.query, map[string]any{"id": gen})
-			decodeProgress(b, c.nextEvent("1", 10*time.Second), "generationProgress")
+			c := apptest.DialWS(b, srv.URL, protoTransportWS, apptest.AuthInit(alice.Token))
+			c.Ack()
+			c.Subscribe("1", tt.query, map[string]any{"id": gen})
+			decodeProgress(b, c.NextEvent("1", 10*time.Second), "generationProgress")
 
 			ctx := context.Background()
 			var latencies []time.Duration
@@ -62,7 +63,7 @@ func BenchmarkSubscriptionEvent(b *testing.B) {
 					b.Fatal(err)
 				}
 				committed := time.Now()
-				ev := c.nextEvent("1", 10*time.Second)
+				ev := c.NextEvent("1", 10*time.Second)
 				latencies = append(latencies, time.Since(committed))
 				if got := decodeProgress(b, ev, "generationProgress"); got.Progress != progress {
 					b.Fatalf("event progress %d, want %d", got.Progress, progress)
@@ -82,18 +83,18 @@ func openIdle(b *testing.B, e *env, url string, u user, story uuid.UUID, n int) 
 	if n == 0 {
 		return
 	}
-	gens := e.ids(`
+	gens := e.IDs(`
 		INSERT INTO story_generations (user_id, story_id, status)
 		SELECT $1, $2, 'in_progress' FROM generate_series(1, $3::int)
 		RETURNING id`, u.ID, story, n)
 	clients := make([]*wsClient, len(gens))
 	for i, g := range gens {
-		clients[i] = dialWS(b, url, protoTransportWS, authInit(u.Token))
-		clients[i].ack()
-		clients[i].subscribe(fmt.Sprint(i), `subscription($id: ID!) { generationProgress(id: $id) { id } }`, map[string]any{"id": g})
+		clients[i] = apptest.DialWS(b, url, protoTransportWS, apptest.AuthInit(u.Token))
+		clients[i].Ack()
+		clients[i].Subscribe(fmt.Sprint(i), `subscription($id: ID!) { generationProgress(id: $id) { id } }`, map[string]any{"id": g})
 	}
 	for i, c := range clients {
-		if ev := c.nextEvent(fmt.Sprint(i), 10*time.Second); ev.Kind != "data" {
+		if ev := c.NextEvent(fmt.Sprint(i), 10*time.Second); ev.Kind != "data" {
 			b.Fatalf("idle subscription %d: got %s %+v", i, ev.Kind, ev.Errors)
 		}
 	}

@@ -19,7 +19,7 @@ func TestGraphiQLServesItsOwnAssets(t *testing.T) {
 	e := newEnv(t)
 	get := func(path string) string {
 		t.Helper()
-		res, body := e.do(http.MethodGet, path, nil)
+		res, body := e.Do(http.MethodGet, path, nil)
 		if res.StatusCode != http.StatusOK {
 			t.Fatalf("GET %s: %d", path, res.StatusCode)
 		}
@@ -54,7 +54,7 @@ func TestGraphiQLServesItsOwnAssets(t *testing.T) {
 func TestGraphiQLContentSecurityPolicy(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	res, page := e.do(http.MethodGet, "/", nil)
+	res, page := e.Do(http.MethodGet, "/", nil)
 	csp := res.Header.Get("Content-Security-Policy")
 	directives := map[string]string{}
 	for _, d := range strings.Split(csp, ";") {

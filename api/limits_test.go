@@ -2,12 +2,17 @@ package api_test
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/narrate/narrate/app/apptest"
+	"github.com/narrate/narrate/config"
+	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/limit"
 )
@@ -46,19 +51,32 @@ fragment TypeRef on __Type {
     ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }
 }`
 
-// withLimits replaces the default limits.
-func withLimits(mod func(l *limit.Settings)) envOption {
-	return func(c *envConfig) {
-		l := limit.Defaults()
-		mod(&l)
-		c.limits = &l
-	}
+// withLimits changes the default limits.
+func withLimits(mod func(l *limit.Settings)) apptest.Option {
+	return apptest.WithConfig(func(c *config.Config) { mod(&c.Limits) })
+}
+
+// asUser runs one statement the way Supabase's REST API would on the
+// user's behalf: in a transaction as the authenticated role with the
+// user's claims, on the server's own (non-superuser) login.
+func (e *env) asUser(u user, sql string, args ...any) error {
+	e.t.Helper()
+	return e.App.DB.Tx(context.Background(), sessionOf(u), func(q db.Querier) error {
+		_, err := q.Exec(context.Background(), sql, args...)
+		return err
+	})
+}
+
+// sessionOf is the user's database session, as the API makes it.
+func sessionOf(u user) db.Session {
+	claims, _ := json.Marshal(map[string]any{"sub": u.ID, "role": "authenticated", "email": u.Email})
+	return db.UserSession(u.ID, claims)
 }
 
 func TestIntrospectionIsPricedAndBounded(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	aliased := func(n int, sel string) string {
 		var b strings.Builder
 		b.WriteString("{")
@@ -86,13 +104,13 @@ func TestIntrospectionIsPricedAndBounded(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := e.on(t)
-			r := e.post(tt.token, tt.query, nil)
+			r := e.Post(tt.token, tt.query, nil)
 			if tt.code == "" {
-				r.decode(t, &map[string]any{})
+				r.Decode(t, &map[string]any{})
 				return
 			}
-			r.wantCode(t, tt.code)
-			r.wantNoData(t)
+			r.WantCode(t, tt.code)
+			r.WantNoData(t)
 		})
 	}
 }
@@ -100,7 +118,7 @@ func TestIntrospectionIsPricedAndBounded(t *testing.T) {
 func TestQueryShapeLimits(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, withLimits(func(l *limit.Settings) { l.MaxAliases = 3; l.MaxRootFields = 4 }))
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	e.story("A", "a")
 	aliases := func(n int) string {
 		var b strings.Builder
@@ -129,13 +147,13 @@ func TestQueryShapeLimits(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := e.on(t)
 			before := e.Statements.Load()
-			r := e.post(alice.Token, tt.query, nil)
+			r := e.Post(alice.Token, tt.query, nil)
 			if tt.code == "" {
-				r.decode(t, &map[string]any{})
+				r.Decode(t, &map[string]any{})
 				return
 			}
-			r.wantCode(t, tt.code)
-			r.wantNoData(t)
+			r.WantCode(t, tt.code)
+			r.WantNoData(t)
 			if ran := e.Statements.Load() - before; ran != 0 {
 				t.Errorf("%d statements ran for a refused operation", ran)
 			}
@@ -146,28 +164,28 @@ func TestQueryShapeLimits(t *testing.T) {
 func TestAnonymousBudgetIsSmaller(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	e.story("A", "a")
 	// 1 + 100 × (1 + (1 + 50 × 2)) = 10,201: over the anonymous budget of
 	// 5,000, under the signed-in one of 20,000.
 	q := `{ stories(first: 100) { nodes { myGenerations(first: 50) { nodes { id } } } } }`
-	r := e.post("", q, nil)
-	r.wantError(t, graph.CodeQueryTooComplex, "anonymous")
-	e.post(alice.Token, q, nil).decode(t, &map[string]any{})
+	r := e.Post("", q, nil)
+	r.WantError(t, graph.CodeQueryTooComplex, "anonymous")
+	e.Post(alice.Token, q, nil).Decode(t, &map[string]any{})
 }
 
 func TestIntrospectionSwitch(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, withLimits(func(l *limit.Settings) { l.Introspection = false }))
 	for _, q := range []string{introspectionQuery, `{ __type(name: "Story") { name } }`} {
-		r := e.post("", q, nil)
-		r.wantCode(t, "GRAPHQL_VALIDATION_FAILED")
-		r.wantNoData(t)
+		r := e.Post("", q, nil)
+		r.WantCode(t, "GRAPHQL_VALIDATION_FAILED")
+		r.WantNoData(t)
 	}
 	var out struct {
 		Typename string `json:"__typename"`
 	}
-	e.post("", `{ __typename }`, nil).decode(t, &out)
+	e.Post("", `{ __typename }`, nil).Decode(t, &out)
 	if out.Typename != "Query" {
 		t.Errorf("__typename = %q", out.Typename)
 	}
@@ -176,8 +194,8 @@ func TestIntrospectionSwitch(t *testing.T) {
 func TestBadTextIsBadUserInput(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
-	root := e.newUser("root@example.com", true)
+	alice := e.NewUser("alice@example.com", false)
+	root := e.NewUser("root@example.com", true)
 	tests := []struct {
 		name, token, query string
 		vars               map[string]any
@@ -193,9 +211,9 @@ func TestBadTextIsBadUserInput(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := e.on(t)
-			r := e.post(tt.token, tt.query, tt.vars)
-			r.wantCode(t, graph.CodeBadUserInput)
-			r.wantNoData(t)
+			r := e.Post(tt.token, tt.query, tt.vars)
+			r.WantCode(t, graph.CodeBadUserInput)
+			r.WantNoData(t)
 		})
 	}
 
@@ -207,13 +225,13 @@ func TestBadTextIsBadUserInput(t *testing.T) {
 		if r.Status != http.StatusBadRequest {
 			t.Errorf("status %d, want 400", r.Status)
 		}
-		r.wantCode(t, graph.CodeBadUserInput)
+		r.WantCode(t, graph.CodeBadUserInput)
 	})
 	t.Run("invalid UTF-8 in a GET query", func(t *testing.T) {
 		t.Parallel()
 		e := e.on(t)
-		r := e.get("", map[string][]string{"query": {"{ stories(search: \"a\xffb\") { nodes { id } } }"}})
-		r.wantCode(t, graph.CodeBadUserInput)
+		r := e.Get("", map[string][]string{"query": {"{ stories(search: \"a\xffb\") { nodes { id } } }"}})
+		r.WantCode(t, graph.CodeBadUserInput)
 	})
 }
 
@@ -247,7 +265,7 @@ func TestBodyLimit(t *testing.T) {
 				t.Fatalf("status %d, want %d: %.300s", r.Status, tt.status, r.Raw)
 			}
 			if tt.status != http.StatusOK {
-				r.wantCode(t, graph.CodeBadUserInput)
+				r.WantCode(t, graph.CodeBadUserInput)
 			}
 		})
 	}
@@ -256,7 +274,7 @@ func TestBodyLimit(t *testing.T) {
 func TestCacheControl(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	tests := []struct {
 		name, auth string
 		want       string
@@ -271,9 +289,9 @@ func TestCacheControl(t *testing.T) {
 			e := e.on(t)
 			var r response
 			if tt.auth == "" {
-				r = e.post("", `{ viewer { id } }`, nil)
+				r = e.Post("", `{ viewer { id } }`, nil)
 			} else {
-				r = e.postAuth(tt.auth, `{ viewer { id } }`)
+				r = e.PostAuth(tt.auth, `{ viewer { id } }`)
 			}
 			if got := r.Header.Get("Cache-Control"); got != tt.want {
 				t.Errorf("Cache-Control = %q, want %q", got, tt.want)
@@ -294,7 +312,7 @@ func (e *env) postRaw(contentType string, body io.Reader, token string) response
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	return e.send(req)
+	return e.Send(req)
 }
 
 // TestMetadataIsBounded inserts generations the way Supabase's REST API
@@ -302,7 +320,7 @@ func (e *env) postRaw(contentType string, body io.Reader, token string) response
 func TestMetadataIsBounded(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	e.verifiedVoice(alice)
 	story := e.story("A", "a")
 	tests := []struct {

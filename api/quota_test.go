@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,7 +11,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/narrate/narrate/app/apptest"
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/limit"
 )
@@ -24,8 +25,8 @@ const startMutation = `mutation($id: ID!, $key: String) { startGeneration(storyI
 func twoInstances(t *testing.T, mod func(l *limit.Settings), maxActive int, daily int64) (*env, *env) {
 	t.Helper()
 	a := newEnv(t, withLimits(mod))
-	b := newEnv(t, withLimits(mod), sharing(a))
-	if err := a.App.SetGenerationLimits(context.Background(), maxActive, daily); err != nil {
+	b := &env{t: t, Server: apptest.Start(t, a.DB, withLimits(mod))}
+	if err := a.App.DB.SetGenerationLimits(context.Background(), maxActive, daily); err != nil {
 		t.Fatal(err)
 	}
 	return a, b
@@ -38,7 +39,7 @@ func startAll(servers []*env, token string, story uuid.UUID, n int, key func(i i
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			out[i] = servers[i%len(servers)].post(token, startMutation, map[string]any{"id": story, "key": key(i)})
+			out[i] = servers[i%len(servers)].Post(token, startMutation, map[string]any{"id": story, "key": key(i)})
 		})
 	}
 	wg.Wait()
@@ -53,7 +54,7 @@ func tally(t *testing.T, rs []response) (ok int, limited []response) {
 			ok++
 			continue
 		}
-		r.wantCode(t, graph.CodeRateLimited)
+		r.WantCode(t, graph.CodeRateLimited)
 		limited = append(limited, r)
 	}
 	return ok, limited
@@ -64,8 +65,8 @@ func noKey(int) any { return nil }
 func TestStartGenerationRateHoldsAcrossInstances(t *testing.T) {
 	t.Parallel()
 	a, b := twoInstances(t, func(l *limit.Settings) { l.StartGenerationRate = limit.Rate{Burst: 3, Per: time.Hour} }, 100, 1<<40)
-	alice := a.newUser("alice@example.com", false)
-	bob := a.newUser("bob@example.com", false)
+	alice := a.NewUser("alice@example.com", false)
+	bob := a.NewUser("bob@example.com", false)
 	a.verifiedVoice(alice)
 	a.verifiedVoice(bob)
 	story := a.story("The Fox", "the-fox")
@@ -80,14 +81,14 @@ func TestStartGenerationRateHoldsAcrossInstances(t *testing.T) {
 			t.Errorf("retryAfter = %v, want 1..1200 seconds", r.Errors[0].Extensions["retryAfter"])
 		}
 	}
-	if n := a.count(`SELECT count(*) FROM story_generations WHERE user_id = $1`, alice.ID); n != 3 {
+	if n := a.Count(`SELECT count(*) FROM story_generations WHERE user_id = $1`, alice.ID); n != 3 {
 		t.Errorf("%d generations stored, want 3", n)
 	}
 	// Buckets are per user.
-	b.post(bob.Token, startMutation, map[string]any{"id": story}).decode(t, &struct{}{})
+	b.Post(bob.Token, startMutation, map[string]any{"id": story}).Decode(t, &struct{}{})
 
 	// Refilled (as an hour passing would), Alice may start again.
-	a.exec(`UPDATE rate_limit_buckets SET updated_at = updated_at - interval '1 hour' WHERE user_id = $1`, alice.ID)
+	a.Exec(`UPDATE rate_limit_buckets SET updated_at = updated_at - interval '1 hour' WHERE user_id = $1`, alice.ID)
 	ok, _ = tally(t, startAll([]*env{a, b}, alice.Token, story, 5, noKey))
 	if ok != 3 {
 		t.Errorf("after a refill %d of 5 starts succeeded, want 3", ok)
@@ -120,19 +121,19 @@ func TestTokenBucketEdges(t *testing.T) {
 			t.Parallel()
 			e := e.on(t)
 			ctx := context.Background()
-			u := e.newUser(uuid.NewString()+"@example.com", false)
+			u := e.NewUser(uuid.NewString()+"@example.com", false)
 			for range tt.taken {
-				if err := e.App.TakeToken(ctx, u.session(), "startGeneration", tt.rate); err != nil {
+				if err := e.App.DB.TakeToken(ctx, sessionOf(u), "startGeneration", tt.rate); err != nil {
 					t.Fatal(err)
 				}
 			}
 			if tt.elapsed > 0 {
-				e.exec(`UPDATE rate_limit_buckets SET updated_at = updated_at - $2::interval WHERE user_id = $1`,
+				e.Exec(`UPDATE rate_limit_buckets SET updated_at = updated_at - $2::interval WHERE user_id = $1`,
 					u.ID, fmt.Sprintf("%d milliseconds", tt.elapsed.Milliseconds()))
 			}
 			var wait time.Duration
 			var limited *db.RateLimitError
-			if err := e.App.TakeToken(ctx, u.session(), "startGeneration", tt.rate); errors.As(err, &limited) {
+			if err := e.App.DB.TakeToken(ctx, sessionOf(u), "startGeneration", tt.rate); errors.As(err, &limited) {
 				wait = limited.Wait
 			} else if err != nil {
 				t.Fatal(err)
@@ -152,12 +153,12 @@ func TestVoiceMutationsAreRateLimited(t *testing.T) {
 		l.CreateVoiceSampleRate = limit.Rate{Burst: 2, Per: time.Hour}
 		l.VerifyVoiceSampleRate = limit.Rate{Burst: 1, Per: time.Hour}
 	}))
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 
 	e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
 	sample := e.mustCreateSample(alice.Token, audio("b.mp3", "audio/mpeg"))
 	r := e.createSample(alice.Token, "", audio("c.mp3", "audio/mpeg"))
-	r.wantCode(t, graph.CodeRateLimited)
+	r.WantCode(t, graph.CodeRateLimited)
 	if s, _ := r.Errors[0].Extensions["retryAfter"].(float64); s < 1 {
 		t.Errorf("retryAfter = %v", r.Errors[0].Extensions["retryAfter"])
 	}
@@ -166,9 +167,9 @@ func TestVoiceMutationsAreRateLimited(t *testing.T) {
 	}
 
 	fake.setTranscript("entirely wrong words here")
-	e.verifySample(alice.Token, audio("p.webm", "audio/webm")).wantCode(t, graph.CodeBadUserInput)
+	e.verifySample(alice.Token, audio("p.webm", "audio/webm")).WantCode(t, graph.CodeBadUserInput)
 	fake.setTranscript(sample.VerificationPhrase)
-	e.verifySample(alice.Token, audio("p.webm", "audio/webm")).wantCode(t, graph.CodeRateLimited)
+	e.verifySample(alice.Token, audio("p.webm", "audio/webm")).WantCode(t, graph.CodeRateLimited)
 	if n := len(fake.state().Transcripts); n != 1 {
 		t.Errorf("provider transcribed %d recordings, want 1", n)
 	}
@@ -177,7 +178,7 @@ func TestVoiceMutationsAreRateLimited(t *testing.T) {
 func TestActiveGenerationCap(t *testing.T) {
 	t.Parallel()
 	a, b := twoInstances(t, func(l *limit.Settings) { l.StartGenerationRate = limit.Rate{} }, 2, 1<<40)
-	alice := a.newUser("alice@example.com", false)
+	alice := a.NewUser("alice@example.com", false)
 	a.verifiedVoice(alice)
 	story := a.story("The Fox", "the-fox")
 
@@ -195,19 +196,19 @@ func TestActiveGenerationCap(t *testing.T) {
 	}
 	// Finishing one (here: cancelling) frees a slot.
 	var gen string
-	a.scan(`SELECT id::text FROM story_generations WHERE user_id = $1 LIMIT 1`, []any{alice.ID}, &gen)
-	b.post(alice.Token, `mutation($id: ID!) { cancelGeneration(id: $id) { status } }`, map[string]any{"id": gen}).decode(t, &struct{}{})
-	a.post(alice.Token, startMutation, map[string]any{"id": story}).decode(t, &struct{}{})
-	b.post(alice.Token, startMutation, map[string]any{"id": story}).wantCode(t, graph.CodeRateLimited)
+	a.Scan(`SELECT id::text FROM story_generations WHERE user_id = $1 LIMIT 1`, []any{alice.ID}, &gen)
+	b.Post(alice.Token, `mutation($id: ID!) { cancelGeneration(id: $id) { status } }`, map[string]any{"id": gen}).Decode(t, &struct{}{})
+	a.Post(alice.Token, startMutation, map[string]any{"id": story}).Decode(t, &struct{}{})
+	b.Post(alice.Token, startMutation, map[string]any{"id": story}).WantCode(t, graph.CodeRateLimited)
 	// The worker and operators are not held to it.
-	a.generation(alice, story, "pending")
+	a.generation(alice, story, generation.Pending)
 }
 
 func TestDailyCharacterBudget(t *testing.T) {
 	t.Parallel()
 	// The story has 17 characters: two fit in 34, not in 33.
 	a, b := twoInstances(t, func(l *limit.Settings) { l.StartGenerationRate = limit.Rate{} }, 100, 34)
-	alice := a.newUser("alice@example.com", false)
+	alice := a.NewUser("alice@example.com", false)
 	a.verifiedVoice(alice)
 	story := a.story("The Fox", "the-fox")
 
@@ -224,14 +225,14 @@ func TestDailyCharacterBudget(t *testing.T) {
 		t.Fatalf("direct insert: %v, want the NQ002 refusal", err)
 	}
 	// Yesterday's usage does not count today.
-	a.exec(`UPDATE generation_usage SET day = day - 1 WHERE user_id = $1`, alice.ID)
-	b.post(alice.Token, startMutation, map[string]any{"id": story}).decode(t, &struct{}{})
+	a.Exec(`UPDATE generation_usage SET day = day - 1 WHERE user_id = $1`, alice.ID)
+	b.Post(alice.Token, startMutation, map[string]any{"id": story}).Decode(t, &struct{}{})
 }
 
 func TestOnePaidMutationPerRequest(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	e.verifiedVoice(alice)
 	story := e.story("The Fox", "the-fox")
 	tests := []struct {
@@ -244,12 +245,12 @@ func TestOnePaidMutationPerRequest(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := e.on(t)
-			r := e.post(alice.Token, tt.query, map[string]any{"id": story})
-			if len(r.Errors) == 0 || r.codes()[0] != graph.CodeBadUserInput && r.codes()[0] != "GRAPHQL_VALIDATION_FAILED" {
-				t.Fatalf("codes %q, want a refusal: %s", r.codes(), r.Raw)
+			r := e.Post(alice.Token, tt.query, map[string]any{"id": story})
+			if len(r.Errors) == 0 || r.Codes()[0] != graph.CodeBadUserInput && r.Codes()[0] != "GRAPHQL_VALIDATION_FAILED" {
+				t.Fatalf("codes %q, want a refusal: %s", r.Codes(), r.Raw)
 			}
-			r.wantNoData(t)
-			if n := e.count(`SELECT count(*) FROM story_generations`); n != 0 {
+			r.WantNoData(t)
+			if n := e.Count(`SELECT count(*) FROM story_generations`); n != 0 {
 				t.Errorf("%d generations queued by a refused request", n)
 			}
 		})
@@ -259,8 +260,8 @@ func TestOnePaidMutationPerRequest(t *testing.T) {
 func TestStartGenerationIdempotencyKey(t *testing.T) {
 	t.Parallel()
 	a, b := twoInstances(t, func(l *limit.Settings) { l.StartGenerationRate = limit.Rate{Burst: 2, Per: time.Hour} }, 100, 1<<40)
-	alice := a.newUser("alice@example.com", false)
-	bob := a.newUser("bob@example.com", false)
+	alice := a.NewUser("alice@example.com", false)
+	bob := a.NewUser("bob@example.com", false)
 	a.verifiedVoice(alice)
 	a.verifiedVoice(bob)
 	story := a.story("The Fox", "the-fox")
@@ -270,31 +271,25 @@ func TestStartGenerationIdempotencyKey(t *testing.T) {
 	ids := map[string]bool{}
 	for _, r := range rs {
 		var out struct{ StartGeneration struct{ ID string } }
-		r.decode(t, &out)
+		r.Decode(t, &out)
 		ids[out.StartGeneration.ID] = true
 	}
 	if len(ids) != 1 {
 		t.Fatalf("the same key gave %d generations: %v", len(ids), ids)
 	}
-	if n := a.count(`SELECT count(*) FROM story_generations WHERE user_id = $1`, alice.ID); n != 1 {
+	if n := a.Count(`SELECT count(*) FROM story_generations WHERE user_id = $1`, alice.ID); n != 1 {
 		t.Fatalf("%d generations stored, want 1", n)
 	}
 	// A retry does not take a token: one more key still fits the burst of 2.
-	a.post(alice.Token, startMutation, map[string]any{"id": story, "key": "order-2"}).decode(t, &struct{}{})
-	a.post(alice.Token, startMutation, map[string]any{"id": story, "key": "order-3"}).wantCode(t, graph.CodeRateLimited)
-	a.post(alice.Token, startMutation, map[string]any{"id": story, "key": "order-1"}).decode(t, &struct{}{})
+	a.Post(alice.Token, startMutation, map[string]any{"id": story, "key": "order-2"}).Decode(t, &struct{}{})
+	a.Post(alice.Token, startMutation, map[string]any{"id": story, "key": "order-3"}).WantCode(t, graph.CodeRateLimited)
+	a.Post(alice.Token, startMutation, map[string]any{"id": story, "key": "order-1"}).Decode(t, &struct{}{})
 	// Keys are per user.
-	b.post(bob.Token, startMutation, map[string]any{"id": story, "key": "order-1"}).decode(t, &struct{}{})
-	if n := a.count(`SELECT count(*) FROM story_generations WHERE user_id = $1`, bob.ID); n != 1 {
+	b.Post(bob.Token, startMutation, map[string]any{"id": story, "key": "order-1"}).Decode(t, &struct{}{})
+	if n := a.Count(`SELECT count(*) FROM story_generations WHERE user_id = $1`, bob.ID); n != 1 {
 		t.Errorf("bob has %d generations, want his own", n)
 	}
 	for _, key := range []string{"", "   ", strings.Repeat("k", 201)} {
-		a.post(alice.Token, startMutation, map[string]any{"id": story, "key": key}).wantCode(t, graph.CodeBadUserInput)
+		a.Post(alice.Token, startMutation, map[string]any{"id": story, "key": key}).WantCode(t, graph.CodeBadUserInput)
 	}
-}
-
-// session is the user's database session, as the API makes it.
-func (u user) session() db.Session {
-	claims, _ := json.Marshal(map[string]any{"sub": u.ID, "role": "authenticated", "email": u.Email})
-	return db.UserSession(u.ID, claims)
 }

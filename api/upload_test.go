@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/narrate/narrate/app/apptest"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/limit"
 	"github.com/narrate/narrate/voice"
@@ -159,7 +161,7 @@ func heapPeak(t *testing.T, fn func()) uint64 {
 func TestUploadAttacksAreRefusedCheaply(t *testing.T) {
 	fake := newFakeElevenLabs(t)
 	e := newEnv(t, withVoice(fake.provider()))
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
 	spoolDir := os.TempDir()
 	const huge = 240 << 20
@@ -193,7 +195,7 @@ func TestUploadAttacksAreRefusedCheaply(t *testing.T) {
 			if r.Status != tt.status {
 				t.Fatalf("status %d, want %d: %.300s", r.Status, tt.status, r.Raw)
 			}
-			r.wantCode(t, tt.code)
+			r.WantCode(t, tt.code)
 			if limit := uint64(24 << 20); grew > limit {
 				t.Errorf("heap grew by %d MB, want under %d MB", grew>>20, limit>>20)
 			}
@@ -206,7 +208,7 @@ func TestUploadAttacksAreRefusedCheaply(t *testing.T) {
 		t.Error("a refused upload reached the provider")
 	}
 	// Still healthy.
-	res, _ := e.do(http.MethodGet, "/readyz", nil)
+	res, _ := e.Do(http.MethodGet, "/readyz", nil)
 	if res.StatusCode != http.StatusOK {
 		t.Errorf("/readyz %d after the attacks", res.StatusCode)
 	}
@@ -215,7 +217,7 @@ func TestUploadAttacksAreRefusedCheaply(t *testing.T) {
 func TestUploadMapPaths(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, withVoice(local.New(local.Config{EspeakPath: "-"})))
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	createOps := func(vars string) string {
 		q, _ := json.Marshal(createSampleMutation)
 		return `{"query":` + string(q) + `,"variables":` + vars + `}`
@@ -264,13 +266,13 @@ func TestUploadMapPaths(t *testing.T) {
 				return nil
 			}})
 			if tt.message == "" {
-				r.decode(t, &map[string]any{})
+				r.Decode(t, &map[string]any{})
 				return
 			}
 			if r.Status != http.StatusBadRequest {
 				t.Errorf("status %d, want 400", r.Status)
 			}
-			r.wantError(t, graph.CodeBadUserInput, tt.message)
+			r.WantError(t, graph.CodeBadUserInput, tt.message)
 		})
 	}
 }
@@ -281,7 +283,7 @@ func TestManyFilesUpload(t *testing.T) {
 	t.Parallel()
 	fake := newFakeElevenLabs(t)
 	e := newEnv(t, withVoice(fake.provider()), withLimits(func(l *limit.Settings) { l.UploadMemoryBytes = 64 << 10 }))
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	files := make([]upload, voice.MaxSamples)
 	for i := range files {
 		files[i] = sized(fmt.Sprintf("%d.wav", i), 512<<10)
@@ -301,8 +303,8 @@ func TestManyFilesUpload(t *testing.T) {
 func TestConcurrentUploadsPerUser(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, withVoice(local.New(local.Config{EspeakPath: "-"})), withLimits(func(l *limit.Settings) { l.UploadsPerUser = 2 }))
-	alice := e.newUser("alice@example.com", false)
-	bob := e.newUser("bob@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
+	bob := e.NewUser("bob@example.com", false)
 
 	// Two uploads that have sent their first bytes and hang there.
 	var holds []*io.PipeWriter
@@ -330,7 +332,7 @@ func TestConcurrentUploadsPerUser(t *testing.T) {
 	for {
 		r := e.verifySample(alice.Token, audio("p.webm", "audio/webm"))
 		if r.Status == http.StatusTooManyRequests {
-			r.wantCode(t, graph.CodeRateLimited)
+			r.WantCode(t, graph.CodeRateLimited)
 			if r.Header.Get("Retry-After") == "" {
 				t.Error("no Retry-After")
 			}
@@ -341,7 +343,7 @@ func TestConcurrentUploadsPerUser(t *testing.T) {
 		}
 	}
 	// Other users are not affected.
-	e.verifySample(bob.Token, audio("p.webm", "audio/webm")).wantCode(t, graph.CodeNotFound)
+	e.verifySample(bob.Token, audio("p.webm", "audio/webm")).WantCode(t, graph.CodeNotFound)
 	for _, pw := range holds {
 		pw.CloseWithError(io.ErrUnexpectedEOF)
 	}
@@ -350,7 +352,7 @@ func TestConcurrentUploadsPerUser(t *testing.T) {
 	for {
 		r := e.verifySample(alice.Token, audio("p.webm", "audio/webm"))
 		if r.Status != http.StatusTooManyRequests {
-			r.wantCode(t, graph.CodeNotFound)
+			r.WantCode(t, graph.CodeNotFound)
 			break
 		}
 		if time.Now().After(deadline) {
@@ -370,7 +372,7 @@ func TestSlowBodies(t *testing.T) {
 		l.ReadHeaderTimeout = time.Second
 		l.UploadMinBytesPerSecond = 1 << 20
 	}))
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	addr := strings.TrimPrefix(e.URL, "http://")
 	tests := []struct {
 		name    string
@@ -438,7 +440,7 @@ func untilRefused(t *testing.T, send func() response) response {
 	for {
 		r := send()
 		if r.Status == http.StatusTooManyRequests {
-			r.wantCode(t, graph.CodeRateLimited)
+			r.WantCode(t, graph.CodeRateLimited)
 			return r
 		}
 		if time.Now().After(deadline) {
@@ -452,42 +454,40 @@ func TestConcurrentRequestCaps(t *testing.T) {
 	t.Run("per user", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, withLimits(func(l *limit.Settings) { l.RequestsPerUser = 2 }))
-		alice := e.newUser("alice@example.com", false)
-		bob := e.newUser("bob@example.com", false)
+		alice := e.NewUser("alice@example.com", false)
+		bob := e.NewUser("bob@example.com", false)
 		for range 2 {
 			defer holdRequest(t, e.URL, alice.Token)()
 		}
-		r := untilRefused(t, func() response { return e.post(alice.Token, `{ viewer { id } }`, nil) })
+		r := untilRefused(t, func() response { return e.Post(alice.Token, `{ viewer { id } }`, nil) })
 		if !strings.Contains(r.Errors[0].Message, "account") {
 			t.Errorf("message %q", r.Errors[0].Message)
 		}
-		e.post(bob.Token, `{ viewer { id } }`, nil).decode(t, &map[string]any{})
-		e.post("", `{ viewer { id } }`, nil).decode(t, &map[string]any{})
+		e.Post(bob.Token, `{ viewer { id } }`, nil).Decode(t, &map[string]any{})
+		e.Post("", `{ viewer { id } }`, nil).Decode(t, &map[string]any{})
 	})
 	t.Run("per address", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, withLimits(func(l *limit.Settings) { l.RequestsPerAddress = 3 }))
-		alice := e.newUser("alice@example.com", false)
+		alice := e.NewUser("alice@example.com", false)
 		for range 3 {
 			defer holdRequest(t, e.URL, "")()
 		}
-		r := untilRefused(t, func() response { return e.post(alice.Token, `{ viewer { id } }`, nil) })
+		r := untilRefused(t, func() response { return e.Post(alice.Token, `{ viewer { id } }`, nil) })
 		if !strings.Contains(r.Errors[0].Message, "address") {
 			t.Errorf("message %q", r.Errors[0].Message)
 		}
 		// Probes are not GraphQL requests and stay available.
-		if res, _ := e.do(http.MethodGet, "/healthz", nil); res.StatusCode != http.StatusOK {
+		if res, _ := e.Do(http.MethodGet, "/healthz", nil); res.StatusCode != http.StatusOK {
 			t.Errorf("/healthz %d", res.StatusCode)
 		}
 	})
 	t.Run("streams per user", func(t *testing.T) {
 		t.Parallel()
-		l := limit.Defaults()
-		l.StreamsPerUser = 1
-		e := newEnv(t)
-		srv := startRealtime(t, e.DB, 50*time.Millisecond, withRTLimits(l))
-		alice := e.newUser("alice@example.com", false)
-		gen := e.generation(alice, e.story("The Fox", "the-fox"), "pending")
+		e := newEnv(t, withLimits(func(l *limit.Settings) { l.StreamsPerUser = 1 }))
+		srv := e.Server
+		alice := e.NewUser("alice@example.com", false)
+		gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.Pending)
 		stream := func() *http.Response { return openEventStream(t, srv.URL, alice.Token, gen) }
 		first := stream()
 		defer first.Body.Close()
@@ -500,6 +500,6 @@ func TestConcurrentRequestCaps(t *testing.T) {
 			t.Fatalf("second stream: %d, want 429", second.StatusCode)
 		}
 		// Plain requests are counted apart from streams.
-		e.postTo(srv.URL, alice.Token, `{ viewer { id } }`, nil).decode(t, &map[string]any{})
+		apptest.PostTo(t, srv.URL, alice.Token, `{ viewer { id } }`, nil).Decode(t, &map[string]any{})
 	})
 }

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/narrate/narrate/app"
 	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/voice"
 	"github.com/narrate/narrate/voice/elevenlabs"
@@ -81,7 +82,7 @@ func newFakeElevenLabs(t testing.TB) *fakeElevenLabs {
 }
 
 // provider returns the real ElevenLabs client pointed at the fake.
-func (f *fakeElevenLabs) provider() voice.Provider {
+func (f *fakeElevenLabs) provider() app.Voice {
 	f.t.Helper()
 	c, err := elevenlabs.New(elevenlabs.Config{APIKey: fakeAPIKey, BaseURL: f.URL})
 	if err != nil {
@@ -217,7 +218,7 @@ func newFakeVoiceEnv(t testing.TB) (*fakeElevenLabs, *env, user) {
 	t.Helper()
 	fake := newFakeElevenLabs(t)
 	e := newEnv(t, withVoice(fake.provider()))
-	return fake, e, e.newUser("alice@example.com", false)
+	return fake, e, e.NewUser("alice@example.com", false)
 }
 
 // upload is a file of a multipart GraphQL request.
@@ -301,7 +302,7 @@ func (e *env) postMultipart(token, query string, vars map[string]any, paths []st
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	return e.send(req)
+	return e.Send(req)
 }
 
 const sampleFields = `id elevenlabsVoiceId verificationPhrase verified createdAt`
@@ -341,7 +342,7 @@ func (e *env) createSample(token, name string, files ...upload) response {
 func (e *env) mustCreateSample(token string, files ...upload) sampleJSON {
 	e.t.Helper()
 	var out struct{ CreateVoiceSample sampleJSON }
-	e.createSample(token, "", files...).decode(e.t, &out)
+	e.createSample(token, "", files...).Decode(e.t, &out)
 	return out.CreateVoiceSample
 }
 
@@ -363,7 +364,7 @@ type dbSample struct {
 func (e *env) dbSample(u user) dbSample {
 	e.t.Helper()
 	var s dbSample
-	e.scan(`SELECT count(*), coalesce(max(elevenlabs_voice_id), ''), coalesce(max(verification_phrase), ''), coalesce(bool_or(verified), false)
+	e.Scan(`SELECT count(*), coalesce(max(elevenlabs_voice_id), ''), coalesce(max(verification_phrase), ''), coalesce(bool_or(verified), false)
 		FROM voice_samples WHERE user_id = $1`, []any{u.ID}, &s.Count, &s.VoiceID, &s.Phrase, &s.Verified)
 	return s
 }
@@ -389,7 +390,7 @@ func TestCreateVoiceSampleClonesEveryFile(t *testing.T) {
 			}
 
 			var out struct{ CreateVoiceSample sampleJSON }
-			e.createSample(alice.Token, tt.voice, files...).decode(t, &out)
+			e.createSample(alice.Token, tt.voice, files...).Decode(t, &out)
 			got := out.CreateVoiceSample
 
 			st := fake.state()
@@ -430,7 +431,7 @@ func TestCreateVoiceSampleReplacesEarlier(t *testing.T) {
 	first := e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
 	// Verify the first, to see that the replacement starts unverified again.
 	fake.setTranscript(first.VerificationPhrase)
-	e.verifySample(alice.Token, audio("phrase.webm", "audio/webm")).decode(t, &struct{}{})
+	e.verifySample(alice.Token, audio("phrase.webm", "audio/webm")).Decode(t, &struct{}{})
 	second := e.mustCreateSample(alice.Token, audio("b.mp3", "audio/mpeg"))
 
 	if second.ID == first.ID || second.ElevenlabsVoiceID == first.ElevenlabsVoiceID {
@@ -476,7 +477,7 @@ func TestCreateVoiceSampleRejectsBadUploads(t *testing.T) {
 			t.Parallel()
 			fake, e, alice := newFakeVoiceEnv(t)
 
-			e.createSample(alice.Token, "", tt.files...).wantError(t, graph.CodeBadUserInput, tt.message)
+			e.createSample(alice.Token, "", tt.files...).WantError(t, graph.CodeBadUserInput, tt.message)
 			if clones := fake.state().Clones; len(clones) != 0 {
 				t.Errorf("provider cloned %q from a refused upload", clones)
 			}
@@ -516,7 +517,7 @@ func TestCreateVoiceSampleProviderErrors(t *testing.T) {
 			fake, e, alice := newFakeVoiceEnv(t)
 			fake.failClones(&tt.failure)
 
-			e.createSample(alice.Token, "", audio("a.mp3", "audio/mpeg")).wantError(t, tt.code, tt.message)
+			e.createSample(alice.Token, "", audio("a.mp3", "audio/mpeg")).WantError(t, tt.code, tt.message)
 			if s := e.dbSample(alice); s.Count != 0 {
 				t.Errorf("database holds %+v after the provider failed", s)
 			}
@@ -531,12 +532,12 @@ func TestCreateVoiceSampleDeletesNewVoiceWhenNotStored(t *testing.T) {
 
 	// Make the database refuse the next sample, as an outage mid-request
 	// would.
-	e.exec(`CREATE FUNCTION refuse_voice_sample() RETURNS trigger LANGUAGE plpgsql AS $$
+	e.Exec(`CREATE FUNCTION refuse_voice_sample() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN RAISE EXCEPTION 'refused by test'; END $$`)
-	e.exec(`CREATE TRIGGER refuse BEFORE INSERT ON voice_samples FOR EACH ROW EXECUTE FUNCTION refuse_voice_sample()`)
+	e.Exec(`CREATE TRIGGER refuse BEFORE INSERT ON voice_samples FOR EACH ROW EXECUTE FUNCTION refuse_voice_sample()`)
 
 	res := e.createSample(alice.Token, "", audio("b.mp3", "audio/mpeg"))
-	res.wantCode(t, graph.CodeInternal)
+	res.WantCode(t, graph.CodeInternal)
 	if strings.Contains(string(res.Raw), "refused by test") {
 		t.Errorf("the database error leaked to the client: %s", res.Raw)
 	}
@@ -590,13 +591,13 @@ func TestVerifyVoiceSample(t *testing.T) {
 			res := e.verifySample(alice.Token, recording)
 			if tt.verified {
 				var out struct{ VerifyVoiceSample sampleJSON }
-				res.decode(t, &out)
+				res.Decode(t, &out)
 				if got := out.VerifyVoiceSample; !got.Verified || got.ID != sample.ID {
 					t.Errorf("verifyVoiceSample = %+v, want sample %s verified", got, sample.ID)
 				}
 			} else {
-				res.wantError(t, graph.CodeBadUserInput, "does not match")
-				res.wantError(t, graph.CodeBadUserInput, tt.message)
+				res.WantError(t, graph.CodeBadUserInput, "does not match")
+				res.WantError(t, graph.CodeBadUserInput, tt.message)
 			}
 			if s := e.dbSample(alice); s.Verified != tt.verified {
 				t.Errorf("database verified = %v, want %v", s.Verified, tt.verified)
@@ -627,7 +628,7 @@ func TestVerifyVoiceSampleRejectsBadRecordings(t *testing.T) {
 			sample := e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
 			fake.setTranscript(sample.VerificationPhrase)
 
-			e.verifySample(alice.Token, tt.recording).wantError(t, graph.CodeBadUserInput, tt.message)
+			e.verifySample(alice.Token, tt.recording).WantError(t, graph.CodeBadUserInput, tt.message)
 			if len(fake.state().Transcripts) != 0 {
 				t.Errorf("provider transcribed a refused recording")
 			}
@@ -641,17 +642,17 @@ func TestVerifyVoiceSampleRejectsBadRecordings(t *testing.T) {
 func TestVerifyVoiceSampleWithLocalProvider(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, withVoice(local.New(local.Config{EspeakPath: "-"})))
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
 
 	// The local provider cannot transcribe, so it accepts any recording,
 	// but still not an empty one.
-	e.verifySample(alice.Token, upload{Name: "phrase.webm", ContentType: "audio/webm"}).wantCode(t, graph.CodeBadUserInput)
+	e.verifySample(alice.Token, upload{Name: "phrase.webm", ContentType: "audio/webm"}).WantCode(t, graph.CodeBadUserInput)
 	if s := e.dbSample(alice); s.Verified {
 		t.Fatal("an empty recording verified the sample")
 	}
 	var out struct{ VerifyVoiceSample sampleJSON }
-	e.verifySample(alice.Token, audio("anything.webm", "audio/webm")).decode(t, &out)
+	e.verifySample(alice.Token, audio("anything.webm", "audio/webm")).Decode(t, &out)
 	if !out.VerifyVoiceSample.Verified {
 		t.Error("the local provider did not accept a recording")
 	}
@@ -666,9 +667,9 @@ func TestVoiceSampleMutationsNeedSignIn(t *testing.T) {
 	e := newEnv(t, withVoice(fake.provider()))
 	rec := audio("a.mp3", "audio/mpeg")
 
-	e.createSample("", "", rec).wantCode(t, graph.CodeUnauthenticated)
-	e.verifySample("", rec).wantCode(t, graph.CodeUnauthenticated)
-	e.post("", `mutation { deleteVoiceSample }`, nil).wantCode(t, graph.CodeUnauthenticated)
+	e.createSample("", "", rec).WantCode(t, graph.CodeUnauthenticated)
+	e.verifySample("", rec).WantCode(t, graph.CodeUnauthenticated)
+	e.Post("", `mutation { deleteVoiceSample }`, nil).WantCode(t, graph.CodeUnauthenticated)
 	if st := fake.state(); len(st.Clones) != 0 || len(st.Transcripts) != 0 {
 		t.Errorf("anonymous requests reached the provider: clones %q, transcriptions %d", st.Clones, len(st.Transcripts))
 	}
@@ -677,7 +678,7 @@ func TestVoiceSampleMutationsNeedSignIn(t *testing.T) {
 func TestVoiceSampleIsolation(t *testing.T) {
 	t.Parallel()
 	fake, e, alice := newFakeVoiceEnv(t)
-	bob := e.newUser("bob@example.com", false)
+	bob := e.NewUser("bob@example.com", false)
 	sample := e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
 	// Bob reads Alice's phrase aloud perfectly: it must not matter.
 	fake.setTranscript(sample.VerificationPhrase)
@@ -685,13 +686,13 @@ func TestVoiceSampleIsolation(t *testing.T) {
 	var out struct {
 		Viewer struct{ VoiceSample *sampleJSON }
 	}
-	e.post(bob.Token, `{ viewer { voiceSample { id } } }`, nil).decode(t, &out)
+	e.Post(bob.Token, `{ viewer { voiceSample { id } } }`, nil).Decode(t, &out)
 	if out.Viewer.VoiceSample != nil {
 		t.Errorf("bob sees voice sample %+v", out.Viewer.VoiceSample)
 	}
-	e.verifySample(bob.Token, audio("phrase.webm", "audio/webm")).wantCode(t, graph.CodeNotFound)
+	e.verifySample(bob.Token, audio("phrase.webm", "audio/webm")).WantCode(t, graph.CodeNotFound)
 	var deleted struct{ DeleteVoiceSample bool }
-	e.post(bob.Token, `mutation { deleteVoiceSample }`, nil).decode(t, &deleted)
+	e.Post(bob.Token, `mutation { deleteVoiceSample }`, nil).Decode(t, &deleted)
 	if deleted.DeleteVoiceSample {
 		t.Error("bob's deleteVoiceSample = true, want false: he has no sample")
 	}
@@ -711,7 +712,7 @@ func TestDeleteVoiceSample(t *testing.T) {
 	sample := e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
 
 	var out struct{ DeleteVoiceSample bool }
-	e.post(alice.Token, `mutation { deleteVoiceSample }`, nil).decode(t, &out)
+	e.Post(alice.Token, `mutation { deleteVoiceSample }`, nil).Decode(t, &out)
 	if !out.DeleteVoiceSample {
 		t.Fatal("deleteVoiceSample = false, want true")
 	}
@@ -723,11 +724,11 @@ func TestDeleteVoiceSample(t *testing.T) {
 		t.Errorf("provider deleted %q and holds %v, want %q deleted", st.Deleted, st.Voices, sample.ElevenlabsVoiceID)
 	}
 
-	e.post(alice.Token, `mutation { deleteVoiceSample }`, nil).decode(t, &out)
+	e.Post(alice.Token, `mutation { deleteVoiceSample }`, nil).Decode(t, &out)
 	if out.DeleteVoiceSample {
 		t.Error("a second deleteVoiceSample = true, want false")
 	}
-	e.verifySample(alice.Token, audio("phrase.webm", "audio/webm")).wantCode(t, graph.CodeNotFound)
+	e.verifySample(alice.Token, audio("phrase.webm", "audio/webm")).WantCode(t, graph.CodeNotFound)
 }
 
 func TestStartGenerationNeedsVerifiedSample(t *testing.T) {
@@ -735,23 +736,23 @@ func TestStartGenerationNeedsVerifiedSample(t *testing.T) {
 	fake, e, alice := newFakeVoiceEnv(t)
 	story := e.story("The Fox", "the-fox")
 	start := func() response {
-		return e.post(alice.Token, `mutation($id: ID!) { startGeneration(storyId: $id) { id status } }`,
+		return e.Post(alice.Token, `mutation($id: ID!) { startGeneration(storyId: $id) { id status } }`,
 			map[string]any{"id": story.String()})
 	}
 
-	start().wantCode(t, graph.CodeVoiceNotVerified)
+	start().WantCode(t, graph.CodeVoiceNotVerified)
 	sample := e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
-	start().wantCode(t, graph.CodeVoiceNotVerified)
+	start().WantCode(t, graph.CodeVoiceNotVerified)
 	fake.setTranscript("Sorry, wrong words entirely.")
-	e.verifySample(alice.Token, audio("phrase.webm", "audio/webm")).wantCode(t, graph.CodeBadUserInput)
-	start().wantCode(t, graph.CodeVoiceNotVerified)
+	e.verifySample(alice.Token, audio("phrase.webm", "audio/webm")).WantCode(t, graph.CodeBadUserInput)
+	start().WantCode(t, graph.CodeVoiceNotVerified)
 
 	fake.setTranscript(sample.VerificationPhrase)
-	e.verifySample(alice.Token, audio("phrase.webm", "audio/webm")).decode(t, &struct{}{})
+	e.verifySample(alice.Token, audio("phrase.webm", "audio/webm")).Decode(t, &struct{}{})
 	var out struct {
 		StartGeneration struct{ ID, Status string }
 	}
-	start().decode(t, &out)
+	start().Decode(t, &out)
 	if out.StartGeneration.Status != "PENDING" {
 		t.Errorf("startGeneration status = %q, want PENDING", out.StartGeneration.Status)
 	}

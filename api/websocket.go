@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -51,6 +52,9 @@ type Sockets struct {
 	mu       sync.Mutex
 	open     map[*socket]struct{}
 	shutdown bool
+	// serving counts the goroutines serving sockets and event streams,
+	// so Wait can join them.
+	serving sync.WaitGroup
 }
 
 // socket is one websocket connection's state.
@@ -152,10 +156,14 @@ func (s *Sockets) register(sock *socket) bool {
 		return false
 	}
 	s.open[sock] = struct{}{}
+	// Under mu, and refused once shutdown is set: no Add can race with
+	// Wait, which is called after Shutdown.
+	s.serving.Add(1)
 	return true
 }
 
 func (s *Sockets) unregister(sock *socket) {
+	defer s.serving.Done()
 	s.mu.Lock()
 	delete(s.open, sock)
 	s.mu.Unlock()
@@ -301,6 +309,28 @@ func (s *Sockets) Shutdown() {
 			_ = conn.Close()
 		}
 	}
+}
+
+// Wait waits until every socket and event stream has been served to its
+// end, or ctx ends. Call it after Shutdown.
+func (s *Sockets) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.serving.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%d sockets or streams still open: %w", s.count(), ctx.Err())
+	}
+}
+
+func (s *Sockets) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.open)
 }
 
 // socketConn picks the close code gqlgen cannot know: gqlgen closes with

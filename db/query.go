@@ -11,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/limit"
-	"github.com/narrate/narrate/realtime"
 )
 
 const (
@@ -193,7 +193,7 @@ type GenerationKey struct {
 
 // GenerationFilter narrows a listing of generations.
 type GenerationFilter struct {
-	Status *Status
+	Status *generation.Status
 }
 
 // PageParams selects one page of a keyset listing.
@@ -372,11 +372,13 @@ func (d *DB) CancelGeneration(ctx context.Context, s Session, id uuid.UUID) (Gen
 			WHERE id = $1 AND status IN ('pending', 'in_progress')
 			RETURNING `+generationColumns, id)
 		if errors.Is(err, ErrNotFound) {
-			var status Status
+			var status generation.Status
 			if err := q.QueryRow(ctx, `SELECT status FROM story_generations WHERE id = $1`, id).Scan(&status); err != nil {
 				return classify(err)
 			}
-			return fmt.Errorf("%w: generation %s is already %s", ErrConflict, id, status.GraphQL())
+			// Only completed and failed generations get here, and both
+			// read as verbs: "has already completed".
+			return fmt.Errorf("%w: generation %s has already %s", ErrConflict, id, status)
 		}
 		if err != nil {
 			return err
@@ -429,20 +431,20 @@ func (d *DB) UserEmails(ctx context.Context, s Session, ids []uuid.UUID) ([]User
 
 // GenerationEvents reads, as the service role, the state of the
 // generations with the given ids and of the given users' generations
-// updated since a time, as realtime events: what the notification listener
+// updated since a time, as change events: what the notification listener
 // re-reads after a reconnect (it is a realtime.StateReader).
-func (d *DB) GenerationEvents(ctx context.Context, ids, users []uuid.UUID, since time.Time) ([]realtime.Event, error) {
+func (d *DB) GenerationEvents(ctx context.Context, ids, users []uuid.UUID, since time.Time) ([]generation.Event, error) {
 	rows, err := queryAll[Generation](ctx, d, Service(), `
 		SELECT `+generationColumns+` FROM story_generations
 		WHERE id = ANY($1) OR (user_id = ANY($2) AND updated_at >= $3)`, ids, users, since)
 	if err != nil {
 		return nil, err
 	}
-	events := make([]realtime.Event, len(rows))
+	events := make([]generation.Event, len(rows))
 	for i, g := range rows {
-		events[i] = realtime.Event{
+		events[i] = generation.Event{
 			GenerationID: g.ID, UserID: g.UserID, StoryID: g.StoryID,
-			Status: g.Status.GraphQL(), Progress: g.Progress, UpdatedAt: g.UpdatedAt,
+			Status: g.Status, Progress: g.Progress, UpdatedAt: g.UpdatedAt,
 		}
 	}
 	return events, nil

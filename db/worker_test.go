@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/limit"
 )
 
@@ -111,7 +112,7 @@ func TestClaimTakesOldestPendingWithStoryAndVoice(t *testing.T) {
 		t.Fatalf("claimed %s, want the oldest %s", job.Generation.ID, f.gens[0])
 	}
 	if job.Content != "A fox ran. It was quick." || job.StoryTitle != "The Fox" || job.StoryVersion != 1 ||
-		job.VoiceID != "voice-1" || job.Attempt != 1 || job.Generation.Status != db.StatusInProgress {
+		job.VoiceID != "voice-1" || job.Attempt != 1 || job.Generation.Status != generation.InProgress {
 		t.Fatalf("job = %+v", job)
 	}
 	s := f.state(t, job.Generation.ID)
@@ -432,9 +433,11 @@ func TestLeaseRenewalIsInvisible(t *testing.T) {
 		t.Fatal(err)
 	}
 	var payload struct {
-		Progress int `json:"progress"`
+		Status   generation.Status `json:"status"`
+		Progress int               `json:"progress"`
 	}
-	if err := json.Unmarshal([]byte(n.Payload), &payload); err != nil || payload.Progress != 42 {
+	// The status comes in the enum's own spelling (migration 00004).
+	if err := json.Unmarshal([]byte(n.Payload), &payload); err != nil || payload.Progress != 42 || payload.Status != generation.InProgress {
 		t.Fatalf("first notification after the renewal = %s (%v), want the progress change", n.Payload, err)
 	}
 	if f.state(t, id).UpdatedAt.Equal(before.UpdatedAt) {

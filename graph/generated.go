@@ -17,6 +17,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/introspection"
 	"github.com/google/uuid"
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph/model"
 	"github.com/narrate/narrate/graph/scalar"
 	gqlparser "github.com/vektah/gqlparser/v2"
@@ -145,7 +146,7 @@ type ComplexityRoot struct {
 
 	User struct {
 		Email       func(childComplexity int) int
-		Generations func(childComplexity int, first *int, after *string, status *db.Status, storyID *uuid.UUID) int
+		Generations func(childComplexity int, first *int, after *string, status *generation.Status, storyID *uuid.UUID) int
 		ID          func(childComplexity int) int
 		Profile     func(childComplexity int) int
 		VoiceSample func(childComplexity int) int
@@ -199,7 +200,7 @@ type UserResolver interface {
 	Email(ctx context.Context, obj *db.User) (*string, error)
 	Profile(ctx context.Context, obj *db.User) (*db.Profile, error)
 	VoiceSample(ctx context.Context, obj *db.User) (*db.VoiceSample, error)
-	Generations(ctx context.Context, obj *db.User, first *int, after *string, status *db.Status, storyID *uuid.UUID) (*model.StoryGenerationConnection, error)
+	Generations(ctx context.Context, obj *db.User, first *int, after *string, status *generation.Status, storyID *uuid.UUID) (*model.StoryGenerationConnection, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -657,7 +658,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.User.Generations(childComplexity, args["first"].(*int), args["after"].(*string), args["status"].(*db.Status), args["storyId"].(*uuid.UUID)), true
+		return e.ComplexityRoot.User.Generations(childComplexity, args["first"].(*int), args["after"].(*string), args["status"].(*generation.Status), args["storyId"].(*uuid.UUID)), true
 	case "User.id":
 		if e.ComplexityRoot.User.ID == nil {
 			break
@@ -1619,8 +1620,8 @@ func (ec *executionContext) field_User_generations_args(ctx context.Context, raw
 	}
 	args["after"] = arg1
 	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "status",
-		func(ctx context.Context, v any) (*db.Status, error) {
-			return ec.unmarshalOGenerationStatus2ᚖgithubᚗcomᚋnarrateᚋnarrateᚋdbᚐStatus(ctx, v)
+		func(ctx context.Context, v any) (*generation.Status, error) {
+			return ec.unmarshalOGenerationStatus2ᚖgithubᚗcomᚋnarrateᚋnarrateᚋgenerationᚐStatus(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -3052,8 +3053,8 @@ func (ec *executionContext) _StoryGeneration_status(ctx context.Context, field g
 			return obj.Status, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v db.Status) graphql.Marshaler {
-			return ec.marshalNGenerationStatus2githubᚗcomᚋnarrateᚋnarrateᚋdbᚐStatus(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v generation.Status) graphql.Marshaler {
+			return ec.marshalNGenerationStatus2githubᚗcomᚋnarrateᚋnarrateᚋgenerationᚐStatus(ctx, selections, v)
 		},
 		true,
 		true,
@@ -3633,7 +3634,7 @@ func (ec *executionContext) _User_generations(ctx context.Context, field graphql
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.User().Generations(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string), fc.Args["status"].(*db.Status), fc.Args["storyId"].(*uuid.UUID))
+			return ec.Resolvers.User().Generations(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string), fc.Args["status"].(*generation.Status), fc.Args["storyId"].(*uuid.UUID))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.StoryGenerationConnection) graphql.Marshaler {
@@ -6338,13 +6339,13 @@ func (ec *executionContext) marshalNGenerationLogEdge2ᚕgithubᚗcomᚋnarrate�
 	return ret
 }
 
-func (ec *executionContext) unmarshalNGenerationStatus2githubᚗcomᚋnarrateᚋnarrateᚋdbᚐStatus(ctx context.Context, v any) (db.Status, error) {
-	var res db.Status
+func (ec *executionContext) unmarshalNGenerationStatus2githubᚗcomᚋnarrateᚋnarrateᚋgenerationᚐStatus(ctx context.Context, v any) (generation.Status, error) {
+	var res generation.Status
 	err := res.UnmarshalGQL(v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNGenerationStatus2githubᚗcomᚋnarrateᚋnarrateᚋdbᚐStatus(ctx context.Context, sel ast.SelectionSet, v db.Status) graphql.Marshaler {
+func (ec *executionContext) marshalNGenerationStatus2githubᚗcomᚋnarrateᚋnarrateᚋgenerationᚐStatus(ctx context.Context, sel ast.SelectionSet, v generation.Status) graphql.Marshaler {
 	return v
 }
 
@@ -6773,16 +6774,16 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	return res
 }
 
-func (ec *executionContext) unmarshalOGenerationStatus2ᚖgithubᚗcomᚋnarrateᚋnarrateᚋdbᚐStatus(ctx context.Context, v any) (*db.Status, error) {
+func (ec *executionContext) unmarshalOGenerationStatus2ᚖgithubᚗcomᚋnarrateᚋnarrateᚋgenerationᚐStatus(ctx context.Context, v any) (*generation.Status, error) {
 	if v == nil {
 		return nil, nil
 	}
-	var res = new(db.Status)
+	var res = new(generation.Status)
 	err := res.UnmarshalGQL(v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalOGenerationStatus2ᚖgithubᚗcomᚋnarrateᚋnarrateᚋdbᚐStatus(ctx context.Context, sel ast.SelectionSet, v *db.Status) graphql.Marshaler {
+func (ec *executionContext) marshalOGenerationStatus2ᚖgithubᚗcomᚋnarrateᚋnarrateᚋgenerationᚐStatus(ctx context.Context, sel ast.SelectionSet, v *generation.Status) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/graph-gophers/dataloader/v7"
 
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 )
 
 // loaderWait is how long a loader collects keys before it queries. gqlgen
@@ -25,7 +26,7 @@ type pageKey[K comparable] struct {
 	Parent K
 	Limit  int
 	After  string
-	Status db.Status
+	Status generation.Status
 }
 
 // Loaders batch the nested reads of one response. They are made per
@@ -75,7 +76,7 @@ func NewLoaders(d *db.DB, s db.Session) *Loaders {
 		}
 		return results(ids, err, func(id uuid.UUID) *string { return found[id] })
 	}
-	l.logs.batch = pages(func(ctx context.Context, parents []uuid.UUID, limit int, after string, _ db.Status) ([]db.Keyed[db.Log], error) {
+	l.logs.batch = pages(func(ctx context.Context, parents []uuid.UUID, limit int, after string, _ generation.Status) ([]db.Keyed[db.Log], error) {
 		key, err := decodeCursor[db.LogKey](cursorLog, nonEmpty(after))
 		if err != nil {
 			return nil, err
@@ -91,7 +92,7 @@ func NewLoaders(d *db.DB, s db.Session) *Loaders {
 	l.voiceSample.batch = byID(func(ctx context.Context, ids []uuid.UUID) ([]db.VoiceSample, error) {
 		return d.VoiceSamplesByUser(ctx, s, ids)
 	}, func(v db.VoiceSample) uuid.UUID { return v.UserID })
-	l.generations.batch = pages(func(ctx context.Context, owners []db.OwnerKey, limit int, after string, status db.Status) ([]db.Keyed[db.Generation], error) {
+	l.generations.batch = pages(func(ctx context.Context, owners []db.OwnerKey, limit int, after string, status generation.Status) ([]db.Keyed[db.Generation], error) {
 		key, err := decodeCursor[db.GenerationKey](cursorGeneration, nonEmpty(after))
 		if err != nil {
 			return nil, err
@@ -127,12 +128,12 @@ func byID[V any](fetch func(context.Context, []uuid.UUID) ([]V, error), idOf fun
 
 // pages makes a batch function for nested connections: keys asking for the
 // same page shape share one statement whatever the number of parents.
-func pages[P comparable, V any](fetch func(ctx context.Context, parents []P, limit int, after string, status db.Status) ([]db.Keyed[V], error)) dataloader.BatchFunc[pageKey[P], []V] {
+func pages[P comparable, V any](fetch func(ctx context.Context, parents []P, limit int, after string, status generation.Status) ([]db.Keyed[V], error)) dataloader.BatchFunc[pageKey[P], []V] {
 	return func(ctx context.Context, keys []pageKey[P]) []*dataloader.Result[[]V] {
 		type shape struct {
 			limit  int
 			after  string
-			status db.Status
+			status generation.Status
 		}
 		groups := map[shape][]int{}
 		for i, k := range keys {

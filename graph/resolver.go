@@ -4,6 +4,7 @@
 package graph
 
 import (
+	"context"
 	"log/slog"
 
 	"github.com/narrate/narrate/db"
@@ -27,8 +28,22 @@ type Resolver struct {
 	Metrics *realtime.Metrics
 	// Voice clones voices and transcribes verification recordings for the
 	// voice-sample mutations; they fail with an internal error while nil.
-	Voice voice.Provider
+	Voice Voices
 	// Limits holds the rates of the paid mutations; nil limits nothing
 	// (the database's quotas still hold).
 	Limits *limit.Settings
+}
+
+// Voices is the part of a voice provider the voice-sample mutations use.
+// voice/elevenlabs and voice/local implement it.
+type Voices interface {
+	// CloneVoice creates a voice from samples and returns its provider id.
+	CloneVoice(ctx context.Context, name string, samples []voice.File) (voiceID string, err error)
+	// DeleteVoice removes a cloned voice. Deleting a voice that is already
+	// gone succeeds, so it can be retried safely.
+	DeleteVoice(ctx context.Context, voiceID string) error
+	// Transcribe returns the words spoken in recording, or an error
+	// wrapping voice.ErrTranscriptionUnsupported from a provider that
+	// cannot recognise speech.
+	Transcribe(ctx context.Context, recording voice.File) (text string, err error)
 }

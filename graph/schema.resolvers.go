@@ -13,6 +13,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/google/uuid"
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph/model"
 )
 
@@ -207,7 +208,7 @@ func (r *storyResolver) MyGenerations(ctx context.Context, obj *db.Story, first 
 
 // ResultURL is the resolver for the resultUrl field.
 func (r *storyGenerationResolver) ResultURL(ctx context.Context, obj *db.Generation) (*string, error) {
-	if obj.Status != db.StatusCompleted || obj.ResultKey == nil || r.SignAudio == nil {
+	if obj.Status != generation.Completed || obj.ResultKey == nil || r.SignAudio == nil {
 		return nil, nil
 	}
 	u := r.SignAudio(*obj.ResultKey)
@@ -270,7 +271,7 @@ func (r *userResolver) VoiceSample(ctx context.Context, obj *db.User) (*db.Voice
 }
 
 // Generations is the resolver for the generations field.
-func (r *userResolver) Generations(ctx context.Context, obj *db.User, first *int, after *string, status *db.Status, storyID *uuid.UUID) (*model.StoryGenerationConnection, error) {
+func (r *userResolver) Generations(ctx context.Context, obj *db.User, first *int, after *string, status *generation.Status, storyID *uuid.UUID) (*model.StoryGenerationConnection, error) {
 	key := db.OwnerKey{UserID: obj.ID}
 	if storyID != nil {
 		key.StoryID = *storyID

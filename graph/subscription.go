@@ -2,12 +2,12 @@ package graph
 
 import (
 	"context"
-	"strings"
 
 	"github.com/google/uuid"
 
 	"github.com/narrate/narrate/backoff"
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/realtime"
 )
 
@@ -72,7 +72,7 @@ type stream struct {
 }
 
 type sent struct {
-	status db.Status
+	status generation.Status
 	at     int64 // updated_at, in microseconds
 }
 
@@ -85,7 +85,7 @@ func (s *stream) run(ctx context.Context, snapshot *db.Generation) {
 	defer s.sub.Close()
 
 	if snapshot != nil {
-		if !s.send(ctx, snapshot, realtime.Event{}) || (s.single && snapshot.Status.Terminal()) {
+		if !s.send(ctx, snapshot, generation.Event{}) || (s.single && snapshot.Status.Terminal()) {
 			return
 		}
 	}
@@ -113,7 +113,7 @@ func (s *stream) run(ctx context.Context, snapshot *db.Generation) {
 			// The event's state, not the row's: the row may already be a
 			// later state, whose own event follows, and sending it now
 			// could skip a status.
-			g.Status, g.Progress, g.UpdatedAt = db.Status(strings.ToLower(e.Status)), e.Progress, e.UpdatedAt
+			g.Status, g.Progress, g.UpdatedAt = e.Status, e.Progress, e.UpdatedAt
 			if !s.send(ctx, &g, e) {
 				return
 			}
@@ -127,15 +127,14 @@ func (s *stream) run(ctx context.Context, snapshot *db.Generation) {
 // fresh keeps the events that are news to the client: later than what it
 // was last sent for that generation. A terminal event is always news until
 // one was sent, so the final state is never dropped.
-func (s *stream) fresh(events []realtime.Event) []realtime.Event {
+func (s *stream) fresh(events []generation.Event) []generation.Event {
 	out := events[:0]
 	for _, e := range events {
 		last, seen := s.last[e.GenerationID]
-		status := db.Status(strings.ToLower(e.Status))
 		switch {
 		case !seen:
 		case e.UpdatedAt.UnixMicro() > last.at:
-		case status.Terminal() && !last.status.Terminal():
+		case e.Terminal() && !last.status.Terminal():
 		default:
 			continue
 		}
@@ -148,7 +147,7 @@ func (s *stream) fresh(events []realtime.Event) []realtime.Event {
 // database is unreachable (a restart, a failover) rather than ending the
 // subscription: the events, a terminal one above all, are still delivered
 // once it answers. It gives up only when the subscription ends.
-func (s *stream) loadRetrying(ctx context.Context, events []realtime.Event) (map[uuid.UUID]db.Generation, bool) {
+func (s *stream) loadRetrying(ctx context.Context, events []generation.Event) (map[uuid.UUID]db.Generation, bool) {
 	for attempt := 1; ; attempt++ {
 		rows, err := s.load(ctx, events)
 		if err == nil {
@@ -167,7 +166,7 @@ func (s *stream) loadRetrying(ctx context.Context, events []realtime.Event) (map
 
 // load reads the events' generations as the viewer, so row-level security
 // decides again, per event, whether the viewer may see them.
-func (s *stream) load(ctx context.Context, events []realtime.Event) (map[uuid.UUID]db.Generation, error) {
+func (s *stream) load(ctx context.Context, events []generation.Event) (map[uuid.UUID]db.Generation, error) {
 	ids := make([]uuid.UUID, 0, len(events))
 	for _, e := range events {
 		ids = append(ids, e.GenerationID)
@@ -187,7 +186,7 @@ func (s *stream) load(ctx context.Context, events []realtime.Event) (map[uuid.UU
 // under the viewer's session and writes it to the socket. A slow client
 // blocks only this goroutine; the hub coalesces its pending events
 // meanwhile.
-func (s *stream) send(ctx context.Context, g *db.Generation, e realtime.Event) bool {
+func (s *stream) send(ctx context.Context, g *db.Generation, e generation.Event) bool {
 	select {
 	case s.out <- g:
 	case <-ctx.Done():

@@ -16,15 +16,16 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/realtime"
 )
 
 // benchEvent is an IN_PROGRESS change of generation gen of user.
-func benchEvent(gen, user uuid.UUID, progress int) realtime.Event {
-	return realtime.Event{
+func benchEvent(gen, user uuid.UUID, progress int) generation.Event {
+	return generation.Event{
 		GenerationID: gen,
 		UserID:       user,
-		Status:       realtime.StatusInProgress,
+		Status:       generation.InProgress,
 		Progress:     progress,
 		UpdatedAt:    time.Unix(0, int64(progress)),
 		ReceivedAt:   time.Now(),

@@ -4,6 +4,8 @@ import (
 	"sync"
 
 	"github.com/google/uuid"
+
+	"github.com/narrate/narrate/generation"
 )
 
 // MaxPendingPerGeneration bounds how many pending events one subscription
@@ -48,7 +50,7 @@ func NewHub(opts ...HubOption) *Hub {
 
 // Publish delivers e to the subscriptions watching its generation and to those
 // watching its user. It does not wait for any reader.
-func (h *Hub) Publish(e Event) {
+func (h *Hub) Publish(e generation.Event) {
 	h.metrics.incPublished()
 	h.mu.RLock()
 	defer h.mu.RUnlock()
@@ -145,7 +147,7 @@ type Subscription struct {
 
 	mu      sync.Mutex
 	closed  bool
-	pending []Event
+	pending []generation.Event
 	// last is the index in pending of each generation's latest pending
 	// event, and count the number of pending events per generation.
 	last  map[uuid.UUID]int
@@ -161,7 +163,7 @@ func (s *Subscription) Ready() <-chan struct{} {
 
 // Drain removes and returns the pending events in order. It returns nil when
 // nothing is pending or the subscription is closed.
-func (s *Subscription) Drain() []Event {
+func (s *Subscription) Drain() []generation.Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := s.pending
@@ -194,7 +196,7 @@ func (s *Subscription) Close() {
 	s.hub.unsubscribe(s)
 }
 
-func (s *Subscription) push(e Event) {
+func (s *Subscription) push(e generation.Event) {
 	var coalesced, dropped bool
 	s.mu.Lock()
 	if s.closed {

@@ -22,6 +22,7 @@ import (
 	"github.com/narrate/narrate/backoff"
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/db/dbtest"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/limit"
 	"github.com/narrate/narrate/storage"
 	"github.com/narrate/narrate/voice"
@@ -232,7 +233,7 @@ func (e *env) cancel(id uuid.UUID) {
 }
 
 type genState struct {
-	Status    string
+	Status    generation.Status
 	Progress  int
 	ResultKey *string
 	Metadata  map[string]any
@@ -266,10 +267,10 @@ func (e *env) waitFor(what string, cond func() bool) {
 }
 
 // waitStatus waits until the generation reaches status and returns it.
-func (e *env) waitStatus(id uuid.UUID, status string) genState {
+func (e *env) waitStatus(id uuid.UUID, status generation.Status) genState {
 	e.t.Helper()
 	var s genState
-	e.waitFor("generation "+status, func() bool {
+	e.waitFor("generation "+string(status), func() bool {
 		s = e.state(id)
 		return s.Status == status
 	})

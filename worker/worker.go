@@ -49,10 +49,23 @@ type Store interface {
 	Delete(ctx context.Context, key string) error
 }
 
+// Synthesizer narrates text in a cloned voice: the part of a voice provider
+// the worker uses. voice/elevenlabs and voice/local implement it.
+type Synthesizer interface {
+	// Name identifies the provider in logs, metrics and the generation's
+	// metadata, e.g. "elevenlabs".
+	Name() string
+	// ChunkLimit is the most characters one Synthesize call accepts.
+	ChunkLimit() int
+	// Synthesize narrates req.Text, at most ChunkLimit characters. Its
+	// failures are *voice.Error, whose Kind says whether retrying helps.
+	Synthesize(ctx context.Context, req voice.SynthesisRequest) (*voice.Audio, error)
+}
+
 // Config configures a Worker. Queue, Provider and Store are required.
 type Config struct {
 	Queue    Queue
-	Provider voice.Provider
+	Provider Synthesizer
 	Store    Store
 	// Concurrency is how many generations are processed at once; default 1.
 	Concurrency int
@@ -102,7 +115,7 @@ const dbTimeout = 10 * time.Second
 // Worker processes generations. Create it with New and start it with Run.
 type Worker struct {
 	queue        Queue
-	provider     voice.Provider
+	provider     Synthesizer
 	store        Store
 	concurrency  int
 	owner        string

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/narrate/narrate/app"
 	"github.com/narrate/narrate/auth"
 	"github.com/narrate/narrate/localdb"
 )
@@ -21,9 +22,6 @@ import (
 // errNoDatabase is returned when neither -db nor a usable -data-dir tells
 // the tool where the server's database is.
 var errNoDatabase = errors.New("no database: pass -db, or -data-dir of a server running its own PostgreSQL")
-
-// localDatabase is the database name the server gives its local cluster.
-const localDatabase = "narrate"
 
 // pidFile is what the postmaster.pid of the local cluster a server runs
 // under DATA_DIR says about the cluster.
@@ -43,7 +41,7 @@ func readPIDFile(dataDir string) (pidFile, error) {
 	if err != nil {
 		return pidFile{}, fmt.Errorf("%w: %w", errNoDatabase, err)
 	}
-	for _, dir := range []string{filepath.Join(abs, "postgres"), localdb.FallbackDir(abs)} {
+	for _, dir := range (app.Layout{DataDir: abs}).ClusterDirs() {
 		if pid, port, ok := localdb.Running(dir); ok {
 			return pidFile{pid: pid, port: port}, nil
 		}
@@ -53,13 +51,13 @@ func readPIDFile(dataDir string) (pidFile, error) {
 
 // adminURL is the superuser URL of the local cluster.
 func (pf pidFile) adminURL() string {
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", pf.port, localDatabase)
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", pf.port, app.LocalDatabase)
 }
 
 // secretFromDataDir reads the development JWT secret a server keeps in
 // dataDir. The server uses the file's content, trimmed, as the key bytes.
 func secretFromDataDir(dataDir string) ([]byte, error) {
-	raw, err := os.ReadFile(filepath.Join(dataDir, "jwt-secret"))
+	raw, err := os.ReadFile(app.Layout{DataDir: dataDir}.JWTSecretFile())
 	if err != nil {
 		return nil, fmt.Errorf("read JWT secret: %w", err)
 	}

@@ -3,82 +3,27 @@ package main
 import (
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/narrate/narrate/api"
-	"github.com/narrate/narrate/auth"
-	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/app/apptest"
 	"github.com/narrate/narrate/db/dbtest"
-	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/migrations"
-	"github.com/narrate/narrate/realtime"
 )
 
 func TestMain(m *testing.M) { dbtest.Main(m, migrations.Up) }
 
-var testSecret = []byte("loadtest-secret-loadtest-secret-0123")
+var testSecret = apptest.Secret
 
-// startServer runs the API with subscriptions on d, wired as server/serve.go
-// wires it, with the process collector the tool reads.
+// startServer runs a complete server on d, assembled as `server serve`
+// assembles it, and returns its URL.
 func startServer(t *testing.T, d *dbtest.DB) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	pool, err := db.Open(ctx, d.AppURL, db.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := auth.NewVerifier(ctx, auth.Config{Secret: testSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics, err := realtime.NewMetrics(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hub := realtime.NewHub(realtime.WithHubMetrics(metrics))
-	bridge := realtime.NewBridge(hub, func(context.Context, []uuid.UUID, []uuid.UUID, time.Time) ([]realtime.Event, error) {
-		return nil, nil
-	}, logger)
-	listener := realtime.NewListener(realtime.ListenerConfig{
-		ConnString: d.AppURL, OnEvent: bridge.OnEvent, OnReconnect: bridge.OnReconnect,
-		Logger: logger, Metrics: metrics,
-	})
-	done := make(chan struct{})
-	go func() { defer close(done); _ = listener.Run(ctx) }()
-	sockets := api.NewSockets(verifier, nil, metrics, logger)
-	srv := httptest.NewServer(api.New(api.Options{
-		DB: pool, Verifier: verifier, Logger: logger, Registry: reg, Sockets: sockets,
-		Resolver: &graph.Resolver{DB: pool, Logger: logger, Hub: hub, Metrics: metrics},
-		Ready:    func(context.Context) error { return nil },
-	}))
-	t.Cleanup(func() {
-		sockets.Shutdown()
-		srv.Close()
-		cancel()
-		<-done
-		pool.Close()
-	})
-	waitCtx, waitCancel := context.WithTimeout(ctx, 10*time.Second)
-	defer waitCancel()
-	if err := listener.WaitConnected(waitCtx); err != nil {
-		t.Fatal(err)
-	}
-	return srv.URL
+	return apptest.Start(t, d).URL
 }
 
 // TestRunAgainstServer runs the whole tool against a real server and

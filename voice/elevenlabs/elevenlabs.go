@@ -1,4 +1,4 @@
-// Package elevenlabs implements voice.Provider with the ElevenLabs HTTP API:
+// Package elevenlabs is a voice provider on the ElevenLabs HTTP API:
 // instant voice cloning, text to speech and speech to text.
 //
 // The client is deliberately thin. It never retries, because the generation
@@ -93,7 +93,7 @@ type Config struct {
 	MaxConcurrent int
 }
 
-// Client is an ElevenLabs voice.Provider. It is safe for concurrent use.
+// Client is the ElevenLabs voice provider. It is safe for concurrent use.
 type Client struct {
 	apiKey     string
 	baseURL    string
@@ -104,8 +104,6 @@ type Client struct {
 	timeout    time.Duration
 	sem        chan struct{}
 }
-
-var _ voice.Provider = (*Client)(nil)
 
 // New returns a Client for cfg.
 func New(cfg Config) (*Client, error) {
@@ -135,9 +133,6 @@ func (c *Client) Name() string { return "elevenlabs" }
 
 // ChunkLimit returns the per-request character limit of the configured model.
 func (c *Client) ChunkLimit() int { return c.chunkLimit }
-
-// ChecksTranscripts returns true: Transcribe uses ElevenLabs speech to text.
-func (c *Client) ChecksTranscripts() bool { return true }
 
 // CloneVoice creates an instant voice clone from samples with
 // POST /v1/voices/add.

@@ -68,8 +68,8 @@ func TestNew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ChunkLimit() != 10_000 || c.Name() != "elevenlabs" || !c.ChecksTranscripts() {
-		t.Errorf("defaults: limit %d name %q checks %v", c.ChunkLimit(), c.Name(), c.ChecksTranscripts())
+	if c.ChunkLimit() != 10_000 || c.Name() != "elevenlabs" {
+		t.Errorf("defaults: limit %d name %q", c.ChunkLimit(), c.Name())
 	}
 	c, _ = New(Config{APIKey: "k", ModelID: "some_future_model"})
 	if c.ChunkLimit() != fallbackChunkLimit {

@@ -162,8 +162,8 @@ func TestSynthesizeAnyText(t *testing.T) {
 func TestProviderBasics(t *testing.T) {
 	t.Parallel()
 	p := New(Config{EspeakPath: "-"})
-	if p.Name() != "local" || p.ChecksTranscripts() || p.ChunkLimit() != DefaultChunkLimit {
-		t.Errorf("name %q checks %v limit %d", p.Name(), p.ChecksTranscripts(), p.ChunkLimit())
+	if p.Name() != "local" || p.ChunkLimit() != DefaultChunkLimit {
+		t.Errorf("name %q limit %d", p.Name(), p.ChunkLimit())
 	}
 	sample := []voice.File{{Name: "a.wav", ContentType: "audio/wav", Data: []byte{1}}}
 	id1, err := p.CloneVoice(t.Context(), "me", sample)
@@ -181,8 +181,8 @@ func TestProviderBasics(t *testing.T) {
 		t.Error(err)
 	}
 	text, err := p.Transcribe(t.Context(), sample[0])
-	if err != nil || text != "" {
-		t.Errorf("Transcribe() = %q, %v", text, err)
+	if !errors.Is(err, voice.ErrTranscriptionUnsupported) || text != "" {
+		t.Errorf("Transcribe() = %q, %v; want ErrTranscriptionUnsupported", text, err)
 	}
 }
 

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -6,19 +6,18 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 
 	"github.com/narrate/narrate/config"
 	"github.com/narrate/narrate/localdb"
 	"github.com/narrate/narrate/migrations"
 )
 
-// localDatabase is the name of the database in the local cluster.
-const localDatabase = "narrate"
+// LocalDatabase is the name of the database in the local cluster.
+const LocalDatabase = "narrate"
 
-// database is where the server's data lives: DATABASE_URL, or a local
+// Database is where the server's data lives: DATABASE_URL, or a local
 // PostgreSQL cluster under DATA_DIR that this process runs.
-type database struct {
+type Database struct {
 	// URL is the application's login.
 	URL string
 	// cluster is the local cluster this process started, nil otherwise.
@@ -27,26 +26,26 @@ type database struct {
 }
 
 // Local reports whether the server runs its own development cluster.
-func (d *database) Local() bool { return d.cluster != nil }
+func (d *Database) Local() bool { return d.cluster != nil }
 
 // Close stops the local cluster, if this process started one.
-func (d *database) Close() {
+func (d *Database) Close() {
 	if d.cluster == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
 	if err := d.cluster.Stop(ctx); err != nil {
 		d.logger.Error("stop local postgres", "err", err)
 	}
 }
 
-// openDatabase finds the database and, when migrate is set, brings its
+// OpenDatabase finds the database and, when migrate is set, brings its
 // schema up to date. With no DATABASE_URL it starts (initialising on first
 // use) the local cluster in DATA_DIR/postgres; there, migrations run as the
 // cluster's superuser and the server logs in as the non-superuser
 // "authenticator", as it would on Supabase.
-func openDatabase(ctx context.Context, cfg config.Config, logger *slog.Logger, migrate bool) (*database, error) {
+func OpenDatabase(ctx context.Context, cfg config.Config, logger *slog.Logger, migrate bool) (*Database, error) {
 	run := func(ctx context.Context, url string) error {
 		if !migrate {
 			return nil
@@ -57,7 +56,7 @@ func openDatabase(ctx context.Context, cfg config.Config, logger *slog.Logger, m
 		if err := run(ctx, cfg.DatabaseURL); err != nil {
 			return nil, err
 		}
-		return &database{URL: cfg.DatabaseURL, logger: logger}, nil
+		return &Database{URL: cfg.DatabaseURL, logger: logger}, nil
 	}
 
 	// DATA_DIR itself must stay traversable: when the server runs as root,
@@ -66,37 +65,27 @@ func openDatabase(ctx context.Context, cfg config.Config, logger *slog.Logger, m
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create DATA_DIR: %w", err)
 	}
-	dir := filepath.Join(cfg.DataDir, "postgres")
+	layout := Layout{DataDir: cfg.DataDir}
+	dir := layout.ClusterDir()
 	logger.Info("DATABASE_URL is not set: starting a local PostgreSQL cluster", "dir", dir)
 	cluster, err := localdb.Start(ctx, localdb.Options{Dir: dir, Reuse: true, Logger: logger})
 	if errors.Is(err, localdb.ErrUnreachable) {
 		// Running as root with DATA_DIR somewhere the postgres user cannot
 		// enter (a checkout under /root, typically): keep the cluster, and
 		// only it, elsewhere.
-		fallback := localdb.FallbackDir(cfg.DataDir)
+		fallback := layout.FallbackClusterDir()
 		logger.Warn("the postgres user cannot reach DATA_DIR; keeping the local cluster elsewhere", "dir", fallback, "data_dir", cfg.DataDir)
 		cluster, err = localdb.Start(ctx, localdb.Options{Dir: fallback, Reuse: true, Logger: logger})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("start local postgres: %w", err)
 	}
-	d := &database{cluster: cluster, logger: logger}
-	d.URL, err = localdb.Provision(ctx, cluster.AdminURL("postgres"), localDatabase, run)
+	d := &Database{cluster: cluster, logger: logger}
+	d.URL, err = localdb.Provision(ctx, cluster.AdminURL("postgres"), LocalDatabase, run)
 	if err != nil {
 		d.Close()
 		return nil, fmt.Errorf("provision local database: %w", err)
 	}
-	logger.Info("local PostgreSQL is up", "url", cluster.AdminURL(localDatabase))
+	logger.Info("local PostgreSQL is up", "url", cluster.AdminURL(LocalDatabase))
 	return d, nil
-}
-
-// migrate applies the migrations and exits.
-func migrate(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
-	d, err := openDatabase(ctx, cfg, logger, true)
-	if err != nil {
-		return err
-	}
-	d.Close()
-	logger.Info("database is up to date")
-	return nil
 }

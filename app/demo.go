@@ -1,11 +1,11 @@
-package main
+package app
 
 import "github.com/narrate/narrate/db"
 
-// demoStories are loaded into an empty catalogue of the local development
+// DemoStories are loaded into an empty catalogue of the local development
 // database: short public-domain fables (Aesop, in the 1867 Townsend
 // translation), long enough to be narrated in a few chunks.
-var demoStories = []db.NewStory{
+var DemoStories = []db.NewStory{
 	{
 		Title: "The Fox and the Grapes",
 		Slug:  "the-fox-and-the-grapes",

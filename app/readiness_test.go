@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -22,7 +22,7 @@ func TestReadiness(t *testing.T) {
 		{"both down", down, false, false},
 	}
 	for _, tt := range tests {
-		err := readiness(tt.ping, func() bool { return tt.listening })(context.Background())
+		err := Readiness(tt.ping, func() bool { return tt.listening })(context.Background())
 		if (err == nil) != tt.ready {
 			t.Errorf("%s: readiness error %v, want ready %v", tt.name, err, tt.ready)
 		}
