@@ -136,7 +136,7 @@ func NewGraphQL(o Options) *handler.Server {
 	srv.AddTransport(transport.POST{})
 	srv.AddTransport(&uploads{limits: l, schema: es.Schema()})
 
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.SetQueryCache(smallOnly[*ast.QueryDocument]{Cache: lru.New[*ast.QueryDocument](1000), max: maxCachedQuery})
 	if l.Introspection {
 		srv.Use(extension.Introspection{})
 	}

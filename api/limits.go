@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/narrate/narrate/graph"
 	"github.com/narrate/narrate/limit"
 )
@@ -132,4 +134,24 @@ func clientAddress(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// maxCachedQuery is the longest query text kept in the parsed-query cache.
+// The cache holds 1,000 documents; without a bound each could be a
+// megabyte of query text kept alive with its syntax tree, a gigabyte or
+// more in all. Queries that apps send again and again are far shorter.
+const maxCachedQuery = 16 << 10
+
+// smallOnly is a cache that keeps only entries whose key (the query text)
+// is at most max bytes long; longer ones are parsed again each time.
+type smallOnly[T any] struct {
+	graphql.Cache[T]
+	max int
+}
+
+// Add keeps the entry when its key is short enough.
+func (c smallOnly[T]) Add(ctx context.Context, key string, value T) {
+	if len(key) <= c.max {
+		c.Cache.Add(ctx, key, value)
+	}
 }
