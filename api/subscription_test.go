@@ -246,13 +246,7 @@ func TestTerminalEventSurvivesListenerReconnect(t *testing.T) {
 
 	e.Exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 		WHERE datname = current_database() AND query ILIKE 'listen%'`)
-	deadline := time.Now().Add(5 * time.Second)
-	for srv.App.Listener.Connected() && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if srv.App.Listener.Connected() {
-		t.Fatal("listener did not notice its backend was terminated")
-	}
+	dbtest.WaitFor(t, 0, func() bool { return !srv.App.Listener.Connected() }, "the listener did not notice its backend was terminated")
 	e.setProgress(gen, generation.Completed, 100)
 
 	if last := lastProgress(t, progressUntilComplete(t, c, "1", 10*time.Second)); last.Status != "COMPLETED" {
@@ -339,13 +333,7 @@ func TestKeepAlives(t *testing.T) {
 	for _, proto := range []string{protoTransportWS, protoLegacyWS} {
 		c := apptest.DialWS(t, srv.URL, proto, apptest.AuthInit(alice.Token))
 		c.Ack()
-		deadline := time.Now().Add(5 * time.Second)
-		for c.KeepAlives() < 3 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if n := c.KeepAlives(); n < 3 {
-			t.Errorf("%s: %d keepalives in 5 s at a 50 ms interval", proto, n)
-		}
+		dbtest.WaitFor(t, 0, func() bool { return c.KeepAlives() >= 3 }, "%s: fewer than 3 keepalives at a 50 ms interval", proto)
 	}
 }
 
