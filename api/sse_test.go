@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/narrate/narrate/app/apptest"
 	"github.com/narrate/narrate/generation"
 )
 
@@ -99,14 +100,5 @@ func TestServerSentEventsRejectBadToken(t *testing.T) {
 // events and returns the response, whose body is the stream.
 func openEventStream(t *testing.T, url, token string, gen any) *http.Response {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{"query": progressQuery, "variables": map[string]any{"id": gen}})
-	req, _ := http.NewRequest(http.MethodPost, url+"/graphql", strings.NewReader(string(body)))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res
+	return apptest.OpenEventStream(t, url, token, progressQuery, map[string]any{"id": gen})
 }
