@@ -183,10 +183,12 @@ func TestSubscriptionIsolation(t *testing.T) {
 
 func TestSocketClosedWhenTokenExpires(t *testing.T) {
 	t.Parallel()
-	e := newRTEnv(t)
+	// A short leeway: the socket lives as long as HTTP would accept the
+	// token, expiry plus the leeway.
+	e := newEnv(t, withLeeway(t, time.Second))
 	alice := e.NewUser("alice@example.com", false)
 	token := mintToken(t, alice, 2*time.Second)
-	c := apptest.DialWS(t, e.srv.URL, protoTransportWS, apptest.AuthInit(token))
+	c := apptest.DialWS(t, e.URL, protoTransportWS, apptest.AuthInit(token))
 	c.Ack()
 	if code := c.WaitClosed(10 * time.Second); code != 4403 {
 		t.Fatalf("close code = %d, want 4403 at expiry", code)
@@ -277,34 +279,40 @@ func TestSlowClientDoesNotSlowOthers(t *testing.T) {
 	}
 }
 
-func TestThousandSubscriptionsLeaveNoGoroutines(t *testing.T) {
+func TestTenThousandSubscriptionsLeaveNoGoroutines(t *testing.T) {
 	// Not parallel: goroutines are counted for the whole process.
 	e := newEnv(t)
 	srv := e.Server
-	alice := e.NewUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
+	story := e.story("The Fox", "the-fox")
+	users := []user{e.NewUser("alice@example.com", false), e.NewUser("bob@example.com", false)}
+	gens := []uuid.UUID{e.generation(users[0], story, generation.InProgress), e.generation(users[1], story, generation.InProgress)}
 	// The pool may open connections meanwhile; they are not the sockets'.
 	ignore := []goleak.Option{goleak.IgnoreCurrent(),
 		goleak.IgnoreAnyFunction("github.com/jackc/pgx/v5/pgconn/internal/bgreader.(*BGReader).bgRead")}
 
-	const sockets, perSocket = 20, 50
+	// 10,000 subscriptions: 50 sockets of each user (within the per-user
+	// cap), 100 subscriptions each (the per-socket cap).
+	const sockets, perSocket = 100, 100
+	query := `subscription($id: ID!) { generationProgress(id: $id) { id status progress } }`
 	clients := make([]*wsClient, sockets)
 	for i := range clients {
-		c := apptest.DialWS(t, srv.URL, protoTransportWS, apptest.AuthInit(alice.Token))
+		c := apptest.DialWS(t, srv.URL, protoTransportWS, apptest.AuthInit(users[i%2].Token))
 		c.Ack()
-		for j := 0; j < perSocket; j++ {
-			c.Subscribe(fmt.Sprint(j), progressQuery, map[string]any{"id": gen})
+		for j := range perSocket {
+			c.Subscribe(fmt.Sprint(j), query, map[string]any{"id": gens[i%2]})
 		}
 		clients[i] = c
 	}
 	for _, c := range clients {
-		for j := 0; j < perSocket; j++ {
+		for j := range perSocket {
 			decodeProgress(t, c.NextEvent(fmt.Sprint(j), dbtest.WaitLimit), "generationProgress")
 		}
 	}
-	e.setProgress(gen, generation.InProgress, 50)
+	srv.WaitHubSubscriptions(sockets * perSocket)
+	e.setProgress(gens[0], generation.InProgress, 50)
+	e.setProgress(gens[1], generation.InProgress, 50)
 	for _, c := range clients {
-		for j := 0; j < perSocket; j++ {
+		for j := range perSocket {
 			if p := decodeProgress(t, c.NextEvent(fmt.Sprint(j), dbtest.WaitLimit), "generationProgress"); p.Progress != 50 {
 				t.Fatalf("got %+v", p)
 			}
@@ -313,12 +321,14 @@ func TestThousandSubscriptionsLeaveNoGoroutines(t *testing.T) {
 	// Half the clients stop their operations, the others just hang up.
 	for i, c := range clients {
 		if i%2 == 0 {
-			for j := 0; j < perSocket; j++ {
+			for j := range perSocket {
 				c.Stop(fmt.Sprint(j))
 			}
 		}
 		_ = c.Conn.Close()
 	}
+	waitGauge(t, e.Server, gaugeSockets, 0)
+	waitGauge(t, e.Server, gaugeSubscriptions, 0)
 	// goleak retries for a while, so sockets still closing are waited for.
 	if err := goleak.Find(ignore...); err != nil {
 		t.Fatal(err)
@@ -345,6 +355,8 @@ func TestWebsocketOriginsFollowCORSOrigins(t *testing.T) {
 	for origin, want := range map[string]int{
 		"https://app.example.com":  http.StatusSwitchingProtocols,
 		"https://evil.example.com": http.StatusForbidden,
+		// The server's own pages may always open sockets.
+		srv.URL: http.StatusSwitchingProtocols,
 	} {
 		dialer := websocket.Dialer{Subprotocols: []string{protoTransportWS}}
 		conn, res, err := dialer.Dial(url, http.Header{"Origin": {origin}})

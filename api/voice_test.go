@@ -38,8 +38,10 @@ type fakeVoice struct {
 	Files []fakeFile
 }
 
-// fakeElevenLabs is an httptest server speaking the documented shapes of
-// the three ElevenLabs endpoints the voice-sample mutations use.
+// fakeElevenLabs is an httptest server speaking the documented shapes and
+// behaviour of the three ElevenLabs endpoints the voice-sample mutations
+// use: speech to text tags audio events unless told not to, and voices/add
+// answers requires_verification.
 type fakeElevenLabs struct {
 	t   testing.TB
 	URL string
@@ -51,6 +53,11 @@ type fakeElevenLabs struct {
 	deleted     []string
 	transcripts []fakeFile // recordings sent to speech to text
 	transcript  string     // what speech to text hears
+	// noise, when set, is an audio event speech to text hears before the
+	// words, as in a real recording, e.g. "(background noise)".
+	noise string
+	// requiresVerification is what voices/add answers.
+	requiresVerification bool
 	// cloneFailure, when set, answers POST /v1/voices/add with this status
 	// and ElevenLabs error code.
 	cloneFailure *fakeFailure
@@ -147,7 +154,7 @@ func (f *fakeElevenLabs) addVoice(w http.ResponseWriter, r *http.Request) {
 	f.voices[id] = fakeVoice{Name: fields["name"], Files: files["files"]}
 	f.clones = append(f.clones, id)
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"voice_id": id, "requires_verification": false})
+	_ = json.NewEncoder(w).Encode(map[string]any{"voice_id": id, "requires_verification": f.requiresVerification})
 }
 
 func (f *fakeElevenLabs) speechToText(w http.ResponseWriter, r *http.Request) {
@@ -159,8 +166,25 @@ func (f *fakeElevenLabs) speechToText(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.transcripts = append(f.transcripts, files["file"][0])
+	// Words are listed with the spacing between them; audio events are
+	// tagged, in the text and as words of their own, unless
+	// tag_audio_events is false (it defaults to true).
+	var words []map[string]string
+	if f.noise != "" && fields["tag_audio_events"] != "false" {
+		words = append(words, map[string]string{"text": f.noise, "type": "audio_event"}, map[string]string{"text": " ", "type": "spacing"})
+	}
+	for i, word := range strings.Fields(f.transcript) {
+		if i > 0 {
+			words = append(words, map[string]string{"text": " ", "type": "spacing"})
+		}
+		words = append(words, map[string]string{"text": word, "type": "word"})
+	}
+	var text strings.Builder
+	for _, w := range words {
+		text.WriteString(w["text"])
+	}
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"text": f.transcript, "words": []any{}})
+	_ = json.NewEncoder(w).Encode(map[string]any{"text": text.String(), "words": words})
 }
 
 func (f *fakeElevenLabs) deleteVoice(w http.ResponseWriter, r *http.Request) {
@@ -204,6 +228,20 @@ func (f *fakeElevenLabs) setTranscript(s string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.transcript = s
+}
+
+// hearNoise makes speech to text hear an audio event before the words.
+func (f *fakeElevenLabs) hearNoise(event string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.noise = event
+}
+
+// holdVoices makes voices/add answer requires_verification: true.
+func (f *fakeElevenLabs) holdVoices() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.requiresVerification = true
 }
 
 func (f *fakeElevenLabs) failClones(fail *fakeFailure) {
@@ -305,7 +343,7 @@ func (e *env) postMultipart(token, query string, vars map[string]any, paths []st
 	return e.Send(req)
 }
 
-const sampleFields = `id elevenlabsVoiceId verificationPhrase verified createdAt`
+const sampleFields = `id elevenlabsVoiceId verificationPhrase verified providerVerificationRequired createdAt`
 
 const createSampleMutation = `mutation($input: CreateVoiceSampleInput!) {
   createVoiceSample(input: $input) { ` + sampleFields + ` } }`
@@ -319,7 +357,9 @@ type sampleJSON struct {
 	ElevenlabsVoiceID  string `json:"elevenlabsVoiceId"`
 	VerificationPhrase string `json:"verificationPhrase"`
 	Verified           bool   `json:"verified"`
-	CreatedAt          string `json:"createdAt"`
+	// ProviderVerificationRequired is ElevenLabs' requires_verification.
+	ProviderVerificationRequired bool   `json:"providerVerificationRequired"`
+	CreatedAt                    string `json:"createdAt"`
 }
 
 // createSample sends createVoiceSample with files; name "" leaves the
@@ -755,5 +795,46 @@ func TestStartGenerationNeedsVerifiedSample(t *testing.T) {
 	start().Decode(t, &out)
 	if out.StartGeneration.Status != "PENDING" {
 		t.Errorf("startGeneration status = %q, want PENDING", out.StartGeneration.Status)
+	}
+}
+
+// A real recording has background noise, which ElevenLabs' speech to text
+// tags by default; the phrase check must still pass on the words.
+func TestVerifyVoiceSampleWithBackgroundNoise(t *testing.T) {
+	t.Parallel()
+	fake, e, alice := newFakeVoiceEnv(t)
+	sample := e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
+	fake.hearNoise("(background noise)")
+	fake.setTranscript(sample.VerificationPhrase)
+	var out struct{ VerifyVoiceSample sampleJSON }
+	e.verifySample(alice.Token, audio("phrase.webm", "audio/webm")).Decode(t, &out)
+	if !out.VerifyVoiceSample.Verified {
+		t.Errorf("verifyVoiceSample = %+v, want verified", out.VerifyVoiceSample)
+	}
+}
+
+// A voice ElevenLabs holds back (requires_verification) is stored as
+// such, and no narration can start with it, whatever the phrase check said.
+func TestStartGenerationRefusesVoiceHeldByProvider(t *testing.T) {
+	t.Parallel()
+	fake, e, alice := newFakeVoiceEnv(t)
+	fake.holdVoices()
+	story := e.story("The Fox", "the-fox")
+	sample := e.mustCreateSample(alice.Token, audio("a.mp3", "audio/mpeg"))
+	if !sample.ProviderVerificationRequired {
+		t.Errorf("createVoiceSample = %+v, want providerVerificationRequired", sample)
+	}
+	fake.setTranscript(sample.VerificationPhrase)
+	var out struct{ VerifyVoiceSample sampleJSON }
+	e.verifySample(alice.Token, audio("phrase.webm", "audio/webm")).Decode(t, &out)
+	if got := out.VerifyVoiceSample; !got.Verified || !got.ProviderVerificationRequired {
+		t.Errorf("verifyVoiceSample = %+v, want verified and still held by the provider", got)
+	}
+	e.Post(alice.Token, `mutation($id: ID!) { startGeneration(storyId: $id) { id } }`,
+		map[string]any{"id": story.String()}).WantError(t, graph.CodeVoiceNotVerified, "requires_verification")
+	var n int
+	e.Scan(`SELECT count(*) FROM story_generations WHERE user_id = $1`, []any{alice.ID}, &n)
+	if n != 0 {
+		t.Errorf("%d generations queued with a held voice", n)
 	}
 }

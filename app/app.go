@@ -12,12 +12,14 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"sync"
 
@@ -129,7 +131,14 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 	}
 	a.closers = append(a.closers, a.Database.Close)
 
-	if a.DB, err = db.Open(ctx, a.Database.URL, set.dbOptions); err != nil {
+	dbOptions := set.dbOptions
+	if dbOptions.MaxConns == 0 {
+		// pgxpool's default size, plus a connection for each concurrent
+		// re-read of subscription events, so that a burst of notifications
+		// does not queue requests behind it.
+		dbOptions.MaxConns = int32(max(4, runtime.NumCPU()) + cmp.Or(cfg.EventReaders, graph.DefaultEventReaders))
+	}
+	if a.DB, err = db.Open(ctx, a.Database.URL, dbOptions); err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, a.DB.Close)
@@ -273,12 +282,17 @@ func (a *App) buildHTTP(ctx context.Context) error {
 	ttl := a.cfg.AudioURLTTL
 	resolver := &graph.Resolver{
 		DB: a.DB, Logger: a.logger, Hub: a.Hub, Metrics: metrics, Voice: a.Voice,
-		SignAudio: func(key string) string { return a.Signer.URL(key, ttl) },
+		SignAudio:    func(key string) string { return a.Signer.URL(key, ttl) },
+		EventReaders: a.cfg.EventReaders,
 	}
 
 	a.Sockets = api.NewSockets(verifier, a.cfg.CORSOrigins, metrics, a.logger)
+	a.Sockets.Limits = api.SocketLimits(a.cfg.Sockets)
 	if a.set.keepAlive > 0 {
 		a.Sockets.KeepAlive = a.set.keepAlive
+	}
+	if a.set.sockets != nil {
+		a.set.sockets(a.Sockets)
 	}
 	a.Handler = api.New(api.Options{
 		DB:          a.DB,

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"github.com/narrate/narrate/api"
 	"log/slog"
 	"time"
 
@@ -20,6 +21,7 @@ type settings struct {
 	dbOptions       db.Options
 	listenBackoff   time.Duration
 	keepAlive       time.Duration
+	sockets         func(*api.Sockets)
 	shutdownTimeout time.Duration
 	skipDevSetup    bool
 }
@@ -68,6 +70,10 @@ func WithListenBackoff(d time.Duration) Option { return func(s *settings) { s.li
 
 // WithKeepAlive sets how often idle websockets are pinged.
 func WithKeepAlive(d time.Duration) Option { return func(s *settings) { s.keepAlive = d } }
+
+// WithSockets adjusts the websocket side's settings (caps, timeouts)
+// before it serves.
+func WithSockets(edit func(*api.Sockets)) Option { return func(s *settings) { s.sockets = edit } }
 
 // WithShutdownTimeout bounds Run's shutdown.
 func WithShutdownTimeout(d time.Duration) Option {

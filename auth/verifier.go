@@ -84,6 +84,11 @@ type Identity struct {
 	Admin bool
 	// ExpiresAt is the exp claim.
 	ExpiresAt time.Time
+	// ValidUntil is ExpiresAt plus the verifier's clock-skew leeway: the
+	// last instant Verify accepts the token. What outlives a request (a
+	// websocket, an event stream) ends then, so that it is judged exactly
+	// as a request would be.
+	ValidUntil time.Time
 	// Claims is the verified token payload exactly as signed, suitable for
 	// PostgreSQL's request.jwt.claims setting.
 	Claims json.RawMessage
@@ -91,6 +96,7 @@ type Identity struct {
 
 // Verifier checks access tokens. It is safe for concurrent use.
 type Verifier struct {
+	leeway time.Duration
 	secret []byte
 	jwks   keyfunc.Keyfunc
 	parser *jwt.Parser
@@ -114,7 +120,7 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 	leeway := cmp.Or(cfg.Leeway, DefaultLeeway)
 	logger := cmp.Or(cfg.Logger, slog.Default())
 
-	v := &Verifier{}
+	v := &Verifier{leeway: leeway}
 	var methods []string
 	if len(cfg.Secret) > 0 {
 		// Copy so that a caller reusing its slice cannot change the key.
@@ -209,12 +215,13 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) 
 		return nil, invalid("token is malformed", nil)
 	}
 	return &Identity{
-		UserID:    userID,
-		Email:     c.Email,
-		Role:      c.Role,
-		Admin:     c.AppMetadata.Role == "admin",
-		ExpiresAt: c.ExpiresAt.Time,
-		Claims:    json.RawMessage(payload),
+		UserID:     userID,
+		Email:      c.Email,
+		Role:       c.Role,
+		Admin:      c.AppMetadata.Role == "admin",
+		ExpiresAt:  c.ExpiresAt.Time,
+		ValidUntil: c.ExpiresAt.Time.Add(v.leeway),
+		Claims:     json.RawMessage(payload),
 	}, nil
 }
 

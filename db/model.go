@@ -30,7 +30,10 @@ type VoiceSample struct {
 	ElevenlabsVoiceID  string    `db:"elevenlabs_voice_id"`
 	VerificationPhrase string    `db:"verification_phrase"`
 	Verified           bool      `db:"verified"`
-	CreatedAt          time.Time `db:"created_at"`
+	// ProviderVerificationRequired is true while the voice provider holds
+	// the cloned voice back until it is verified there.
+	ProviderVerificationRequired bool      `db:"provider_verification_required"`
+	CreatedAt                    time.Time `db:"created_at"`
 }
 
 // Story is a catalogue entry.

@@ -20,7 +20,7 @@ const (
 	generationColumns = `id, user_id, story_id, status, progress, result_url, metadata, created_at, updated_at`
 	logColumns        = `id, generation_id, event, occurred_at`
 	profileColumns    = `user_id, display_name, avatar_url, created_at, updated_at`
-	voiceColumns      = `id, user_id, elevenlabs_voice_id, verification_phrase, verified, created_at`
+	voiceColumns      = `id, user_id, elevenlabs_voice_id, verification_phrase, verified, provider_verification_required, created_at`
 )
 
 // queryAll runs one statement under s in a single round trip and scans
@@ -274,6 +274,43 @@ func (d *DB) GenerationsByID(ctx context.Context, s Session, ids []uuid.UUID) ([
 	return queryAll[Generation](ctx, d, s, `SELECT `+generationColumns+` FROM story_generations WHERE id = ANY($1)`, ids)
 }
 
+// SessionRead is one session's part of GenerationsForSessions.
+type SessionRead struct {
+	Session Session
+	IDs     []uuid.UUID
+}
+
+// GenerationsForSessions reads, for each read, the generations among its
+// ids that its session may see, all in one transaction and one round trip:
+// each statement runs under its own session's role and claims, switched
+// transaction-locally before it, so row-level security judges every read
+// as that session. It returns the rows per read, in reads' order. One
+// transaction for many sessions is what lets the realtime path read each
+// event once per watching user rather than once per subscription, at the
+// cost of one round trip per batch.
+func (d *DB) GenerationsForSessions(ctx context.Context, reads []SessionRead) ([][]Generation, error) {
+	if len(reads) == 0 {
+		return nil, nil
+	}
+	out := make([][]Generation, len(reads))
+	err := d.Batch(ctx, reads[0].Session, func(b *pgx.Batch) {
+		for i, r := range reads {
+			if i > 0 {
+				b.Queue(setSessionSQL, r.Session.Role, string(r.Session.Claims))
+			}
+			b.Queue(`SELECT `+generationColumns+` FROM story_generations WHERE id = ANY($1)`, r.IDs).Query(func(rows pgx.Rows) error {
+				var err error
+				out[i], err = pgx.CollectRows(rows, pgx.RowToStructByName[Generation])
+				return err
+			})
+		}
+	})
+	if err != nil {
+		return nil, classify(err)
+	}
+	return out, nil
+}
+
 // LogKey is the keyset position after which a page of logs (oldest first)
 // starts.
 type LogKey struct {
@@ -310,14 +347,41 @@ func (d *DB) LogsByGeneration(ctx context.Context, s Session, ids []uuid.UUID, p
 	return out, nil
 }
 
+// GenerationPart is a stored audio part of a generation.
+type GenerationPart struct {
+	GenerationID uuid.UUID `db:"generation_id"`
+	Index        int       `db:"index"`
+	StorageKey   string    `db:"storage_key"`
+	ContentType  string    `db:"content_type"`
+	ByteSize     int       `db:"byte_size"`
+	DurationMS   *int      `db:"duration_ms"`
+	StartChar    int       `db:"char_start"`
+	EndChar      int       `db:"char_end"`
+	CreatedAt    time.Time `db:"created_at"`
+}
+
+// PartsByGeneration loads the stored parts of the generations in ids, in
+// order; row-level security shows owners their own only.
+func (d *DB) PartsByGeneration(ctx context.Context, s Session, ids []uuid.UUID) ([]GenerationPart, error) {
+	return queryAll[GenerationPart](ctx, d, s, `
+		SELECT generation_id, index, storage_key, content_type, byte_size, duration_ms, char_start, char_end, created_at
+		FROM generation_parts WHERE generation_id = ANY($1) ORDER BY generation_id, index`, ids)
+}
+
 // ErrVoiceNotVerified: the user has no voice sample, or has not verified it.
 var ErrVoiceNotVerified = errors.New("voice not verified")
+
+// ErrVoiceProviderUnverified wraps ErrVoiceNotVerified when the user's
+// voice sample is verified but the voice provider still holds the voice
+// back until it is verified there.
+var ErrVoiceProviderUnverified = fmt.Errorf("%w: the voice provider requires verifying the voice", ErrVoiceNotVerified)
 
 // StartGeneration queues a narration of a story for the session's user,
 // recording the story version it was asked for, and takes a token of the
 // user's rate (a *RateLimitError when there is none). ErrNotFound when the
 // story does not exist, ErrVoiceNotVerified without a verified voice
-// sample, a *QuotaError when the database's quotas refuse it; the token is
+// sample, ErrVoiceProviderUnverified when the provider holds the voice
+// back, a *QuotaError when the database's quotas refuse it; the token is
 // given back on every failure. With an idempotency key, the user's
 // generation made earlier with the same key is returned instead of a new
 // one, without a token (created reports which).
@@ -326,14 +390,18 @@ func (d *DB) StartGeneration(ctx context.Context, s Session, storyID uuid.UUID, 
 		if err := takeToken(ctx, q, "startGeneration", rate); err != nil {
 			return err
 		}
-		var verified bool
+		var verified, held bool
 		err := q.QueryRow(ctx, `
-			SELECT coalesce((SELECT verified FROM voice_samples WHERE user_id = $1), false)`, s.UserID).Scan(&verified)
+			SELECT coalesce(bool_or(verified), false), coalesce(bool_or(provider_verification_required), false)
+			FROM voice_samples WHERE user_id = $1`, s.UserID).Scan(&verified, &held)
 		if err != nil {
 			return classify(err)
 		}
-		if !verified {
+		switch {
+		case !verified:
 			return ErrVoiceNotVerified
+		case held:
+			return ErrVoiceProviderUnverified
 		}
 		g, err = txOne[Generation](ctx, q, `
 			INSERT INTO story_generations (user_id, story_id, metadata, idempotency_key)

@@ -189,6 +189,9 @@ func leasedWrites(id uuid.UUID, owner string) map[string]func(context.Context, *
 	return map[string]func(context.Context, *db.DB) error{
 		"renew":    func(ctx context.Context, d *db.DB) error { return d.RenewLease(ctx, id, owner, time.Minute) },
 		"progress": func(ctx context.Context, d *db.DB) error { return d.Progress(ctx, id, owner, 50, "chunk 2/4") },
+		"part": func(ctx context.Context, d *db.DB) error {
+			return d.RecordPart(ctx, id, owner, db.NewPart{StorageKey: "generations/x/part-0001.mp3", ContentType: "audio/mpeg", ByteSize: 1, CharEnd: 1}, 50, "chunk 2/4")
+		},
 		"log":      func(ctx context.Context, d *db.DB) error { return d.Log(ctx, id, owner, "retry") },
 		"complete": func(ctx context.Context, d *db.DB) error { return d.Complete(ctx, id, owner, "generations/x.mp3", nil) },
 		"fail":     func(ctx context.Context, d *db.DB) error { return d.Fail(ctx, id, owner, "boom") },

@@ -15,6 +15,15 @@ import (
 	"github.com/narrate/narrate/generation"
 )
 
+// The default depth and budget, as limit.Defaults() sets them. The
+// deepest useful query (a story's generations' logs through edges and
+// nodes) nests 9 fields; a page of 50 generations with their story and 20
+// log events costs about 5,000.
+const (
+	DefaultMaxDepth      = 12
+	DefaultMaxComplexity = 20000
+)
+
 // PaidFields are the mutations that cost money at the voice provider or
 // queue paid work: at most one of them may run per operation.
 var PaidFields = []string{"createVoiceSample", "verifyVoiceSample", "startGeneration"}

@@ -40,6 +40,7 @@ type Loaders struct {
 	voiceSample lazyLoader[uuid.UUID, *db.VoiceSample]
 	email       lazyLoader[uuid.UUID, *string]
 	logs        lazyLoader[pageKey[uuid.UUID], []db.Log]
+	parts       lazyLoader[uuid.UUID, []db.GenerationPart]
 	generations lazyLoader[pageKey[db.OwnerKey], []db.Generation]
 }
 
@@ -83,6 +84,14 @@ func NewLoaders(d *db.DB, s db.Session) *Loaders {
 		}
 		return d.LogsByGeneration(ctx, s, parents, db.PageParams[db.LogKey]{Limit: limit, After: key})
 	})
+	l.parts.batch = func(ctx context.Context, ids []uuid.UUID) []*dataloader.Result[[]db.GenerationPart] {
+		rows, err := d.PartsByGeneration(ctx, s, ids)
+		byGeneration := make(map[uuid.UUID][]db.GenerationPart, len(ids))
+		for _, p := range rows {
+			byGeneration[p.GenerationID] = append(byGeneration[p.GenerationID], p)
+		}
+		return results(ids, err, func(id uuid.UUID) []db.GenerationPart { return byGeneration[id] })
+	}
 	l.generation.batch = byID(func(ctx context.Context, ids []uuid.UUID) ([]db.Generation, error) {
 		return d.GenerationsByID(ctx, s, ids)
 	}, func(v db.Generation) uuid.UUID { return v.ID })

@@ -6,6 +6,7 @@ package graph
 import (
 	"context"
 	"log/slog"
+	"sync"
 
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/limit"
@@ -32,13 +33,20 @@ type Resolver struct {
 	// Limits holds the rates of the paid mutations; nil limits nothing
 	// (the database's quotas still hold).
 	Limits *limit.Settings
+	// EventReaders is how many re-reads of subscription events run at
+	// once, each on a pool connection; zero uses DefaultEventReaders.
+	EventReaders int
+
+	readerOnce sync.Once
+	reader     *eventReader
 }
 
 // Voices is the part of a voice provider the voice-sample mutations use.
 // voice/elevenlabs and voice/local implement it.
 type Voices interface {
-	// CloneVoice creates a voice from samples and returns its provider id.
-	CloneVoice(ctx context.Context, name string, samples []voice.File) (voiceID string, err error)
+	// CloneVoice creates a voice from samples. The provider may hold the
+	// voice back until it is verified there (Clone.RequiresVerification).
+	CloneVoice(ctx context.Context, name string, samples []voice.File) (voice.Clone, error)
 	// DeleteVoice removes a cloned voice. Deleting a voice that is already
 	// gone succeeds, so it can be retried safely.
 	DeleteVoice(ctx context.Context, voiceID string) error

@@ -17,6 +17,23 @@ import (
 	"github.com/narrate/narrate/graph/model"
 )
 
+// URL is the resolver for the url field.
+func (r *generationPartResolver) URL(ctx context.Context, obj *db.GenerationPart) (string, error) {
+	if r.SignAudio == nil {
+		return "", errors.New("no audio link signer configured")
+	}
+	return r.SignAudio(obj.StorageKey), nil
+}
+
+// DurationSeconds is the resolver for the durationSeconds field.
+func (r *generationPartResolver) DurationSeconds(ctx context.Context, obj *db.GenerationPart) (*float64, error) {
+	if obj.DurationMS == nil {
+		return nil, nil
+	}
+	secs := float64(*obj.DurationMS) / 1000
+	return &secs, nil
+}
+
 // UpdateProfile is the resolver for the updateProfile field.
 func (r *mutationResolver) UpdateProfile(ctx context.Context, input model.UpdateProfileInput) (*db.Profile, error) {
 	v, err := signedIn(ctx)
@@ -245,6 +262,15 @@ func (r *storyGenerationResolver) Logs(ctx context.Context, obj *db.Generation, 
 	return logConnection(rows, size), nil
 }
 
+// Parts is the resolver for the parts field.
+func (r *storyGenerationResolver) Parts(ctx context.Context, obj *db.Generation) ([]db.GenerationPart, error) {
+	parts, err := r.loaders(ctx).parts.Load(ctx, obj.ID)()
+	if parts == nil && err == nil {
+		parts = []db.GenerationPart{}
+	}
+	return parts, err
+}
+
 // GenerationProgress is the resolver for the generationProgress field.
 func (r *subscriptionResolver) GenerationProgress(ctx context.Context, id uuid.UUID) (<-chan *db.Generation, error) {
 	return r.subscribeGeneration(ctx, id)
@@ -279,6 +305,9 @@ func (r *userResolver) Generations(ctx context.Context, obj *db.User, first *int
 	return r.generations(ctx, key, first, after, status)
 }
 
+// GenerationPart returns GenerationPartResolver implementation.
+func (r *Resolver) GenerationPart() GenerationPartResolver { return &generationPartResolver{r} }
+
 // Mutation returns MutationResolver implementation.
 func (r *Resolver) Mutation() MutationResolver { return &mutationResolver{r} }
 
@@ -298,6 +327,7 @@ func (r *Resolver) Subscription() SubscriptionResolver { return &subscriptionRes
 func (r *Resolver) User() UserResolver { return &userResolver{r} }
 
 type (
+	generationPartResolver  struct{ *Resolver }
 	mutationResolver        struct{ *Resolver }
 	queryResolver           struct{ *Resolver }
 	storyResolver           struct{ *Resolver }

@@ -75,11 +75,16 @@ func (r *Resolver) createVoiceSample(ctx context.Context, input model.CreateVoic
 	if err := r.takeToken(ctx, v, actionCreateVoiceSample); err != nil {
 		return nil, err
 	}
-	voiceID, err := provider.CloneVoice(ctx, name, files)
+	clone, err := provider.CloneVoice(ctx, name, files)
 	if err != nil {
 		return nil, providerError(err, "clone voice", "the voice service could not use the recordings")
 	}
-	sample, previous, err := r.DB.ReplaceVoiceSample(ctx, v.UserID, voiceID, voice.Phrase())
+	voiceID := clone.VoiceID
+	if clone.RequiresVerification {
+		r.logger().WarnContext(ctx, "the voice provider holds the new voice back until it is verified there",
+			"user_id", v.UserID, "voice_id", voiceID)
+	}
+	sample, previous, err := r.DB.ReplaceVoiceSample(ctx, v.UserID, voiceID, clone.RequiresVerification, voice.Phrase())
 	if err != nil {
 		// The new voice belongs to no sample: delete it, or it would stay
 		// at the provider (and count against the account's voice limit)

@@ -74,8 +74,8 @@ type Settings struct {
 func Defaults() Settings {
 	return Settings{
 		MaxBodyBytes:           1 << 20,
-		MaxDepth:               12,
-		MaxComplexity:          20000,
+		MaxDepth:               12,    // graph.DefaultMaxDepth
+		MaxComplexity:          20000, // graph.DefaultMaxComplexity
 		MaxAnonymousComplexity: 5000,
 		MaxAliases:             30,
 		MaxRootFields:          20,

@@ -67,23 +67,36 @@ func (h *Hub) Publish(e generation.Event) {
 // SubscribeGeneration returns a subscription to the changes of one
 // generation. The caller must Close it.
 func (h *Hub) SubscribeGeneration(id uuid.UUID) *Subscription {
-	return h.subscribe(h.byGen, id)
+	return h.subscribe(h.byGen, id, nil)
 }
 
 // SubscribeUser returns a subscription to the changes of every generation of
 // one user. The caller must Close it.
 func (h *Hub) SubscribeUser(userID uuid.UUID) *Subscription {
-	return h.subscribe(h.byUser, userID)
+	return h.subscribe(h.byUser, userID, nil)
 }
 
-func (h *Hub) subscribe(index map[uuid.UUID]map[*Subscription]struct{}, key uuid.UUID) *Subscription {
+// SubscribeGenerationFunc is SubscribeGeneration for a reader with no
+// goroutine waiting on Ready: notify is called, on the publisher's
+// goroutine and without blocking it for long, each time events become
+// pending (whenever Ready would be signalled).
+func (h *Hub) SubscribeGenerationFunc(id uuid.UUID, notify func()) *Subscription {
+	return h.subscribe(h.byGen, id, notify)
+}
+
+// SubscribeUserFunc is SubscribeUser with notify, as for
+// SubscribeGenerationFunc.
+func (h *Hub) SubscribeUserFunc(userID uuid.UUID, notify func()) *Subscription {
+	return h.subscribe(h.byUser, userID, notify)
+}
+
+func (h *Hub) subscribe(index map[uuid.UUID]map[*Subscription]struct{}, key uuid.UUID, notify func()) *Subscription {
 	s := &Subscription{
-		hub:   h,
-		index: index,
-		key:   key,
-		ready: make(chan struct{}, 1),
-		last:  make(map[uuid.UUID]int),
-		count: make(map[uuid.UUID]int),
+		hub:    h,
+		index:  index,
+		key:    key,
+		notify: notify,
+		ready:  make(chan struct{}, 1),
 	}
 	h.mu.Lock()
 	subs := index[key]
@@ -144,6 +157,8 @@ type Subscription struct {
 	index map[uuid.UUID]map[*Subscription]struct{}
 	key   uuid.UUID
 	ready chan struct{}
+	// notify, when set, is called each time ready is signalled.
+	notify func()
 
 	mu      sync.Mutex
 	closed  bool
@@ -167,9 +182,9 @@ func (s *Subscription) Drain() []generation.Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := s.pending
-	s.pending = nil
-	clear(s.last)
-	clear(s.count)
+	// Dropped rather than cleared: an idle subscription (most of them, at
+	// any time) then holds no index.
+	s.pending, s.last, s.count = nil, nil, nil
 	// Consume a signal for the events just taken, under the lock that push
 	// also signals under, so a reader is not woken up for nothing and no
 	// signal for a later event is lost.
@@ -197,11 +212,14 @@ func (s *Subscription) Close() {
 }
 
 func (s *Subscription) push(e generation.Event) {
-	var coalesced, dropped bool
+	var coalesced, dropped, signalled bool
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return
+	}
+	if s.last == nil {
+		s.last, s.count = make(map[uuid.UUID]int), make(map[uuid.UUID]int)
 	}
 	if i, ok := s.last[e.GenerationID]; ok && s.pending[i].Status == e.Status {
 		s.pending[i] = e
@@ -217,10 +235,14 @@ func (s *Subscription) push(e generation.Event) {
 	}
 	select {
 	case s.ready <- struct{}{}:
+		signalled = true
 	default:
 	}
 	s.mu.Unlock()
 
+	if signalled && s.notify != nil {
+		s.notify()
+	}
 	if coalesced {
 		s.hub.metrics.incCoalesced()
 	}

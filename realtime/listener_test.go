@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/narrate/narrate/db/dbtest"
 	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/localdb"
 	"github.com/narrate/narrate/realtime"
@@ -365,11 +367,12 @@ func TestListenerSurvivesOutage(t *testing.T) {
 
 	events := make(chan generation.Event, 16)
 	var reconnects atomic.Int32
+	attempts := &failedConnects{}
 	l := realtime.NewListener(realtime.ListenerConfig{
 		ConnString:  dbURL,
 		OnEvent:     func(e generation.Event) { events <- e },
 		OnReconnect: func(context.Context) { reconnects.Add(1) },
-		Logger:      slog.New(slog.DiscardHandler),
+		Logger:      slog.New(attempts),
 		MinBackoff:  10 * time.Millisecond,
 		MaxBackoff:  100 * time.Millisecond,
 	})
@@ -377,28 +380,50 @@ func TestListenerSurvivesOutage(t *testing.T) {
 
 	port := cluster.Port()
 	stop()
-	deadline := time.Now().Add(waitTimeout)
-	for l.Connected() {
-		if time.Now().After(deadline) {
-			t.Fatal("listener still reports connected with the server stopped")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	// Let a few connection attempts fail against the stopped server.
-	time.Sleep(200 * time.Millisecond)
+	dbtest.WaitFor(t, waitTimeout, func() bool { return !l.Connected() },
+		"listener still reports connected with the server stopped")
+	// A connection attempt must fail against the stopped server before it
+	// comes back, or the test would not cover retrying.
+	dbtest.WaitFor(t, waitTimeout, func() bool { return attempts.count.Load() > 0 },
+		"no connection attempt failed against the stopped server")
 
 	cluster, err = startCluster(t.Context(), dir, port)
 	if err != nil {
 		t.Fatalf("restart PostgreSQL: %v", err)
 	}
 	waitConnected(t, l)
-	if got := reconnects.Load(); got != 1 {
-		t.Fatalf("OnReconnect called %d times, want 1", got)
-	}
 	want := newEvent(7)
 	notify(t, connect(t, dbURL), realtime.DefaultChannel, payload(want))
 	receive(t, events, want)
+	// The listener marks itself connected before it calls OnReconnect, and
+	// delivers notifications only after OnReconnect returns: counting
+	// after an event, not after WaitConnected, is what does not race.
+	if got := reconnects.Load(); got != 1 {
+		t.Fatalf("OnReconnect called %d times, want 1", got)
+	}
 }
+
+// failedConnects is a log handler that counts the listener's reports of a
+// failed connection attempt. The listener logs a failure that repeats only
+// once, so the count tells that attempts failed, not how many.
+type failedConnects struct {
+	count atomic.Int32
+}
+
+func (h *failedConnects) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *failedConnects) Handle(_ context.Context, r slog.Record) error {
+	r.Attrs(func(a slog.Attr) bool {
+		if strings.HasPrefix(a.Value.String(), "connect: ") {
+			h.count.Add(1)
+		}
+		return true
+	})
+	return nil
+}
+
+func (h *failedConnects) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *failedConnects) WithGroup(string) slog.Handler      { return h }
 
 func TestListenerStopsWhileDisconnected(t *testing.T) {
 	t.Parallel()

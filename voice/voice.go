@@ -32,9 +32,19 @@ type File struct {
 // is worth.
 var ErrTranscriptionUnsupported = errors.New("the voice provider cannot transcribe recordings")
 
+// Clone is a voice created by a provider's CloneVoice.
+type Clone struct {
+	// VoiceID is the voice's provider id.
+	VoiceID string
+	// RequiresVerification is true when the provider holds the voice back
+	// until its owner verifies it at the provider: it exists (and must be
+	// deleted like any other) but cannot narrate yet.
+	RequiresVerification bool
+}
+
 // SynthesisRequest is one chunk of text to narrate.
 type SynthesisRequest struct {
-	// VoiceID is the provider's id of the cloned voice.
+	// VoiceID is the provider id of a voice made by CloneVoice.
 	VoiceID string
 	// Text is the chunk to narrate.
 	Text string

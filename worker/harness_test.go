@@ -97,6 +97,15 @@ func (f *fakeElevenLabs) tts(w http.ResponseWriter, r *http.Request) {
 	handle := f.handle
 	f.mu.Unlock()
 
+	// As documented: at most three previous_request_ids, and none for
+	// eleven_v3, which has no request stitching.
+	if len(body.Previous) > 3 || (body.ModelID == "eleven_v3" && len(body.Previous) > 0) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, errorBody("invalid_previous_request_ids", "request stitching refused"))
+		return
+	}
+
 	var rep reply
 	if handle != nil {
 		rep = handle(r, c)
@@ -202,6 +211,14 @@ func (e *env) exec(sql string, args ...any) {
 	}
 }
 
+// scanRow reads one row as the superuser.
+func (e *env) scanRow(sql string, args []any, dest ...any) {
+	e.t.Helper()
+	if err := e.admin.QueryRow(context.Background(), sql, args...).Scan(dest...); err != nil {
+		e.t.Fatalf("%s: %v", strings.TrimSpace(sql), err)
+	}
+}
+
 func (e *env) session() db.Session {
 	claims, _ := json.Marshal(map[string]any{"sub": e.user, "role": "authenticated"})
 	return db.UserSession(e.user, claims)
@@ -257,7 +274,13 @@ func (e *env) state(id uuid.UUID) genState {
 // waitFor polls cond until it holds.
 func (e *env) waitFor(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(waitLimit)
+	e.waitWithin(waitLimit, what, cond)
+}
+
+// waitWithin polls cond until it holds, giving up after limit.
+func (e *env) waitWithin(limit time.Duration, what string, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
 			e.t.Fatalf("gave up waiting for %s", what)
@@ -398,7 +421,13 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // chunksOf is how the worker splits text for the tests' chunk limit.
-func chunksOf(text string) []string { return splitText(text, testChunkLimit) }
+func chunksOf(text string) []string {
+	var out []string
+	for _, c := range splitText(text, testChunkLimit) {
+		out = append(out, c.Text)
+	}
+	return out
+}
 
 // wantAudio is the fake's joined audio for chunks.
 func wantAudio(chunks []string) string {

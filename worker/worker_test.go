@@ -321,6 +321,14 @@ func TestKilledWorkerIsReclaimed(t *testing.T) {
 	if s.Attempts != 2 {
 		t.Errorf("attempts %d, want 2", s.Attempts)
 	}
+	// The dead worker's part was dropped with its attempt: the parts are
+	// the second attempt's, one per chunk, stored next to its result.
+	var parts, foreign int
+	e.scanRow(`SELECT count(*), count(*) FILTER (WHERE NOT starts_with(storage_key, $2))
+		FROM generation_parts WHERE generation_id = $1`, []any{id, strings.TrimSuffix(*s.ResultKey, ".mp3") + "/"}, &parts, &foreign)
+	if parts != len(chunks) || foreign != 0 {
+		t.Errorf("%d parts, %d of them not the last attempt's; want %d of the last attempt", parts, foreign, len(chunks))
+	}
 	e.waitOutcome(w, OutcomeCompleted, 1)
 }
 
@@ -575,7 +583,8 @@ func TestStoreFailuresAreRetried(t *testing.T) {
 		lastLog  string
 		outcome  Outcome
 	}{
-		{name: "passing hiccup", failures: 2, puts: 3, status: generation.Completed, lastLog: "completed", outcome: OutcomeCompleted},
+		// Three Puts for the one part (two failing), one for the final file.
+		{name: "passing hiccup", failures: 2, puts: 4, status: generation.Completed, lastLog: "completed", outcome: OutcomeCompleted},
 		// The test worker retries 3 times: 4 attempts in all.
 		{name: "lasting failure", failures: -1, puts: 4, status: generation.Failed, lastLog: "failed: the audio could not be stored", outcome: OutcomeFailed},
 	}
@@ -661,9 +670,17 @@ func TestCompletionOutcomes(t *testing.T) {
 			if s.Status != tc.status || !slices.Equal(s.Logs, tc.logs) {
 				t.Errorf("status %s, logs %q; want %s, %q", s.Status, s.Logs, tc.status, tc.logs)
 			}
-			files, err := os.ReadDir(filepath.Join(e.dir, "generations"))
+			entries, err := os.ReadDir(filepath.Join(e.dir, "generations"))
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The part's directory stays with the generation either way;
+			// the final file is what a lost completion must not leave.
+			var files []os.DirEntry
+			for _, f := range entries {
+				if !f.IsDir() {
+					files = append(files, f)
+				}
 			}
 			if kept := len(files) == 1; kept != tc.keepAudio || len(files) > 1 {
 				t.Errorf("%d audio files stored, want the audio kept: %v", len(files), tc.keepAudio)

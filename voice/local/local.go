@@ -77,14 +77,14 @@ func (p *Provider) ChunkLimit() int { return p.chunkLimit }
 
 // CloneVoice returns a new random voice id starting with "local-". Nothing
 // is stored: the id only seeds the pitch of the synthesised voice.
-func (p *Provider) CloneVoice(ctx context.Context, name string, samples []voice.File) (string, error) {
+func (p *Provider) CloneVoice(ctx context.Context, name string, samples []voice.File) (voice.Clone, error) {
 	if err := ctx.Err(); err != nil {
-		return "", err
+		return voice.Clone{}, err
 	}
 	if len(samples) == 0 {
-		return "", &voice.Error{Provider: p.Name(), Kind: voice.KindBadRequest, Message: "clone voice: no samples"}
+		return voice.Clone{}, &voice.Error{Provider: p.Name(), Kind: voice.KindBadRequest, Message: "clone voice: no samples"}
 	}
-	return "local-" + randomID(), nil
+	return voice.Clone{VoiceID: "local-" + randomID()}, nil
 }
 
 // DeleteVoice does nothing, since local voices have no state.

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
 	"testing"
+	"time"
 
 	"github.com/narrate/narrate/voice/internal/wav"
 )
@@ -51,6 +53,27 @@ func wavAudio(data []byte) *Audio {
 	return &Audio{Data: data, ContentType: "audio/wav", Extension: "wav", RequestID: "r"}
 }
 
+// join prepares audios as the parts of one narration and streams the
+// joined file from the prepared bytes, as the worker does from storage.
+func join(audios []*Audio) ([]byte, []Part, [][]byte, error) {
+	parts := make([]Part, len(audios))
+	stored := make([][]byte, len(audios))
+	for i, a := range audios {
+		var err error
+		if stored[i], parts[i], err = PreparePart(a, i); err != nil {
+			return nil, nil, nil, err
+		}
+		if parts[i].Size != int64(len(stored[i])) {
+			return nil, nil, nil, errors.New("Size is not the stored length")
+		}
+	}
+	var out bytes.Buffer
+	err := WriteJoined(&out, parts, func(i int) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(stored[i])), nil
+	})
+	return out.Bytes(), parts, stored, err
+}
+
 func TestJoinWAV(t *testing.T) {
 	t.Parallel()
 	format := wavChunk{id: "fmt ", body: fmtBody(22050, 1)}
@@ -61,20 +84,42 @@ func TestJoinWAV(t *testing.T) {
 		// A streamed file whose data size was never filled in.
 		wavAudio(makeWAV(format, wavChunk{id: "data", body: []byte{4, 0, 5, 0}, size: 0xFFFFFFFF})),
 	}
-	got, err := Join(parts)
+	got, prepared, stored, err := join(parts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Extension != "wav" || got.ContentType != "audio/wav" || got.RequestID != "" {
-		t.Fatalf("joined = %+v", got)
-	}
 	want := makeWAV(format, wavChunk{id: "data", body: []byte{1, 0, 2, 0, 3, 0, 4, 0, 5, 0}})
-	if !bytes.Equal(got.Data, want) {
-		t.Fatalf("joined WAV\n got %v\nwant %v", got.Data, want)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("joined WAV\n got %v\nwant %v", got, want)
 	}
-	w, err := wav.Parse(got.Data)
+	w, err := wav.Parse(got)
 	if err != nil || len(w.Data) != 10 {
 		t.Fatalf("joined WAV does not parse back: %v, %d data bytes", err, len(w.Data))
+	}
+	// Each part is stored as it came, playable on its own; 22050 samples
+	// of 2 bytes a second make 2 bytes last 1/22050 s.
+	for i, p := range prepared {
+		if !bytes.Equal(stored[i], parts[i].Data) || p.ContentType != "audio/wav" {
+			t.Errorf("part %d stored %v, want the provider's file", i+1, stored[i])
+		}
+	}
+	if d := prepared[1].Duration; d != time.Second/22050 {
+		t.Errorf("part 2 lasts %v, want 1/22050 s", d)
+	}
+}
+
+func TestJoinWAVOddLength(t *testing.T) {
+	t.Parallel()
+	format := wavChunk{id: "fmt ", body: fmtBody(8000, 1)}
+	got, _, _, err := join([]*Audio{
+		wavAudio(makeWAV(format, wavChunk{id: "data", body: []byte{1, 2, 3}})),
+		wavAudio(makeWAV(format, wavChunk{id: "data", body: []byte{4, 5}})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := makeWAV(format, wavChunk{id: "data", body: []byte{1, 2, 3, 4, 5}}); !bytes.Equal(got, want) {
+		t.Fatalf("joined WAV\n got %v\nwant %v", got, want)
 	}
 }
 
@@ -93,21 +138,49 @@ func TestJoinMP3(t *testing.T) {
 		mp3(id3("two"), []byte("frames-2")),
 		mp3([]byte("frames-3"), trailer),
 	}
-	got, err := Join(parts)
+	got, _, stored, err := join(parts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := bytes.Join([][]byte{id3("first"), []byte("frames-1frames-2frames-3"), trailer}, nil)
-	if !bytes.Equal(got.Data, want) || got.ContentType != "audio/mpeg" {
-		t.Fatalf("joined MP3 = %q, want %q", got.Data, want)
+	want := bytes.Join([][]byte{id3("first"), []byte("frames-1frames-2frames-3")}, nil)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("joined MP3 = %q, want %q", got, want)
+	}
+	// The stored MP3 parts concatenate to the joined file.
+	if cat := bytes.Join(stored, nil); !bytes.Equal(cat, got) {
+		t.Fatalf("parts concatenate to %q, not the joined %q", cat, got)
 	}
 }
 
-func TestJoinSinglePartUnchanged(t *testing.T) {
+// mp3Frames makes n MPEG-1 layer III frames of 128 kbit/s at 44.1 kHz,
+// 417 bytes each without padding.
+func mp3Frames(n int) []byte {
+	frame := make([]byte, 417)
+	frame[0], frame[1], frame[2], frame[3] = 0xFF, 0xFB, 0x90, 0x64
+	return bytes.Repeat(frame, n)
+}
+
+func TestMP3Duration(t *testing.T) {
 	t.Parallel()
-	a := &Audio{Data: []byte("x"), Extension: "mp3"}
-	if got, err := Join([]*Audio{a}); err != nil || got != a {
-		t.Fatalf("Join(one) = %v, %v", got, err)
+	tag := []byte{'I', 'D', '3', 4, 0, 0, 0, 0, 0, 2, 'x', 'y'}
+	tests := []struct {
+		name string
+		data []byte
+		want time.Duration
+	}{
+		// 1152 samples a frame at 44.1 kHz: 100 frames are 2.612 s.
+		{name: "frames", data: mp3Frames(100), want: 100 * 1152 * time.Second / 44100},
+		{name: "tagged", data: append(tag, mp3Frames(10)...), want: 10 * 1152 * time.Second / 44100},
+		{name: "not mp3", data: []byte("MP3[some text]"), want: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, p, err := PreparePart(&Audio{Data: tt.data, ContentType: "audio/mpeg", Extension: "mp3"}, 0)
+			if err != nil || p.Duration != tt.want {
+				t.Errorf("duration = %v (%v), want %v", p.Duration, err, tt.want)
+			}
+		})
 	}
 }
 
@@ -116,7 +189,6 @@ func TestJoinErrors(t *testing.T) {
 	format := wavChunk{id: "fmt ", body: fmtBody(22050, 1)}
 	good := wavAudio(makeWAV(format, wavChunk{id: "data", body: []byte{1, 0}}))
 	tests := map[string][]*Audio{
-		"no parts":          nil,
 		"empty part":        {good, wavAudio(nil)},
 		"mixed formats":     {good, {Data: []byte("x"), Extension: "mp3"}},
 		"other sample rate": {good, wavAudio(makeWAV(wavChunk{id: "fmt ", body: fmtBody(44100, 1)}, wavChunk{id: "data", body: []byte{1, 0}}))},
@@ -127,9 +199,12 @@ func TestJoinErrors(t *testing.T) {
 	for name, parts := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			if _, err := Join(parts); !errors.Is(err, ErrJoin) {
+			if _, _, _, err := join(parts); !errors.Is(err, ErrJoin) {
 				t.Fatalf("err = %v, want ErrJoin", err)
 			}
 		})
+	}
+	if err := WriteJoined(io.Discard, nil, nil); !errors.Is(err, ErrJoin) {
+		t.Fatalf("WriteJoined(no parts) = %v, want ErrJoin", err)
 	}
 }
