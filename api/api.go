@@ -21,15 +21,7 @@ import (
 	"github.com/narrate/narrate/auth"
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/graph"
-)
-
-// Limits on what a client may send.
-const (
-	maxJSONBody     = 1 << 20
-	maxUploadFile   = 10 << 20
-	maxUploadFiles  = 25
-	maxUploadBody   = maxUploadFiles*maxUploadFile + 1<<20
-	uploadMaxMemory = 32 << 20
+	"github.com/narrate/narrate/limit"
 )
 
 // Options are the dependencies of the HTTP surface.
@@ -64,8 +56,9 @@ type Options struct {
 	// TrustedDocuments runs only the operations registered as trusted
 	// documents (db.TrustOperations), refusing any other.
 	TrustedDocuments bool
-	// MaxDepth and MaxComplexity bound operations; 0 uses the defaults.
-	MaxDepth, MaxComplexity int
+	// Limits bound what callers may send and use; nil is
+	// limit.Defaults().
+	Limits *limit.Settings
 }
 
 // New returns the server's HTTP handler.
@@ -85,18 +78,20 @@ func New(o Options) http.Handler {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
-	if o.MaxDepth == 0 {
-		o.MaxDepth = graph.DefaultMaxDepth
+	if o.Limits == nil {
+		d := limit.Defaults()
+		o.Limits = &d
 	}
-	if o.MaxComplexity == 0 {
-		o.MaxComplexity = graph.DefaultMaxComplexity
+	if o.Resolver.Limits == nil {
+		o.Resolver.Limits = o.Limits
 	}
 
 	gql := NewGraphQL(o)
 	metrics := newHTTPMetrics(o.Registry)
+	adm := &admission{limits: *o.Limits}
 
 	mux := http.NewServeMux()
-	var graphqlHandler http.Handler = authenticate(o.Verifier, limitBody(gql))
+	var graphqlHandler http.Handler = authenticate(o.Verifier, adm.admit(readBody(*o.Limits, gql)))
 	// Inside track, which serves websockets on goroutines of their own.
 	graphqlHandler = recoverPanics(o.Resolver.Panics, o.Logger, graphqlHandler)
 	if o.Sockets != nil {
@@ -150,16 +145,29 @@ func NewGraphQL(o Options) *handler.Server {
 		srv.AddTransport(sseTransport{transport.SSE{KeepAlivePingInterval: o.Sockets.KeepAlive}})
 		srv.AddTransport(multipartSubscription{})
 	}
+	l := limit.Defaults()
+	if o.Limits != nil {
+		l = *o.Limits
+	}
 	srv.AddTransport(incremental{transport.MultipartMixed{Boundary: "-"}})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(jsonTransport{})
-	srv.AddTransport(uploads{transport.MultipartForm{MaxUploadSize: maxUploadBody, MaxMemory: uploadMaxMemory}})
+	srv.AddTransport(&uploads{limits: l, schema: es.Schema()})
 	srv.AddTransport(unsupported{})
 
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
-	srv.Use(extension.Introspection{})
+	srv.SetQueryCache(smallOnly[*ast.QueryDocument]{Cache: lru.New[*ast.QueryDocument](1000), max: maxCachedQuery})
+	if l.Introspection {
+		srv.Use(extension.Introspection{})
+	}
 	srv.Use(persistedExtension(o))
-	srv.Use(&graph.Limits{MaxDepth: o.MaxDepth, MaxComplexity: o.MaxComplexity})
+	srv.Use(&graph.Limits{
+		MaxDepth:               l.MaxDepth,
+		MaxComplexity:          l.MaxComplexity,
+		MaxAnonymousComplexity: l.MaxAnonymousComplexity,
+		MaxAliases:             l.MaxAliases,
+		MaxRootFields:          l.MaxRootFields,
+		DisableIntrospection:   !l.Introspection,
+	})
 	srv.AroundResponses(o.Resolver.LoaderMiddleware)
 	srv.SetErrorPresenter(graph.ErrorPresenter(o.Logger))
 	srv.AroundOperations(graph.EndStreamsWithErrors)

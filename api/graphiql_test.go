@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -98,5 +99,55 @@ func TestGraphiQLOpensWithExample(t *testing.T) {
 				t.Errorf("page has the dev token: %v, want %v", hasToken, tt.token != "")
 			}
 		})
+	}
+}
+
+// TestGraphiQLContentSecurityPolicy checks that the page may not be
+// framed and runs no script but its own: the assets from the server and
+// the one inline script whose hash the policy names.
+func TestGraphiQLContentSecurityPolicy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	res, page := e.Do(http.MethodGet, "/", nil)
+	csp := res.Header.Get("Content-Security-Policy")
+	directives := map[string]string{}
+	for _, d := range strings.Split(csp, ";") {
+		name, value, _ := strings.Cut(strings.TrimSpace(d), " ")
+		directives[name] = value
+	}
+	for name, want := range map[string]string{
+		"frame-ancestors": "'none'",
+		"default-src":     "'none'",
+		"object-src":      "'none'",
+		"base-uri":        "'none'",
+	} {
+		if directives[name] != want {
+			t.Errorf("%s = %q, want %q (policy %q)", name, directives[name], want, csp)
+		}
+	}
+	if res.Header.Get("X-Frame-Options") != "DENY" {
+		t.Errorf("X-Frame-Options = %q", res.Header.Get("X-Frame-Options"))
+	}
+	// Every inline script is allowed by its hash, and nothing else is
+	// allowed to run inline.
+	scripts := strings.Fields(directives["script-src"])
+	if slices.Contains(scripts, "'unsafe-inline'") || slices.Contains(scripts, "'unsafe-eval'") {
+		t.Errorf("script-src allows inline code: %q", directives["script-src"])
+	}
+	inline := regexp.MustCompile(`(?s)<script>(.*?)</script>`).FindAllStringSubmatch(page, -1)
+	if len(inline) == 0 {
+		t.Fatal("no inline script found: the page changed shape")
+	}
+	for _, m := range inline {
+		sum := sha256.Sum256([]byte(m[1]))
+		if h := "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"; !slices.Contains(scripts, h) {
+			t.Errorf("inline script %.60q is not allowed by script-src %q", m[1], directives["script-src"])
+		}
+	}
+	// Every external script comes from the server itself ('self').
+	for _, m := range regexp.MustCompile(`<script\s+src="([^"]+)"`).FindAllStringSubmatch(page, -1) {
+		if !strings.HasPrefix(m[1], "/") || strings.HasPrefix(m[1], "//") {
+			t.Errorf("script %s is not same-origin", m[1])
+		}
 	}
 }

@@ -32,6 +32,11 @@ func authenticate(v *auth.Verifier, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		if r.Header.Get("Authorization") != "" {
+			// What a signed-in user is shown is theirs alone: no shared
+			// cache (proxy, CDN, browser) may keep it, refusals included.
+			w.Header().Set("Cache-Control", "no-store")
+		}
 		ctx, id, err := signIn(r.Context(), v, r.Header.Get("Authorization"))
 		if id != nil && isStream(r) {
 			// A stream lives no longer than its token, like a websocket.
@@ -56,17 +61,6 @@ func authenticate(v *auth.Verifier, next http.Handler) http.Handler {
 
 func isWebsocket(r *http.Request) bool {
 	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
-}
-
-// limitBody caps JSON request bodies; multipart uploads have their own
-// limits in the multipart transport.
-func limitBody(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && !strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/") {
-			r.Body = http.MaxBytesReader(w, r.Body, maxJSONBody)
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 // cors allows cross-origin requests from the listed origins (any when the

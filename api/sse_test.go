@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/narrate/narrate/app/apptest"
 	"github.com/narrate/narrate/generation"
 )
 
@@ -164,4 +165,11 @@ func receive(t testing.TB, ch <-chan string, what string) string {
 		t.Fatalf("no %s within 5 s", what)
 	}
 	return ""
+}
+
+// openEventStream subscribes to a generation's progress over server-sent
+// events and returns the open response.
+func openEventStream(t *testing.T, url, token string, gen any) *http.Response {
+	t.Helper()
+	return apptest.OpenEventStream(t, url, token, progressQuery, map[string]any{"id": gen})
 }

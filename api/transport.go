@@ -253,30 +253,6 @@ var (
 	_ graphql.Transport = incremental{}
 )
 
-// uploads is gqlgen's GraphQL multipart request transport (file uploads),
-// answering in the JSON type the client accepts, and with 400 where gqlgen
-// answers 422 (a form that does not parse, a document that does not
-// validate), which clients and proxies do not expect from GraphQL.
-type uploads struct{ transport.MultipartForm }
-
-func (t uploads) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
-	t.ResponseHeaders = map[string][]string{"Content-Type": {responseType(r)}}
-	t.MultipartForm.Do(badRequestFor422{w}, r, exec)
-}
-
-// badRequestFor422 writes 400 where 422 was asked for.
-type badRequestFor422 struct{ http.ResponseWriter }
-
-func (w badRequestFor422) WriteHeader(code int) {
-	if code == http.StatusUnprocessableEntity {
-		code = http.StatusBadRequest
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-// Unwrap lets http.ResponseController reach the connection.
-func (w badRequestFor422) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
 // unsupported answers what no other transport takes, last: a POST of
 // another content type (415), or another method (405), as GraphQL errors
 // in the accepted type rather than gqlgen's bare "transport not supported".

@@ -266,9 +266,34 @@ type upload struct {
 	Data        []byte
 }
 
-// audio returns a small upload of the given content type.
+// audio returns a small upload of the given content type, whose bytes
+// begin the way a file of that format does (the server checks them), and
+// are otherwise made up. Other types get bytes of no audio format.
 func audio(name, contentType string) upload {
-	return upload{Name: name, ContentType: contentType, Data: []byte("RIFF fake audio of " + name)}
+	return upload{Name: name, ContentType: contentType, Data: append(audioHeader(contentType), "fake audio of "+name...)}
+}
+
+// audioHeader is the start of a file of the content type's format.
+func audioHeader(contentType string) []byte {
+	mediaType, _, _ := strings.Cut(contentType, ";")
+	switch mediaType {
+	case "audio/mpeg", "audio/mp3":
+		return []byte("ID3\x04\x00\x00\x00\x00\x00\x0aTIT2\x00\x00\x00\x01\x00\x00")
+	case "audio/wav", "audio/x-wav", "audio/wave":
+		return []byte("RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00")
+	case "audio/webm":
+		return []byte("\x1A\x45\xDF\xA3\x9F\x42\x86\x81\x01\x42\xF7\x81\x01\x42\xF2\x81\x04\x42\xF3\x81\x08\x42\x82\x84webm\x42\x87\x81\x04")
+	case "audio/ogg":
+		return []byte("OggS\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x13OpusHead")
+	}
+	return []byte("not audio: ")
+}
+
+// sized is a WAV upload of exactly n bytes.
+func sized(name string, n int) upload {
+	data := make([]byte, n)
+	copy(data, audioHeader("audio/wav"))
+	return upload{Name: name, ContentType: "audio/wav", Data: data}
 }
 
 // postMultipart sends a GraphQL multipart request
@@ -482,9 +507,10 @@ func TestCreateVoiceSampleRejectsBadUploads(t *testing.T) {
 		{name: "no files", files: nil, message: "1 to 25 files"},
 		{name: "too many files", files: many, message: "1 to 25 files"},
 		{name: "not audio", files: []upload{audio("a.mp3", "audio/mpeg"), audio("notes.txt", "text/plain")}, message: "unsupported content type"},
+		{name: "declared audio, bytes not", files: []upload{{Name: "a.mp3", ContentType: "audio/mpeg", Data: []byte("<html><script>alert(1)</script>")}}, message: "content is not MP3, WAV, WebM, Ogg or MP4 audio"},
 		{name: "unlisted audio type", files: []upload{audio("a.flac", "audio/flac")}, message: "unsupported content type"},
 		{name: "empty file", files: []upload{{Name: "silence.mp3", ContentType: "audio/mpeg"}}, message: "empty file"},
-		{name: "over 10 MB", files: []upload{{Name: "long.wav", ContentType: "audio/wav", Data: make([]byte, voice.MaxUploadBytes+1)}}, message: "larger than 10 MB"},
+		{name: "over 10 MB", files: []upload{sized("long.wav", voice.MaxUploadBytes+1)}, message: "larger than 10 MB"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -506,7 +532,7 @@ func TestCreateVoiceSampleAcceptsLargestFile(t *testing.T) {
 	t.Parallel()
 	fake, e, alice := newFakeVoiceEnv(t)
 
-	got := e.mustCreateSample(alice.Token, upload{Name: "long.wav", ContentType: "audio/wav", Data: make([]byte, voice.MaxUploadBytes)})
+	got := e.mustCreateSample(alice.Token, sized("long.wav", voice.MaxUploadBytes))
 	if files := fake.state().Voices[got.ElevenlabsVoiceID].Files; len(files) != 1 || len(files[0].Data) != voice.MaxUploadBytes {
 		t.Fatalf("provider got %d files, want one of %d bytes", len(files), voice.MaxUploadBytes)
 	}
@@ -633,7 +659,7 @@ func TestVerifyVoiceSampleRejectsBadRecordings(t *testing.T) {
 	}{
 		{name: "not audio", recording: audio("phrase.png", "image/png"), message: "unsupported content type"},
 		{name: "empty", recording: upload{Name: "phrase.webm", ContentType: "audio/webm"}, message: "empty file"},
-		{name: "over 10 MB", recording: upload{Name: "phrase.wav", ContentType: "audio/wav", Data: make([]byte, voice.MaxUploadBytes+1)}, message: "larger than 10 MB"},
+		{name: "over 10 MB", recording: sized("phrase.wav", voice.MaxUploadBytes+1), message: "larger than 10 MB"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

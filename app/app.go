@@ -22,7 +22,6 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -165,6 +164,12 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (_ *App, err er
 		if err := trustDocuments(ctx, a.DB, cfg.TrustedDocuments, a.logger); err != nil {
 			return nil, err
 		}
+	}
+	// The quotas are enforced by the database, for every server sharing
+	// it and for Supabase's REST API alike; this server's configuration
+	// sets them.
+	if err := a.DB.SetGenerationLimits(ctx, cfg.Limits.MaxActiveGenerations, cfg.Limits.DailyCharacters); err != nil {
+		return nil, fmt.Errorf("generation quotas: %w", err)
 	}
 
 	a.Registry = prometheus.NewRegistry()
@@ -327,16 +332,16 @@ func (a *App) buildHTTP(ctx context.Context) error {
 		Sockets:     a.Sockets,
 		Ready:       Readiness(a.DB.Ping, a.Listener.Connected),
 		DevToken:    a.devToken,
+		Limits:      &a.cfg.Limits,
 
 		PersistedLimit:   a.cfg.PersistedOperationsMax,
 		TrustedDocuments: a.cfg.TrustedDocuments != "",
 	})
 	a.srv = &http.Server{
-		Handler:           a.Handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
+		Handler:  a.Handler,
+		ErrorLog: slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
 	}
+	api.ConfigureServer(a.srv, a.cfg.Limits)
 	return nil
 }
 

@@ -3,7 +3,6 @@ package app_test
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -113,18 +112,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 // channel closed when the stream ends, after its first event.
 func openEventStream(t *testing.T, baseURL, token, gen string) <-chan struct{} {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{"query": watchQuery, "variables": map[string]any{"id": gen}})
-	req, err := http.NewRequest(http.MethodPost, baseURL+"/graphql", strings.NewReader(string(body)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := apptest.OpenEventStream(t, baseURL, token, watchQuery, map[string]any{"id": gen})
 	t.Cleanup(func() { _ = res.Body.Close() })
 	if ct := res.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
 		t.Fatalf("Content-Type %q, want an event stream", ct)

@@ -1,9 +1,10 @@
 package app
 
 import (
-	"github.com/narrate/narrate/api"
 	"log/slog"
 	"time"
+
+	"github.com/narrate/narrate/api"
 
 	"github.com/narrate/narrate/auth"
 	"github.com/narrate/narrate/db"

@@ -98,11 +98,14 @@ func trustDocuments(ctx context.Context, pool *db.DB, path string, logger *slog.
 	return nil
 }
 
-// newProvider is ElevenLabs when ELEVENLABS_API_KEY is set, and otherwise
-// the local development provider, which needs no network.
+// newProvider is ElevenLabs or the local development provider, which needs
+// no network, as the configuration chose (config refuses the local one
+// outside development unless VOICE_PROVIDER=local asks for it).
 func newProvider(cfg config.Config, logger *slog.Logger) (Voice, error) {
-	if cfg.ElevenLabsAPIKey == "" {
-		logger.Info("ELEVENLABS_API_KEY is not set: using the local voice provider (development only: it does not check verification recordings)")
+	// A configuration not read by config.Parse may leave the choice
+	// empty: then the key decides.
+	if cfg.VoiceProvider == config.VoiceLocal || cfg.VoiceProvider == "" && cfg.ElevenLabsAPIKey == "" {
+		logger.Warn("using the local voice provider (development only: it does not check verification recordings)")
 		return local.New(local.Config{Logger: logger}), nil
 	}
 	client, err := elevenlabs.New(elevenlabs.Config{

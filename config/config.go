@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/narrate/narrate/limit"
 )
 
 // Config is the server's configuration.
@@ -69,6 +71,14 @@ type Config struct {
 	// StorageS3 locates S3-compatible audio storage. Audio is kept there
 	// when its Bucket is set, and under DataDir otherwise.
 	StorageS3 S3Storage
+	// VoiceProvider is "elevenlabs" or "local": ElevenLabs when
+	// ELEVENLABS_API_KEY is set, the local development provider otherwise,
+	// which a production server (one given a DATABASE_URL) accepts only
+	// when VOICE_PROVIDER=local says so.
+	VoiceProvider string
+	// Limits bound what every caller may use; see the README's "Limits
+	// and security".
+	Limits limit.Settings
 	// Sockets caps what websocket clients may hold open.
 	Sockets SocketLimits
 	// EventReaders is how many re-reads of subscription events run at
@@ -87,6 +97,12 @@ type SocketLimits struct {
 	// the same host, by its X-Forwarded-For).
 	SocketsPerAddress int
 }
+
+// The voice providers.
+const (
+	VoiceElevenLabs = "elevenlabs"
+	VoiceLocal      = "local"
+)
 
 // S3Storage is the STORAGE_S3_* settings.
 type S3Storage struct {
@@ -230,7 +246,136 @@ func Parse(getenv func(string) string) (Config, error) {
 	if c.StorageS3, err = parseS3Storage(getenv); err != nil {
 		return c, err
 	}
+	if c.Limits, err = parseLimits(getenv); err != nil {
+		return c, err
+	}
+	if c.VoiceProvider, err = voiceProvider(getenv("VOICE_PROVIDER"), c.ElevenLabsAPIKey); err != nil {
+		return c, err
+	}
+	if err := productionGuard(c, getenv("VOICE_PROVIDER") == VoiceLocal); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// voiceProvider picks the provider from VOICE_PROVIDER and the API key.
+func voiceProvider(v, apiKey string) (string, error) {
+	switch v {
+	case "":
+		if apiKey != "" {
+			return VoiceElevenLabs, nil
+		}
+		return VoiceLocal, nil
+	case VoiceElevenLabs:
+		if apiKey == "" {
+			return "", errors.New("VOICE_PROVIDER=elevenlabs needs ELEVENLABS_API_KEY")
+		}
+		return v, nil
+	case VoiceLocal:
+		return v, nil
+	}
+	return "", fmt.Errorf("VOICE_PROVIDER: %q is neither elevenlabs nor local", v)
+}
+
+// productionGuard refuses the development conveniences outside local
+// development, which is what a DATABASE_URL signals: a random JWT secret
+// (every real token would then fail) and the local voice provider (which
+// accepts any verification recording) unless VOICE_PROVIDER=local asks for
+// it explicitly.
+func productionGuard(c Config, localAskedFor bool) error {
+	if c.DatabaseURL == "" {
+		return nil
+	}
+	if c.JWTSecret == "" && c.JWKSURL == "" {
+		return errors.New("DATABASE_URL is set but neither JWT_SECRET nor JWKS_URL is: " +
+			"set the project's JWT secret or its JWKS URL (the development secret is only for the local database)")
+	}
+	if c.VoiceProvider == VoiceLocal && !localAskedFor {
+		return errors.New("DATABASE_URL is set but ELEVENLABS_API_KEY is not: set it, or set VOICE_PROVIDER=local " +
+			"to use the local provider, which does not check verification recordings")
+	}
+	return nil
+}
+
+// parseLimits reads the limit settings; each unset one keeps its default.
+func parseLimits(getenv func(string) string) (limit.Settings, error) {
+	l := limit.Defaults()
+	var err error
+	ints := []struct {
+		name   string
+		dst    *int
+		lo, hi int
+	}{
+		{"QUERY_MAX_DEPTH", &l.MaxDepth, 1, 100},
+		{"QUERY_MAX_COMPLEXITY", &l.MaxComplexity, 1, 10_000_000},
+		{"QUERY_MAX_COMPLEXITY_ANONYMOUS", &l.MaxAnonymousComplexity, 1, 10_000_000},
+		{"QUERY_MAX_ALIASES", &l.MaxAliases, 0, 10_000},
+		{"QUERY_MAX_ROOT_FIELDS", &l.MaxRootFields, 1, 10_000},
+		{"UPLOADS_PER_USER", &l.UploadsPerUser, 1, 1000},
+		{"HTTP_REQUESTS_PER_USER", &l.RequestsPerUser, 0, 1_000_000},
+		{"HTTP_REQUESTS_PER_ADDRESS", &l.RequestsPerAddress, 0, 1_000_000},
+		{"SSE_STREAMS_PER_USER", &l.StreamsPerUser, 0, 1_000_000},
+		{"SSE_STREAMS_PER_ADDRESS", &l.StreamsPerAddress, 0, 1_000_000},
+		{"MAX_ACTIVE_GENERATIONS", &l.MaxActiveGenerations, 1, 1_000_000},
+	}
+	for _, v := range ints {
+		if *v.dst, err = intVar(getenv, v.name, *v.dst, v.lo, v.hi); err != nil {
+			return l, err
+		}
+	}
+	int64s := []struct {
+		name   string
+		dst    *int64
+		lo, hi int
+	}{
+		{"MAX_BODY_BYTES", &l.MaxBodyBytes, 1 << 10, 1 << 30},
+		{"UPLOAD_MEMORY_BYTES", &l.UploadMemoryBytes, 0, 64 << 20},
+		{"UPLOAD_MIN_BYTES_PER_SECOND", &l.UploadMinBytesPerSecond, 1, 1 << 30},
+		{"DAILY_CHARACTER_BUDGET", &l.DailyCharacters, 1, 1 << 40},
+	}
+	for _, v := range int64s {
+		n, err := intVar(getenv, v.name, int(*v.dst), v.lo, v.hi)
+		if err != nil {
+			return l, err
+		}
+		*v.dst = int64(n)
+	}
+	durations := []struct {
+		name   string
+		dst    *time.Duration
+		lo, hi time.Duration
+	}{
+		{"HTTP_READ_HEADER_TIMEOUT", &l.ReadHeaderTimeout, time.Second, 10 * time.Minute},
+		{"HTTP_BODY_TIMEOUT", &l.BodyTimeout, time.Second, time.Hour},
+		{"HTTP_IDLE_TIMEOUT", &l.IdleTimeout, time.Second, time.Hour},
+	}
+	for _, v := range durations {
+		if *v.dst, err = durationVar(getenv, v.name, *v.dst, v.lo, v.hi); err != nil {
+			return l, err
+		}
+	}
+	rates := []struct {
+		name string
+		dst  *limit.Rate
+	}{
+		{"RATE_START_GENERATION", &l.StartGenerationRate},
+		{"RATE_CREATE_VOICE_SAMPLE", &l.CreateVoiceSampleRate},
+		{"RATE_VERIFY_VOICE_SAMPLE", &l.VerifyVoiceSampleRate},
+	}
+	for _, v := range rates {
+		if s := getenv(v.name); s != "" {
+			if *v.dst, err = limit.ParseRate(s); err != nil {
+				return l, fmt.Errorf("%s: %w", v.name, err)
+			}
+		}
+	}
+	if v := getenv("INTROSPECTION"); v != "" {
+		if l.Introspection, err = strconv.ParseBool(v); err != nil {
+			return l, fmt.Errorf("INTROSPECTION: %q is not a boolean", v)
+		}
+	}
+	l.UploadDir = getenv("UPLOAD_DIR")
+	return l, nil
 }
 
 // parseS3Storage reads the STORAGE_S3_* settings. Settings without a

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/narrate/narrate/limit"
 )
 
 func env(vars map[string]string) func(string) string {
@@ -230,6 +232,106 @@ func TestInvalidS3StorageSettings(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %q does not mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestProductionGuard(t *testing.T) {
+	t.Parallel()
+	const dbURL = "postgres://narrate@db.example.com/narrate"
+	tests := []struct {
+		name     string
+		vars     map[string]string
+		provider string
+		err      string
+	}{
+		{name: "local development needs nothing", vars: nil, provider: VoiceLocal},
+		{name: "database without a token key", vars: map[string]string{"DATABASE_URL": dbURL, "ELEVENLABS_API_KEY": "k"}, err: "neither JWT_SECRET nor JWKS_URL"},
+		{name: "database with JWT_SECRET", vars: map[string]string{"DATABASE_URL": dbURL, "JWT_SECRET": "s", "ELEVENLABS_API_KEY": "k"}, provider: VoiceElevenLabs},
+		{name: "database with JWKS_URL", vars: map[string]string{"DATABASE_URL": dbURL, "JWKS_URL": "https://ref.supabase.co/jwks", "ELEVENLABS_API_KEY": "k"}, provider: VoiceElevenLabs},
+		{name: "database without a voice key", vars: map[string]string{"DATABASE_URL": dbURL, "JWT_SECRET": "s"}, err: "VOICE_PROVIDER=local"},
+		{name: "database with the local provider asked for", vars: map[string]string{"DATABASE_URL": dbURL, "JWT_SECRET": "s", "VOICE_PROVIDER": "local"}, provider: VoiceLocal},
+		{name: "local provider asked for despite a key", vars: map[string]string{"ELEVENLABS_API_KEY": "k", "VOICE_PROVIDER": "local"}, provider: VoiceLocal},
+		{name: "elevenlabs without a key", vars: map[string]string{"VOICE_PROVIDER": "elevenlabs"}, err: "needs ELEVENLABS_API_KEY"},
+		{name: "unknown provider", vars: map[string]string{"VOICE_PROVIDER": "espeak"}, err: "neither elevenlabs nor local"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Parse(env(tt.vars))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error = %v, want one saying %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.VoiceProvider != tt.provider {
+				t.Errorf("VoiceProvider = %q, want %q", c.VoiceProvider, tt.provider)
+			}
+		})
+	}
+}
+
+func TestLimitSettings(t *testing.T) {
+	t.Parallel()
+	c, err := Parse(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Limits != limit.Defaults() {
+		t.Fatalf("defaults = %+v, want %+v", c.Limits, limit.Defaults())
+	}
+	tests := []struct {
+		name  string
+		vars  map[string]string
+		check func(l limit.Settings) bool
+		err   bool
+	}{
+		{"introspection off", map[string]string{"INTROSPECTION": "false"}, func(l limit.Settings) bool { return !l.Introspection }, false},
+		{"introspection not a boolean", map[string]string{"INTROSPECTION": "nope"}, nil, true},
+		{"anonymous complexity", map[string]string{"QUERY_MAX_COMPLEXITY_ANONYMOUS": "100"}, func(l limit.Settings) bool { return l.MaxAnonymousComplexity == 100 }, false},
+		{"aliases may be 0", map[string]string{"QUERY_MAX_ALIASES": "0"}, func(l limit.Settings) bool { return l.MaxAliases == 0 }, false},
+		{"depth 0 refused", map[string]string{"QUERY_MAX_DEPTH": "0"}, nil, true},
+		{"body under 1 KiB refused", map[string]string{"MAX_BODY_BYTES": "1023"}, nil, true},
+		{"body of 1 KiB", map[string]string{"MAX_BODY_BYTES": "1024"}, func(l limit.Settings) bool { return l.MaxBodyBytes == 1024 }, false},
+		{"caps off", map[string]string{"HTTP_REQUESTS_PER_ADDRESS": "0", "SSE_STREAMS_PER_USER": "0"}, func(l limit.Settings) bool {
+			return l.RequestsPerAddress == 0 && l.StreamsPerUser == 0
+		}, false},
+		{"uploads per user 0 refused", map[string]string{"UPLOADS_PER_USER": "0"}, nil, true},
+		{"timeouts", map[string]string{"HTTP_BODY_TIMEOUT": "5s", "HTTP_READ_HEADER_TIMEOUT": "2s", "HTTP_IDLE_TIMEOUT": "1m"}, func(l limit.Settings) bool {
+			return l.BodyTimeout == 5*time.Second && l.ReadHeaderTimeout == 2*time.Second && l.IdleTimeout == time.Minute
+		}, false},
+		{"timeout under 1s refused", map[string]string{"HTTP_BODY_TIMEOUT": "500ms"}, nil, true},
+		{"rate", map[string]string{"RATE_START_GENERATION": "3/1m"}, func(l limit.Settings) bool {
+			return l.StartGenerationRate == limit.Rate{Burst: 3, Per: time.Minute}
+		}, false},
+		{"rate off", map[string]string{"RATE_VERIFY_VOICE_SAMPLE": "off"}, func(l limit.Settings) bool { return l.VerifyVoiceSampleRate.Unlimited() }, false},
+		{"bad rate", map[string]string{"RATE_CREATE_VOICE_SAMPLE": "3 per hour"}, nil, true},
+		{"quotas", map[string]string{"MAX_ACTIVE_GENERATIONS": "1", "DAILY_CHARACTER_BUDGET": "5000"}, func(l limit.Settings) bool {
+			return l.MaxActiveGenerations == 1 && l.DailyCharacters == 5000
+		}, false},
+		{"active cap 0 refused", map[string]string{"MAX_ACTIVE_GENERATIONS": "0"}, nil, true},
+		{"upload dir", map[string]string{"UPLOAD_DIR": "/var/spool/narrate"}, func(l limit.Settings) bool { return l.UploadDir == "/var/spool/narrate" }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Parse(env(tt.vars))
+			if tt.err {
+				if err == nil {
+					t.Fatalf("parsed %+v, want an error", c.Limits)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(c.Limits) {
+				t.Errorf("limits = %+v", c.Limits)
 			}
 		})
 	}

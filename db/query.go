@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/narrate/narrate/generation"
+	"github.com/narrate/narrate/limit"
 )
 
 const (
@@ -376,12 +377,19 @@ var ErrVoiceNotVerified = errors.New("voice not verified")
 var ErrVoiceProviderUnverified = fmt.Errorf("%w: the voice provider requires verifying the voice", ErrVoiceNotVerified)
 
 // StartGeneration queues a narration of a story for the session's user,
-// recording the story version it was asked for. ErrNotFound when the story
-// does not exist, ErrVoiceNotVerified without a verified voice sample,
-// ErrVoiceProviderUnverified when the provider holds the voice back.
-func (d *DB) StartGeneration(ctx context.Context, s Session, storyID uuid.UUID) (Generation, error) {
-	var g Generation
-	err := d.Tx(ctx, s, func(q Querier) error {
+// recording the story version it was asked for, and takes a token of the
+// user's rate (a *RateLimitError when there is none). ErrNotFound when the
+// story does not exist, ErrVoiceNotVerified without a verified voice
+// sample, ErrVoiceProviderUnverified when the provider holds the voice
+// back, a *QuotaError when the database's quotas refuse it; the token is
+// given back on every failure. With an idempotency key, the user's
+// generation made earlier with the same key is returned instead of a new
+// one, without a token (created reports which).
+func (d *DB) StartGeneration(ctx context.Context, s Session, storyID uuid.UUID, idempotencyKey *string, rate limit.Rate) (g Generation, created bool, err error) {
+	err = d.Tx(ctx, s, func(q Querier) error {
+		if err := takeToken(ctx, q, "startGeneration", rate); err != nil {
+			return err
+		}
 		var verified, held bool
 		err := q.QueryRow(ctx, `
 			SELECT coalesce(bool_or(verified), false), coalesce(bool_or(provider_verification_required), false)
@@ -396,13 +404,28 @@ func (d *DB) StartGeneration(ctx context.Context, s Session, storyID uuid.UUID) 
 			return ErrVoiceProviderUnverified
 		}
 		g, err = txOne[Generation](ctx, q, `
-			INSERT INTO story_generations (user_id, story_id, metadata)
-			SELECT $1, s.id, jsonb_build_object('requested_story_version', s.version)
+			INSERT INTO story_generations (user_id, story_id, metadata, idempotency_key)
+			SELECT $1, s.id, jsonb_build_object('requested_story_version', s.version), $3
 			FROM stories s WHERE s.id = $2
-			RETURNING `+generationColumns, s.UserID, storyID)
+			RETURNING `+generationColumns, s.UserID, storyID, idempotencyKey)
+		if qe, ok := quotaError(err); ok {
+			return qe
+		}
 		return err
 	})
-	return g, err
+	if errors.Is(err, ErrConflict) && idempotencyKey != nil {
+		// The same key, sent again while the first request was running.
+		g, err = d.GenerationByIdempotencyKey(ctx, s, *idempotencyKey)
+		return g, false, err
+	}
+	return g, err == nil, err
+}
+
+// GenerationByIdempotencyKey finds the session user's generation started
+// with key; ErrNotFound when there is none.
+func (d *DB) GenerationByIdempotencyKey(ctx context.Context, s Session, key string) (Generation, error) {
+	return queryOne[Generation](ctx, d, s, `SELECT `+generationColumns+`
+		FROM story_generations WHERE user_id = $1 AND idempotency_key = $2`, s.UserID, key)
 }
 
 // CancelGeneration fails a pending or running generation and logs

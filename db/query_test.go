@@ -15,6 +15,7 @@ import (
 
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/generation"
+	"github.com/narrate/narrate/limit"
 )
 
 func adminSession(f *fixture) db.Session { return db.UserSession(f.M, userClaims(f.M, true)) }
@@ -405,7 +406,7 @@ func testGenerationWrites(t *testing.T, tdb *testDB) {
 	ctx := context.Background()
 	mustExec(t, tdb.Admin, `UPDATE stories SET version = 3 WHERE id = $1`, f.Story)
 
-	g, err := d.StartGeneration(ctx, sessionOf(f.A), f.Story)
+	g, _, err := d.StartGeneration(ctx, sessionOf(f.A), f.Story, nil, limit.Rate{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,7 +427,7 @@ func testGenerationWrites(t *testing.T, tdb *testDB) {
 		{"missing story", f.A, uuid.New(), db.ErrNotFound},
 	}
 	for _, tc := range starts {
-		if _, err := d.StartGeneration(ctx, sessionOf(tc.user), tc.story); !errors.Is(err, tc.want) {
+		if _, _, err := d.StartGeneration(ctx, sessionOf(tc.user), tc.story, nil, limit.Rate{}); !errors.Is(err, tc.want) {
 			t.Errorf("StartGeneration %s: error = %v, want %v", tc.name, err, tc.want)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/generation"
+	"github.com/narrate/narrate/limit"
 )
 
 // queueFixture is a user with a verified voice, a story, and generations
@@ -34,6 +35,8 @@ func newQueueFixture(t *testing.T, n int) *queueFixture {
 	mustExec(t, tdb.Admin, `INSERT INTO auth.users (id, email) VALUES ($1, $2)`, f.user, f.user.String()+"@example.com")
 	mustExec(t, tdb.Admin, `INSERT INTO voice_samples (user_id, elevenlabs_voice_id, verification_phrase, verified) VALUES ($1, 'voice-1', 'x', true)`, f.user)
 	mustExec(t, tdb.Admin, `INSERT INTO stories (id, title, slug, content) VALUES ($1, 'The Fox', 'the-fox', 'A fox ran. It was quick.')`, f.story)
+	// More generations than the default quotas allow one user.
+	mustExec(t, tdb.Admin, `UPDATE generation_limits SET max_active = 1000, daily_characters = 1000000000`)
 	for range n {
 		f.gens = append(f.gens, f.start(t))
 	}
@@ -46,7 +49,7 @@ func (f *queueFixture) session() db.Session {
 
 func (f *queueFixture) start(t *testing.T) uuid.UUID {
 	t.Helper()
-	g, err := f.d.StartGeneration(context.Background(), f.session(), f.story)
+	g, _, err := f.d.StartGeneration(context.Background(), f.session(), f.story, nil, limit.Rate{})
 	if err != nil {
 		t.Fatalf("start generation: %v", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -32,6 +34,9 @@ type Error struct {
 	Message string
 	// Err is the cause, logged but never shown.
 	Err error
+	// RetryAfter, when positive, tells a RATE_LIMITED client how many
+	// seconds to wait (extensions.retryAfter).
+	RetryAfter int
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -51,6 +56,7 @@ func badInput(message string) *Error { return NewError(CodeBadUserInput, message
 // fromDB turns a data-layer error into a client error where it has a
 // meaning for the client; anything else stays internal.
 func fromDB(err error, notFound string) error {
+	var limited *db.RateLimitError
 	switch {
 	case err == nil:
 		return nil
@@ -62,6 +68,14 @@ func fromDB(err error, notFound string) error {
 		return &Error{Code: CodeBadUserInput, Message: err.Error(), Err: err}
 	case errors.Is(err, db.ErrForbidden):
 		return &Error{Code: CodeForbidden, Message: "not allowed", Err: err}
+	case errors.As(err, &limited):
+		return &Error{Code: CodeRateLimited, Message: limited.Error(), Err: err,
+			RetryAfter: max(1, int(math.Ceil(limited.Wait.Seconds())))}
+	case errors.Is(err, db.ErrDailyBudget):
+		return &Error{Code: CodeRateLimited, Message: err.Error() + " (the budget renews at midnight UTC)", Err: err,
+			RetryAfter: secondsUntil(nextUTCMidnight(time.Now()))}
+	case errors.Is(err, db.ErrQuota):
+		return &Error{Code: CodeRateLimited, Message: err.Error() + "; wait for one to finish or cancel one", Err: err}
 	case errors.Is(err, db.ErrVoiceProviderUnverified):
 		return &Error{Code: CodeVoiceNotVerified, Message: "the voice service holds your cloned voice back until it is verified there " +
 			"(ElevenLabs answered requires_verification); create a new voice sample from other recordings, " +
@@ -92,6 +106,9 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 			}
 			presented.Message = appErr.Message
 			presented.Extensions = map[string]any{"code": appErr.Code}
+			if appErr.RetryAfter > 0 {
+				presented.Extensions["retryAfter"] = appErr.RetryAfter
+			}
 			return presented
 		}
 		if errors.As(err, &gqlErr) && gqlErr.Extensions["code"] != nil {
@@ -116,4 +133,14 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 func (r *Resolver) RecoverPanic(ctx context.Context, v any) error {
 	err := r.Panics.Recovered(ctx, r.logger().With("path", graphql.GetPath(ctx).String()), "graphql", v)
 	return &Error{Code: CodeInternal, Message: "internal server error", Err: err}
+}
+
+func nextUTCMidnight(now time.Time) time.Time {
+	y, m, d := now.UTC().Date()
+	return time.Date(y, m, d+1, 0, 0, 0, 0, time.UTC)
+}
+
+// secondsUntil is the whole seconds until t, at least 1.
+func secondsUntil(t time.Time) int {
+	return max(1, int(math.Ceil(time.Until(t).Seconds())))
 }

@@ -80,7 +80,7 @@ type ComplexityRoot struct {
 		CreateVoiceSample func(childComplexity int, input model.CreateVoiceSampleInput) int
 		DeleteStory       func(childComplexity int, id uuid.UUID) int
 		DeleteVoiceSample func(childComplexity int) int
-		StartGeneration   func(childComplexity int, storyID uuid.UUID) int
+		StartGeneration   func(childComplexity int, storyID uuid.UUID, idempotencyKey *string) int
 		UpdateProfile     func(childComplexity int, input model.UpdateProfileInput) int
 		UpdateStory       func(childComplexity int, id uuid.UUID, expectedVersion int, input model.UpdateStoryInput) int
 		VerifyVoiceSample func(childComplexity int, recording graphql.Upload) int
@@ -188,7 +188,7 @@ type MutationResolver interface {
 	CreateVoiceSample(ctx context.Context, input model.CreateVoiceSampleInput) (*db.VoiceSample, error)
 	VerifyVoiceSample(ctx context.Context, recording graphql.Upload) (*db.VoiceSample, error)
 	DeleteVoiceSample(ctx context.Context) (bool, error)
-	StartGeneration(ctx context.Context, storyID uuid.UUID) (*db.Generation, error)
+	StartGeneration(ctx context.Context, storyID uuid.UUID, idempotencyKey *string) (*db.Generation, error)
 	CancelGeneration(ctx context.Context, id uuid.UUID) (*db.Generation, error)
 	CreateStory(ctx context.Context, input model.CreateStoryInput) (*db.Story, error)
 	UpdateStory(ctx context.Context, id uuid.UUID, expectedVersion int, input model.UpdateStoryInput) (*db.Story, error)
@@ -394,7 +394,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.StartGeneration(childComplexity, args["storyId"].(uuid.UUID)), true
+		return e.ComplexityRoot.Mutation.StartGeneration(childComplexity, args["storyId"].(uuid.UUID), args["idempotencyKey"].(*string)), true
 	case "Mutation.updateProfile":
 		if e.ComplexityRoot.Mutation.UpdateProfile == nil {
 			break
@@ -944,8 +944,14 @@ type Mutation {
   """
   deleteVoiceSample: Boolean!
 
-  "Queue a narration of a story in the viewer's verified voice."
-  startGeneration(storyId: ID!): StoryGeneration!
+  """
+  Queue a narration of a story in the viewer's verified voice. With an
+  idempotencyKey (1 to 200 characters, chosen by the client), a retry with
+  the same key returns the generation the first call queued instead of
+  queueing another. Refused with RATE_LIMITED (extensions.retryAfter in
+  seconds) past the viewer's rate, queued-or-running cap or daily budget.
+  """
+  startGeneration(storyId: ID!, idempotencyKey: String): StoryGeneration!
 
   "Stop a PENDING or IN_PROGRESS generation; it ends FAILED with a 'canceled' log event."
   cancelGeneration(id: ID!): StoryGeneration!
@@ -1517,6 +1523,14 @@ func (ec *executionContext) field_Mutation_startGeneration_args(ctx context.Cont
 		return nil, err
 	}
 	args["storyId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "idempotencyKey",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["idempotencyKey"] = arg1
 	return args, nil
 }
 
@@ -2374,7 +2388,7 @@ func (ec *executionContext) _Mutation_startGeneration(ctx context.Context, field
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().StartGeneration(ctx, fc.Args["storyId"].(uuid.UUID))
+			return ec.Resolvers.Mutation().StartGeneration(ctx, fc.Args["storyId"].(uuid.UUID), fc.Args["idempotencyKey"].(*string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *db.Generation) graphql.Marshaler {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/generation"
+	"github.com/narrate/narrate/limit"
 	"github.com/narrate/narrate/realtime"
 	"github.com/narrate/narrate/recovery"
 	"github.com/narrate/narrate/voice"
@@ -34,6 +35,9 @@ type Resolver struct {
 	// Voice clones voices and transcribes verification recordings for the
 	// voice-sample mutations; they fail with an internal error while nil.
 	Voice Voices
+	// Limits holds the rates of the paid mutations; nil limits nothing
+	// (the database's quotas still hold).
+	Limits *limit.Settings
 	// EventReaders is how many re-reads of subscription events run at
 	// once, each on a pool connection; zero uses DefaultEventReaders.
 	EventReaders int

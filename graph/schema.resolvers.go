@@ -76,16 +76,8 @@ func (r *mutationResolver) DeleteVoiceSample(ctx context.Context) (bool, error) 
 }
 
 // StartGeneration is the resolver for the startGeneration field.
-func (r *mutationResolver) StartGeneration(ctx context.Context, storyID uuid.UUID) (*db.Generation, error) {
-	v, err := signedIn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	g, err := r.DB.StartGeneration(ctx, v.Session, storyID)
-	if err != nil {
-		return nil, fromDB(err, "story not found")
-	}
-	return &g, nil
+func (r *mutationResolver) StartGeneration(ctx context.Context, storyID uuid.UUID, idempotencyKey *string) (*db.Generation, error) {
+	return r.startGeneration(ctx, storyID, idempotencyKey)
 }
 
 // CancelGeneration is the resolver for the cancelGeneration field.

@@ -72,6 +72,9 @@ func (r *Resolver) createVoiceSample(ctx context.Context, input model.CreateVoic
 		}
 	}
 
+	if err := r.takeToken(ctx, v, actionCreateVoiceSample); err != nil {
+		return nil, err
+	}
 	clone, err := provider.CloneVoice(ctx, name, files)
 	if err != nil {
 		return nil, providerError(err, "clone voice", "the voice service could not use the recordings")
@@ -119,6 +122,9 @@ func (r *Resolver) verifyVoiceSample(ctx context.Context, recording graphql.Uplo
 	}
 	if sample.Verified {
 		return &sample, nil
+	}
+	if err := r.takeToken(ctx, v, actionVerifyVoiceSample); err != nil {
+		return nil, err
 	}
 
 	transcript, err := provider.Transcribe(ctx, file)
@@ -196,10 +202,7 @@ func readUpload(u graphql.Upload) (voice.File, error) {
 		}
 		f.Data = data
 	}
-	if err := voice.ValidateUpload(f); err != nil {
-		return f, err
-	}
-	return f, nil
+	return voice.ValidateUpload(f)
 }
 
 // uploadError turns a readUpload error into a client error when it is the

@@ -23,6 +23,7 @@ import (
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/db/dbtest"
 	"github.com/narrate/narrate/generation"
+	"github.com/narrate/narrate/limit"
 	"github.com/narrate/narrate/storage"
 	"github.com/narrate/narrate/voice"
 	"github.com/narrate/narrate/voice/elevenlabs"
@@ -186,6 +187,9 @@ func newEnv(t *testing.T) *env {
 	t.Cleanup(func() { _ = e.store.Close() })
 	e.exec(`INSERT INTO auth.users (id, email) VALUES ($1, $2)`, e.user, e.user.String()+"@example.com")
 	e.exec(`INSERT INTO voice_samples (user_id, elevenlabs_voice_id, verification_phrase, verified) VALUES ($1, $2, 'x', true)`, e.user, testVoiceID)
+	// The worker's tests queue more generations for one user than the
+	// default quotas allow.
+	e.exec(`UPDATE generation_limits SET max_active = 1000, daily_characters = 1000000000`)
 	return e
 }
 
@@ -231,7 +235,7 @@ func (e *env) story(title, content string) uuid.UUID {
 // start queues a generation the way the API does.
 func (e *env) start(story uuid.UUID) uuid.UUID {
 	e.t.Helper()
-	g, err := e.d.StartGeneration(context.Background(), e.session(), story)
+	g, _, err := e.d.StartGeneration(context.Background(), e.session(), story, nil, limit.Rate{})
 	if err != nil {
 		e.t.Fatalf("start generation: %v", err)
 	}

@@ -272,3 +272,25 @@ func (s *Server) Do(method, path string, header http.Header) (*http.Response, st
 	}
 	return res, string(raw)
 }
+
+// OpenEventStream sends a subscription as a server-sent event stream
+// (graphql-sse's distinct connections mode) and returns the response,
+// whose body is the stream; the caller closes it.
+func OpenEventStream(t testing.TB, baseURL, token, query string, vars map[string]any) *http.Response {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	req, err := http.NewRequest(http.MethodPost, baseURL+"/graphql", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}

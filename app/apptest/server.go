@@ -28,6 +28,7 @@ import (
 	"github.com/narrate/narrate/config"
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/db/dbtest"
+	"github.com/narrate/narrate/limit"
 	"github.com/narrate/narrate/voice/local"
 )
 
@@ -108,6 +109,7 @@ func Config(t testing.TB, d *dbtest.DB) config.Config {
 		WorkerLease:             config.DefaultWorkerLease,
 		ElevenLabsMaxConcurrent: config.DefaultElevenLabsMaxConcurrent,
 		AudioURLTTL:             config.DefaultAudioURLTTL,
+		Limits:                  limit.Defaults(),
 	}
 }
 
