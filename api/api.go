@@ -148,10 +148,15 @@ func NewGraphQL(o Options) *handler.Server {
 }
 
 // ViewerOf turns a verified identity into the GraphQL viewer whose
-// database work runs as authenticated with the token's claims.
+// database work runs as authenticated (admins: narrate_admin) with the
+// token's claims.
 func ViewerOf(id *auth.Identity) graph.Viewer {
+	session := db.UserSession(id.UserID, id.Claims)
+	if id.Admin {
+		session = db.AdminSession(id.UserID, id.Claims)
+	}
 	return graph.Viewer{
-		Session:   db.UserSession(id.UserID, id.Claims),
+		Session:   session,
 		UserID:    id.UserID,
 		Email:     id.Email,
 		Admin:     id.Admin,

@@ -28,7 +28,7 @@ func (r *Resolver) subscribeGeneration(ctx context.Context, id uuid.UUID) (<-cha
 	// is then both in the snapshot or after it and in the subscription, and
 	// the stream drops what it has already sent, so nothing falls between.
 	sub := r.Hub.SubscribeGeneration(id)
-	rows, err := r.DB.GenerationsByID(ctx, v.Session, []uuid.UUID{id})
+	rows, err := r.DB.GenerationsByID(ctx, v.Session, []uuid.UUID{id}, columnsOf(ctx).generation)
 	if err != nil {
 		sub.Close()
 		return nil, err
@@ -37,7 +37,7 @@ func (r *Resolver) subscribeGeneration(ctx context.Context, id uuid.UUID) (<-cha
 		sub.Close()
 		return nil, NewError(CodeNotFound, "generation not found")
 	}
-	s := r.newStream(v, sub, true)
+	s := r.newStream(ctx, v, sub, true)
 	go s.run(ctx, &rows[0])
 	return s.out, nil
 }
@@ -53,7 +53,7 @@ func (r *Resolver) subscribeViewer(ctx context.Context) (<-chan *db.Generation, 
 	if r.Hub == nil {
 		return nil, errNoRealtime
 	}
-	s := r.newStream(v, r.Hub.SubscribeUser(v.UserID), false)
+	s := r.newStream(ctx, v, r.Hub.SubscribeUser(v.UserID), false)
 	go s.run(ctx, nil)
 	return s.out, nil
 }
@@ -69,6 +69,8 @@ type stream struct {
 	// last is what was last sent per generation, to drop events already
 	// reflected in what the client has.
 	last map[uuid.UUID]sent
+	// cols are the columns the subscription's selection needs.
+	cols db.Columns
 }
 
 type sent struct {
@@ -76,8 +78,9 @@ type sent struct {
 	at     int64 // updated_at, in microseconds
 }
 
-func (r *Resolver) newStream(v Viewer, sub *realtime.Subscription, single bool) *stream {
-	return &stream{r: r, viewer: v, sub: sub, single: single, out: make(chan *db.Generation), last: map[uuid.UUID]sent{}}
+func (r *Resolver) newStream(ctx context.Context, v Viewer, sub *realtime.Subscription, single bool) *stream {
+	return &stream{r: r, viewer: v, sub: sub, single: single, out: make(chan *db.Generation), last: map[uuid.UUID]sent{},
+		cols: columnsOf(ctx).generation}
 }
 
 func (s *stream) run(ctx context.Context, snapshot *db.Generation) {
@@ -172,7 +175,7 @@ func (s *stream) load(ctx context.Context, events []realtime.Event) (map[uuid.UU
 	for _, e := range events {
 		ids = append(ids, e.GenerationID)
 	}
-	rows, err := s.r.DB.GenerationsByID(ctx, s.viewer.Session, ids)
+	rows, err := s.r.DB.GenerationsByID(ctx, s.viewer.Session, ids, s.cols)
 	if err != nil {
 		return nil, err
 	}

@@ -19,7 +19,7 @@ const LoginRole = "authenticator"
 
 // APIRoles are the roles LoginRole may switch to. The project's migrations
 // create them.
-var APIRoles = []string{"anon", "authenticated", "service_role"}
+var APIRoles = []string{"anon", "authenticated", "service_role", "narrate_admin"}
 
 // ErrRolePrivilege is returned (wrapped) by Provision when the admin user may
 // not create LoginRole or grant it the API roles. The database has been
