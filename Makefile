@@ -2,7 +2,7 @@
 export GOTOOLCHAIN := local
 GO ?= go
 
-.PHONY: run test build generate check fmt vet contract token bench load clean
+.PHONY: run test build generate check fmt vet contract token bench clean
 
 ## run: start the API, GraphiQL and the worker (a local PostgreSQL cluster when DATABASE_URL is unset)
 run:
@@ -31,13 +31,9 @@ fmt:
 vet:
 	$(GO) vet ./...
 
-## contract: schema.graphqls keeps ../shared/contract.graphqls (or the copy in .ci when that is absent)
+## contract: schema.graphqls keeps the public contract, ../shared/contract.graphqls
 contract:
-	@if [ -d ../shared/tools ]; then \
-		cd ../shared/tools && $(GO) run ./contractcheck ../contract.graphqls "$(CURDIR)/schema.graphqls"; \
-	else \
-		cd .ci/contractcheck && $(GO) run . ../contract.graphqls "$(CURDIR)/schema.graphqls"; \
-	fi
+	cd ../shared/tools && $(GO) run ./contractcheck ../contract.graphqls "$(CURDIR)/schema.graphqls"
 
 ## token: print a dev token, e.g. make token EMAIL=alice@example.com ADMIN=1
 token:
@@ -49,16 +45,3 @@ bench:
 
 clean:
 	rm -rf bin
-
-## load: realtime load test: a fresh server (own PostgreSQL under LOAD_DATA_DIR, no worker) and
-## cmd/loadtest as separate processes; e.g. make load LOAD_ARGS="-subs 1000 -rate 500 -duration 10s"
-LOAD_DATA_DIR ?= /tmp/narrate-load
-LOAD_PORT ?= 8090
-LOAD_ARGS ?= -subs 10000 -rate 1000 -duration 30s
-load:
-	$(GO) build -trimpath -o bin/server ./server
-	$(GO) build -trimpath -o bin/loadtest ./cmd/loadtest
-	@mkdir -p $(LOAD_DATA_DIR); \
-	DATA_DIR=$(LOAD_DATA_DIR) PORT=$(LOAD_PORT) WORKER_CONCURRENCY=0 ./bin/server 2>$(LOAD_DATA_DIR)/server.log & server=$$!; \
-	trap 'kill $$server; wait $$server' EXIT; \
-	./bin/loadtest -url http://localhost:$(LOAD_PORT) -data-dir $(LOAD_DATA_DIR) -wait 120s $(LOAD_ARGS)

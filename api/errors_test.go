@@ -29,8 +29,8 @@ import (
 func TestMalformedIDs(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
-	root := e.newUser("root@example.com", true)
+	alice := e.NewUser("alice@example.com", false)
+	root := e.NewUser("root@example.com", true)
 	e.verifiedVoice(alice)
 
 	tests := []struct {
@@ -49,9 +49,9 @@ func TestMalformedIDs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := e.on(t)
-			r := e.post(tt.token, tt.query, nil)
-			r.wantCode(t, graph.CodeBadUserInput)
-			r.wantNullData(t)
+			r := e.Post(tt.token, tt.query, nil)
+			r.WantCode(t, graph.CodeBadUserInput)
+			r.WantNullData(t)
 		})
 	}
 }
@@ -78,9 +78,9 @@ func TestParseAndValidationErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := e.on(t)
-			r := e.post("", tt.query, tt.vars)
-			r.wantCode(t, tt.code)
-			r.wantNoData(t)
+			r := e.Post("", tt.query, tt.vars)
+			r.WantCode(t, tt.code)
+			r.WantNoData(t)
 			if r.Status == http.StatusOK || r.Status >= 500 {
 				t.Errorf("HTTP status %d, want a 4xx", r.Status)
 			}
@@ -95,10 +95,10 @@ func TestInternalErrorsDoNotLeak(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.story("A", "a")
-	e.exec(`REVOKE SELECT ON stories FROM anon`)
+	e.Exec(`REVOKE SELECT ON stories FROM anon`)
 
-	r := e.post("", `{ stories { nodes { id } } }`, nil)
-	r.wantCode(t, graph.CodeInternal)
+	r := e.Post("", `{ stories { nodes { id } } }`, nil)
+	r.WantCode(t, graph.CodeInternal)
 	if r.Errors[0].Message != "internal server error" {
 		t.Errorf("message = %q, want a bare internal server error", r.Errors[0].Message)
 	}
@@ -116,7 +116,7 @@ func TestInternalErrorsDoNotLeak(t *testing.T) {
 func TestQueryLimits(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	e.story("A", "a")
 
 	nest := func(levels int, leaf string) string {
@@ -159,17 +159,17 @@ func TestQueryLimits(t *testing.T) {
 				query = fmt.Sprintf(query, 1, 2, 3)
 			}
 			before := e.Statements.Load()
-			r := e.post(alice.Token, query, tt.vars)
+			r := e.Post(alice.Token, query, tt.vars)
 			ran := e.Statements.Load() - before
 			if tt.code == "" {
-				r.decode(t, &struct{}{})
+				r.Decode(t, &struct{}{})
 				if ran == 0 {
 					t.Error("no statements: the query did not run")
 				}
 				return
 			}
-			r.wantCode(t, tt.code)
-			r.wantNoData(t)
+			r.WantCode(t, tt.code)
+			r.WantNoData(t)
 			if ran != 0 {
 				t.Errorf("%d statements ran for a refused operation", ran)
 			}
@@ -180,16 +180,16 @@ func TestQueryLimits(t *testing.T) {
 func TestGetRequests(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	story := e.story("The Fox", "the-fox")
 
 	t.Run("query", func(t *testing.T) {
 		e := e.on(t)
 		var got struct{ Story struct{ Title string } }
-		e.get("", url.Values{
+		e.Get("", url.Values{
 			"query":     {`query($id: ID!) { story(id: $id) { title } }`},
 			"variables": {fmt.Sprintf(`{"id": %q}`, story)},
-		}).decode(t, &got)
+		}).Decode(t, &got)
 		if got.Story.Title != "The Fox" {
 			t.Errorf("story = %+v", got.Story)
 		}
@@ -197,10 +197,10 @@ func TestGetRequests(t *testing.T) {
 	t.Run("query chosen from a document with a mutation", func(t *testing.T) {
 		e := e.on(t)
 		var got struct{ Viewer struct{ ID string } }
-		e.get(alice.Token, url.Values{
+		e.Get(alice.Token, url.Values{
 			"query":         {`query Q { viewer { id } } mutation M { updateProfile(input: {displayName: "Mallory"}) { userId } }`},
 			"operationName": {"Q"},
-		}).decode(t, &got)
+		}).Decode(t, &got)
 		if got.Viewer.ID != alice.ID.String() {
 			t.Errorf("viewer = %+v", got.Viewer)
 		}
@@ -215,7 +215,7 @@ func TestGetRequests(t *testing.T) {
 	for i, params := range mutations {
 		t.Run(fmt.Sprintf("mutation %d", i), func(t *testing.T) {
 			e := e.on(t)
-			r := e.get(alice.Token, params)
+			r := e.Get(alice.Token, params)
 			if r.Status != http.StatusMethodNotAllowed {
 				t.Errorf("HTTP status %d, want 405", r.Status)
 			}
@@ -236,19 +236,19 @@ func TestGetRequests(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPost, e.URL+"/graphql", strings.NewReader(string(body)))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer "+alice.Token)
-		e.send(req).decode(t, &struct{}{})
-		e.exec(`UPDATE profiles SET display_name = 'Unchanged' WHERE user_id = $1`, alice.ID)
+		e.Send(req).Decode(t, &struct{}{})
+		e.Exec(`UPDATE profiles SET display_name = 'Unchanged' WHERE user_id = $1`, alice.ID)
 
-		r := e.get(alice.Token, url.Values{"extensions": {ext}})
+		r := e.Get(alice.Token, url.Values{"extensions": {ext}})
 		if r.Status != http.StatusMethodNotAllowed || r.Header.Get("Allow") != http.MethodPost {
 			t.Errorf("HTTP status %d, Allow %q; want 405 and POST", r.Status, r.Header.Get("Allow"))
 		}
 	})
 
-	if n := e.count(`SELECT count(*) FROM profiles WHERE display_name = 'Mallory'`); n != 0 {
+	if n := e.Count(`SELECT count(*) FROM profiles WHERE display_name = 'Mallory'`); n != 0 {
 		t.Error("a GET mutation ran")
 	}
-	if n := e.count(`SELECT count(*) FROM profiles WHERE display_name = 'Alice'`); n != 0 {
+	if n := e.Count(`SELECT count(*) FROM profiles WHERE display_name = 'Alice'`); n != 0 {
 		t.Error("a persisted GET mutation ran")
 	}
 }
@@ -284,7 +284,7 @@ func claimsOf(u user, mod func(jwt.MapClaims)) jwt.MapClaims {
 func TestTokenAttacks(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	e.story("A", "a")
 
 	wrongAud, err := auth.Mint(testSecret, alice.ID, alice.Email, false, "service", time.Hour)
@@ -324,12 +324,12 @@ func TestTokenAttacks(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := e.on(t)
 			before := e.Statements.Load()
-			r := e.postAuth(tt.header, `{ stories { nodes { id } } }`)
+			r := e.PostAuth(tt.header, `{ stories { nodes { id } } }`)
 			if r.Status != http.StatusUnauthorized {
 				t.Errorf("HTTP status %d, want 401", r.Status)
 			}
-			r.wantCode(t, graph.CodeUnauthenticated)
-			r.wantNoData(t)
+			r.WantCode(t, graph.CodeUnauthenticated)
+			r.WantNoData(t)
 			if n := e.Statements.Load() - before; n != 0 {
 				t.Errorf("%d statements ran for a rejected token", n)
 			}
@@ -338,7 +338,7 @@ func TestTokenAttacks(t *testing.T) {
 	t.Run("valid token", func(t *testing.T) {
 		e := e.on(t)
 		var got struct{ Viewer struct{ ID string } }
-		e.postAuth("bearer "+alice.Token, `{ viewer { id } }`).decode(t, &got)
+		e.PostAuth("bearer "+alice.Token, `{ viewer { id } }`).Decode(t, &got)
 		if got.Viewer.ID != alice.ID.String() {
 			t.Errorf("viewer = %+v", got.Viewer)
 		}
@@ -388,7 +388,7 @@ func TestJWKSOnlyServer(t *testing.T) {
 	t.Parallel()
 	key := rsaTestKey()
 	e := newEnv(t, withVerifier(newJWKSVerifier(t, key, "rsa-1")))
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 
 	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
 	if err != nil {
@@ -404,7 +404,7 @@ func TestJWKSOnlyServer(t *testing.T) {
 		t.Parallel()
 		e := e.on(t)
 		var got struct{ Viewer struct{ ID, Email string } }
-		e.post(signed(t, jwt.SigningMethodRS256, key, "rsa-1", claimsOf(alice, nil)), `{ viewer { id email } }`, nil).decode(t, &got)
+		e.Post(signed(t, jwt.SigningMethodRS256, key, "rsa-1", claimsOf(alice, nil)), `{ viewer { id email } }`, nil).Decode(t, &got)
 		if got.Viewer.ID != alice.ID.String() || got.Viewer.Email != alice.Email {
 			t.Errorf("viewer = %+v, want alice", got.Viewer)
 		}
@@ -421,11 +421,11 @@ func TestJWKSOnlyServer(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := e.on(t)
-			r := e.post(tt.token, `{ stories { nodes { id } } }`, nil)
+			r := e.Post(tt.token, `{ stories { nodes { id } } }`, nil)
 			if r.Status != http.StatusUnauthorized {
 				t.Errorf("HTTP status %d, want 401", r.Status)
 			}
-			r.wantCode(t, graph.CodeUnauthenticated)
+			r.WantCode(t, graph.CodeUnauthenticated)
 		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/narrate/narrate/app/apptest"
 	"github.com/narrate/narrate/storage"
 )
 
@@ -28,18 +29,18 @@ const flowStory = "Once upon a time a small fox lived at the edge of a quiet for
 func TestFullNarrationFlow(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	srv := startRealtime(t, e.DB, 50*time.Millisecond, withNarration())
+	srv := apptest.Start(t, e.DB, apptest.WithWorker())
 	e.URL = srv.URL
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	var storyID uuid.UUID
-	e.scan(`INSERT INTO stories (title, slug, content) VALUES ('The Fox and the River', 'the-fox', $1) RETURNING id`,
+	e.Scan(`INSERT INTO stories (title, slug, content) VALUES ('The Fox and the River', 'the-fox', $1) RETURNING id`,
 		[]any{flowStory}, &storyID)
 
 	// Upload a sample and verify it; the local provider accepts any
 	// non-empty recording.
 	sample := e.mustCreateSample(alice.Token, audio("sample.webm", "audio/webm;codecs=opus"), audio("sample2.mp3", "audio/mpeg"))
 	var verified struct{ VerifyVoiceSample sampleJSON }
-	e.verifySample(alice.Token, audio("phrase.webm", "audio/webm")).decode(t, &verified)
+	e.verifySample(alice.Token, audio("phrase.webm", "audio/webm")).Decode(t, &verified)
 	if !verified.VerifyVoiceSample.Verified || verified.VerifyVoiceSample.ID != sample.ID {
 		t.Fatalf("verifyVoiceSample = %+v, want sample %s verified", verified.VerifyVoiceSample, sample.ID)
 	}
@@ -47,17 +48,17 @@ func TestFullNarrationFlow(t *testing.T) {
 	var started struct {
 		StartGeneration struct{ ID, Status string }
 	}
-	e.post(alice.Token, `mutation($id: ID!) { startGeneration(storyId: $id) { id status } }`,
-		map[string]any{"id": storyID.String()}).decode(t, &started)
+	e.Post(alice.Token, `mutation($id: ID!) { startGeneration(storyId: $id) { id status } }`,
+		map[string]any{"id": storyID.String()}).Decode(t, &started)
 	genID := started.StartGeneration.ID
 
 	// Follow the generation until it completes. The first event is the
 	// current state, so a worker faster than the subscription is no
 	// problem.
-	c := dialWS(t, srv.URL, protoTransportWS, authInit(alice.Token))
-	c.ack()
-	c.subscribe("1", progressQuery, map[string]any{"id": genID})
-	events := c.progressUntilComplete("1", 30*time.Second)
+	c := apptest.DialWS(t, srv.URL, protoTransportWS, apptest.AuthInit(alice.Token))
+	c.Ack()
+	c.Subscribe("1", progressQuery, map[string]any{"id": genID})
+	events := progressUntilComplete(t, c, "1", 30*time.Second)
 	last := lastProgress(t, events)
 	if last.Status != "COMPLETED" || last.Progress != 100 {
 		t.Fatalf("events %v, want to end COMPLETED/100", events)
@@ -75,8 +76,8 @@ func TestFullNarrationFlow(t *testing.T) {
 			Logs      struct{ Nodes []struct{ Event string } }
 		}
 	}
-	e.post(alice.Token, `query($id: ID!) { generation(id: $id) { status resultUrl logs { nodes { event } } } }`,
-		map[string]any{"id": genID}).decode(t, &got)
+	e.Post(alice.Token, `query($id: ID!) { generation(id: $id) { status resultUrl logs { nodes { event } } } }`,
+		map[string]any{"id": genID}).Decode(t, &got)
 	if got.Generation.ResultURL == nil {
 		t.Fatalf("completed generation has no resultUrl: %+v", got.Generation)
 	}
@@ -110,14 +111,14 @@ func TestFullNarrationFlow(t *testing.T) {
 
 	// Forged and expired links are refused.
 	var key string
-	e.scan(`SELECT result_url FROM story_generations WHERE id = $1`, []any{genID}, &key)
+	e.Scan(`SELECT result_url FROM story_generations WHERE id = $1`, []any{genID}, &key)
 	u, err := url.Parse(link)
 	if err != nil {
 		t.Fatal(err)
 	}
 	q := u.Query()
 	forged := map[string]string{
-		"expired":              srv.Signer.URL(key, -time.Minute),
+		"expired":              srv.App.Signer.URL(key, -time.Minute),
 		"tampered signature":   withQuery(u, "sig", flipFirst(q.Get("sig"))),
 		"extended expiry":      withQuery(u, "exp", "99999999999"),
 		"no signature":         withQuery(u, "sig", ""),

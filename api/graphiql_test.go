@@ -18,7 +18,7 @@ func TestGraphiQLServesItsOwnAssets(t *testing.T) {
 	e := newEnv(t)
 	get := func(path string) string {
 		t.Helper()
-		res, body := e.do(http.MethodGet, path, nil)
+		res, body := e.Do(http.MethodGet, path, nil)
 		if res.StatusCode != http.StatusOK {
 			t.Fatalf("GET %s: %d", path, res.StatusCode)
 		}

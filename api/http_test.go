@@ -7,15 +7,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/narrate/narrate/app/apptest"
 )
 
 func TestProbes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	for _, path := range []string{"/healthz", "/readyz"} {
-		res, body := e.do(http.MethodGet, path, nil)
+		res, body := e.Do(http.MethodGet, path, nil)
 		if res.StatusCode != http.StatusOK {
 			t.Errorf("GET %s = %d %q, want 200", path, res.StatusCode, body)
 		}
@@ -25,11 +24,11 @@ func TestProbes(t *testing.T) {
 func TestReadyzWhenDatabaseIsGone(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.App.Close()
-	if res, body := e.do(http.MethodGet, "/readyz", nil); res.StatusCode != http.StatusServiceUnavailable {
+	e.App.DB.Close()
+	if res, body := e.Do(http.MethodGet, "/readyz", nil); res.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("GET /readyz = %d %q with the pool closed, want 503", res.StatusCode, body)
 	}
-	if res, _ := e.do(http.MethodGet, "/healthz", nil); res.StatusCode != http.StatusOK {
+	if res, _ := e.Do(http.MethodGet, "/healthz", nil); res.StatusCode != http.StatusOK {
 		t.Errorf("GET /healthz = %d with the pool closed, want 200: the process lives", res.StatusCode)
 	}
 }
@@ -54,12 +53,12 @@ func TestMetrics(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	for range 3 {
-		e.post("", `{ stories { nodes { id } } }`, nil).decode(t, &struct{}{})
+		e.Post("", `{ stories { nodes { id } } }`, nil).Decode(t, &struct{}{})
 	}
-	e.postAuth("Bearer nope", `{ stories { nodes { id } } }`)
-	e.do(http.MethodGet, "/no-such-page", nil)
+	e.PostAuth("Bearer nope", `{ stories { nodes { id } } }`)
+	e.Do(http.MethodGet, "/no-such-page", nil)
 
-	res, body := e.do(http.MethodGet, "/metrics", nil)
+	res, body := e.Do(http.MethodGet, "/metrics", nil)
 	if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/plain") {
 		t.Fatalf("GET /metrics = %d %s", res.StatusCode, res.Header.Get("Content-Type"))
 	}
@@ -86,12 +85,10 @@ func TestMetrics(t *testing.T) {
 
 func TestMetricsWithRuntimeCollectors(t *testing.T) {
 	t.Parallel()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector())
-	e := newEnv(t, withRegistry(reg))
-	e.post("", `{ stories { nodes { id } } }`, nil).decode(t, &struct{}{})
+	e := newEnv(t)
+	e.Post("", `{ stories { nodes { id } } }`, nil).Decode(t, &struct{}{})
 
-	_, body := e.do(http.MethodGet, "/metrics", nil)
+	_, body := e.Do(http.MethodGet, "/metrics", nil)
 	if !regexp.MustCompile(`(?m)^go_goroutines \d+`).MatchString(body) {
 		t.Error("no go_goroutines in /metrics")
 	}
@@ -103,7 +100,7 @@ func TestMetricsWithRuntimeCollectors(t *testing.T) {
 func TestCORS(t *testing.T) {
 	t.Parallel()
 	open := newEnv(t)
-	restricted := newEnv(t, withCORSOrigins("https://app.example.com", "https://admin.example.com"))
+	restricted := newEnv(t, apptest.WithCORSOrigins("https://app.example.com", "https://admin.example.com"))
 
 	preflight := func(origin string) http.Header {
 		return http.Header{
@@ -134,7 +131,7 @@ func TestCORS(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			path := "/graphql?query=%7Bstories%7Bnodes%7Bid%7D%7D%7D"
-			res, body := tt.env.on(t).do(tt.method, path, tt.header)
+			res, body := tt.env.on(t).Do(tt.method, path, tt.header)
 			if res.StatusCode != tt.wantStatus {
 				t.Errorf("status %d %q, want %d", res.StatusCode, body, tt.wantStatus)
 			}

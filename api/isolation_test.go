@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph"
 )
 
@@ -17,19 +17,19 @@ import (
 func TestCrossUserIsolation(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
-	bob := e.newUser("bob@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
+	bob := e.NewUser("bob@example.com", false)
 	s1 := e.story("A", "a")
 	s2 := e.story("B", "b")
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var alices []uuid.UUID
-	for i, st := range []db.Status{db.StatusPending, db.StatusInProgress, db.StatusCompleted, db.StatusFailed} {
+	for i, st := range []generation.Status{generation.Pending, generation.InProgress, generation.Completed, generation.Failed} {
 		id := e.generationAt(alice, s1, st, base.Add(time.Duration(i)*time.Minute))
 		e.logAt(id, "started", base.Add(time.Duration(i)*time.Minute+time.Second))
 		alices = append(alices, id)
 	}
-	alices = append(alices, e.generationAt(alice, s2, db.StatusPending, base.Add(10*time.Minute)))
-	bobs := e.generationAt(bob, s1, db.StatusPending, base.Add(20*time.Minute))
+	alices = append(alices, e.generationAt(alice, s2, generation.Pending, base.Add(10*time.Minute)))
+	bobs := e.generationAt(bob, s1, generation.Pending, base.Add(20*time.Minute))
 	e.logAt(bobs, "started", base.Add(21*time.Minute))
 
 	before := map[uuid.UUID]genState{}
@@ -42,7 +42,7 @@ func TestCrossUserIsolation(t *testing.T) {
 			t.Parallel()
 			e := e.on(t)
 			var got struct{ Generation *generationView }
-			e.post(bob.Token, `query($id: ID!) { generation(id: $id) { `+generationFields+` } }`, map[string]any{"id": id}).decode(t, &got)
+			e.Post(bob.Token, `query($id: ID!) { generation(id: $id) { `+generationFields+` } }`, map[string]any{"id": id}).Decode(t, &got)
 			if got.Generation != nil {
 				t.Errorf("bob read alice's generation: %+v", got.Generation)
 			}
@@ -50,9 +50,9 @@ func TestCrossUserIsolation(t *testing.T) {
 		t.Run("cancel "+before[id].Status, func(t *testing.T) {
 			t.Parallel()
 			e := e.on(t)
-			r := e.post(bob.Token, `mutation($id: ID!) { cancelGeneration(id: $id) { id status } }`, map[string]any{"id": id})
-			r.wantCode(t, graph.CodeNotFound)
-			r.wantNullData(t)
+			r := e.Post(bob.Token, `mutation($id: ID!) { cancelGeneration(id: $id) { id status } }`, map[string]any{"id": id})
+			r.WantCode(t, graph.CodeNotFound)
+			r.WantNullData(t)
 		})
 	}
 
@@ -88,14 +88,14 @@ func TestCrossUserIsolation(t *testing.T) {
 				}
 				return out
 			},
-			append([]string{bob.ID.String(), bob.Email}, e.ids(`SELECT id FROM generation_logs WHERE generation_id = $1`, bobs)...)},
+			append([]string{bob.ID.String(), bob.Email}, e.IDs(`SELECT id FROM generation_logs WHERE generation_id = $1`, bobs)...)},
 	}
 	for _, l := range lists {
 		t.Run(l.name, func(t *testing.T) {
 			t.Parallel()
 			e := e.on(t)
 			var got listView
-			e.post(bob.Token, l.query, map[string]any{"s": s1}).decode(t, &got)
+			e.Post(bob.Token, l.query, map[string]any{"s": s1}).Decode(t, &got)
 			if ids := l.pick(got); !slices.Equal(ids, l.want) {
 				t.Errorf("bob sees %v, want %v", ids, l.want)
 			}
@@ -108,7 +108,7 @@ func TestCrossUserIsolation(t *testing.T) {
 				t.Errorf("alice's generation %s changed: %+v, was %+v", id, now, was)
 			}
 		}
-		if n := e.count(`SELECT count(*) FROM generation_logs WHERE event = 'canceled'`); n != 0 {
+		if n := e.Count(`SELECT count(*) FROM generation_logs WHERE event = 'canceled'`); n != 0 {
 			t.Errorf("%d canceled events, want 0", n)
 		}
 	})

@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph"
 )
 
@@ -19,18 +19,18 @@ type profileRow struct {
 
 func (e *env) profileRow(u user) (profileRow, bool) {
 	e.t.Helper()
-	if e.count(`SELECT count(*) FROM profiles WHERE user_id = $1`, u.ID) == 0 {
+	if e.Count(`SELECT count(*) FROM profiles WHERE user_id = $1`, u.ID) == 0 {
 		return profileRow{}, false
 	}
 	var p profileRow
-	e.scan(`SELECT display_name, avatar_url FROM profiles WHERE user_id = $1`, []any{u.ID}, &p.DisplayName, &p.AvatarURL)
+	e.Scan(`SELECT display_name, avatar_url FROM profiles WHERE user_id = $1`, []any{u.ID}, &p.DisplayName, &p.AvatarURL)
 	return p, true
 }
 
 func TestUpdateProfile(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 
 	const q = `mutation($input: UpdateProfileInput!) { updateProfile(input: $input) { userId displayName avatarUrl createdAt } }`
 	type profile struct {
@@ -59,7 +59,7 @@ func TestUpdateProfile(t *testing.T) {
 	}
 	for _, step := range steps {
 		var got struct{ UpdateProfile profile }
-		e.post(alice.Token, q, map[string]any{"input": step.input}).decode(t, &got)
+		e.Post(alice.Token, q, map[string]any{"input": step.input}).Decode(t, &got)
 		p := got.UpdateProfile
 		if p.UserID != alice.ID.String() || deref(p.DisplayName) != deref(step.want.DisplayName) || deref(p.AvatarURL) != deref(step.want.AvatarURL) {
 			t.Errorf("%s: updateProfile = %+v, want %s %s", step.name, p, deref(step.want.DisplayName), deref(step.want.AvatarURL))
@@ -70,7 +70,7 @@ func TestUpdateProfile(t *testing.T) {
 				deref(row.DisplayName), deref(row.AvatarURL), ok, deref(step.want.DisplayName), deref(step.want.AvatarURL))
 		}
 	}
-	if n := e.count(`SELECT count(*) FROM profiles`); n != 1 {
+	if n := e.Count(`SELECT count(*) FROM profiles`); n != 1 {
 		t.Errorf("%d profiles, want 1", n)
 	}
 }
@@ -78,8 +78,8 @@ func TestUpdateProfile(t *testing.T) {
 func TestUpdateProfileRejects(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
-	e.exec(`INSERT INTO profiles (user_id, display_name, avatar_url) VALUES ($1, 'Alice', 'https://img.test/a.png')`, alice.ID)
+	alice := e.NewUser("alice@example.com", false)
+	e.Exec(`INSERT INTO profiles (user_id, display_name, avatar_url) VALUES ($1, 'Alice', 'https://img.test/a.png')`, alice.ID)
 
 	tests := []struct {
 		name  string
@@ -103,10 +103,10 @@ func TestUpdateProfileRejects(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := e.on(t)
-			r := e.post(tt.token, `mutation($input: UpdateProfileInput!) { updateProfile(input: $input) { userId } }`,
+			r := e.Post(tt.token, `mutation($input: UpdateProfileInput!) { updateProfile(input: $input) { userId } }`,
 				map[string]any{"input": tt.input})
-			r.wantCode(t, tt.code)
-			r.wantNullData(t)
+			r.WantCode(t, tt.code)
+			r.WantNullData(t)
 		})
 	}
 	t.Cleanup(func() {
@@ -114,7 +114,7 @@ func TestUpdateProfileRejects(t *testing.T) {
 		if !ok || deref(row.DisplayName) != "Alice" || deref(row.AvatarURL) != "https://img.test/a.png" {
 			t.Errorf("profile changed by refused updates: %s %s", deref(row.DisplayName), deref(row.AvatarURL))
 		}
-		if n := e.count(`SELECT count(*) FROM profiles`); n != 1 {
+		if n := e.Count(`SELECT count(*) FROM profiles`); n != 1 {
 			t.Errorf("%d profiles, want 1", n)
 		}
 	})
@@ -123,10 +123,10 @@ func TestUpdateProfileRejects(t *testing.T) {
 func TestStartGeneration(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	e.verifiedVoice(alice)
 	story := e.story("The Fox", "the-fox")
-	e.exec(`UPDATE stories SET version = 3 WHERE id = $1`, story)
+	e.Exec(`UPDATE stories SET version = 3 WHERE id = $1`, story)
 
 	var got struct {
 		StartGeneration struct {
@@ -140,10 +140,10 @@ func TestStartGeneration(t *testing.T) {
 			Logs      idPage
 		}
 	}
-	r := e.post(alice.Token, `mutation($s: ID!) { startGeneration(storyId: $s) {
+	r := e.Post(alice.Token, `mutation($s: ID!) { startGeneration(storyId: $s) {
 		id status progress resultUrl metadata story { id } user { id } logs { nodes { id } } } }`,
 		map[string]any{"s": story})
-	r.decode(t, &got)
+	r.Decode(t, &got)
 	g := got.StartGeneration
 	if g.Status != "PENDING" || g.Progress != 0 || g.ResultURL != nil || g.Story.ID != story.String() ||
 		g.User.ID != alice.ID.String() || len(g.Logs.Nodes) != 0 {
@@ -155,7 +155,7 @@ func TestStartGeneration(t *testing.T) {
 	var owner, storyID uuid.UUID
 	var status string
 	var version int
-	e.scan(`SELECT user_id, story_id, status::text, (metadata->>'requested_story_version')::int FROM story_generations WHERE id = $1`,
+	e.Scan(`SELECT user_id, story_id, status::text, (metadata->>'requested_story_version')::int FROM story_generations WHERE id = $1`,
 		[]any{g.ID}, &owner, &storyID, &status, &version)
 	if owner != alice.ID || storyID != story || status != "pending" || version != 3 {
 		t.Errorf("stored generation = %s %s %s %d", owner, storyID, status, version)
@@ -165,11 +165,11 @@ func TestStartGeneration(t *testing.T) {
 func TestStartGenerationRejects(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	verified := e.newUser("verified@example.com", false)
+	verified := e.NewUser("verified@example.com", false)
 	e.verifiedVoice(verified)
-	unverified := e.newUser("unverified@example.com", false)
-	e.exec(`INSERT INTO voice_samples (user_id, elevenlabs_voice_id, verification_phrase) VALUES ($1, 'v', 'a b c')`, unverified.ID)
-	noSample := e.newUser("nosample@example.com", false)
+	unverified := e.NewUser("unverified@example.com", false)
+	e.Exec(`INSERT INTO voice_samples (user_id, elevenlabs_voice_id, verification_phrase) VALUES ($1, 'v', 'a b c')`, unverified.ID)
+	noSample := e.NewUser("nosample@example.com", false)
 	story := e.story("The Fox", "the-fox")
 
 	tests := []struct {
@@ -188,13 +188,13 @@ func TestStartGenerationRejects(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := e.on(t)
-			r := e.post(tt.token, `mutation($s: ID!) { startGeneration(storyId: $s) { id } }`, map[string]any{"s": tt.story})
-			r.wantCode(t, tt.code)
-			r.wantNullData(t)
+			r := e.Post(tt.token, `mutation($s: ID!) { startGeneration(storyId: $s) { id } }`, map[string]any{"s": tt.story})
+			r.WantCode(t, tt.code)
+			r.WantNullData(t)
 		})
 	}
 	t.Cleanup(func() {
-		if n := e.count(`SELECT count(*) FROM story_generations`); n != 0 {
+		if n := e.Count(`SELECT count(*) FROM story_generations`); n != 0 {
 			t.Errorf("%d generations after refused starts, want 0", n)
 		}
 	})
@@ -203,17 +203,17 @@ func TestStartGenerationRejects(t *testing.T) {
 func TestCancelGeneration(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
-	bob := e.newUser("bob@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
+	bob := e.NewUser("bob@example.com", false)
 	story := e.story("The Fox", "the-fox")
 
 	const q = `mutation($id: ID!) { cancelGeneration(id: $id) { id status progress logs { nodes { event } } } }`
-	for _, status := range []db.Status{db.StatusPending, db.StatusInProgress} {
+	for _, status := range []generation.Status{generation.Pending, generation.InProgress} {
 		t.Run("cancels "+string(status), func(t *testing.T) {
 			t.Parallel()
 			e := e.on(t)
 			id := e.generation(alice, story, status)
-			e.exec(`UPDATE story_generations SET progress = 30 WHERE id = $1`, id)
+			e.Exec(`UPDATE story_generations SET progress = 30 WHERE id = $1`, id)
 			e.logAt(id, "started", time.Now().Add(-time.Minute))
 			var got struct {
 				CancelGeneration struct {
@@ -222,7 +222,7 @@ func TestCancelGeneration(t *testing.T) {
 					Logs       struct{ Nodes []struct{ Event string } }
 				}
 			}
-			e.post(alice.Token, q, map[string]any{"id": id}).decode(t, &got)
+			e.Post(alice.Token, q, map[string]any{"id": id}).Decode(t, &got)
 			c := got.CancelGeneration
 			if c.ID != id.String() || c.Status != "FAILED" || c.Progress != 30 {
 				t.Errorf("cancelGeneration = %+v, want FAILED", c)
@@ -233,7 +233,7 @@ func TestCancelGeneration(t *testing.T) {
 			if s := e.genState(id); s.Status != "failed" || s.Logs != 2 {
 				t.Errorf("stored = %+v, want failed with 2 logs", s)
 			}
-			if n := e.count(`SELECT count(*) FROM generation_logs WHERE generation_id = $1 AND event = 'canceled'`, id); n != 1 {
+			if n := e.Count(`SELECT count(*) FROM generation_logs WHERE generation_id = $1 AND event = 'canceled'`, id); n != 1 {
 				t.Errorf("%d canceled events, want 1", n)
 			}
 		})
@@ -243,14 +243,14 @@ func TestCancelGeneration(t *testing.T) {
 		name   string
 		token  string
 		owner  user
-		status db.Status
+		status generation.Status
 		code   string
 	}{
-		{"completed", alice.Token, alice, db.StatusCompleted, graph.CodeConflict},
-		{"already failed", alice.Token, alice, db.StatusFailed, graph.CodeConflict},
-		{"other user's pending", bob.Token, alice, db.StatusPending, graph.CodeNotFound},
-		{"other user's completed", bob.Token, alice, db.StatusCompleted, graph.CodeNotFound},
-		{"anonymous", "", alice, db.StatusPending, graph.CodeUnauthenticated},
+		{"completed", alice.Token, alice, generation.Completed, graph.CodeConflict},
+		{"already failed", alice.Token, alice, generation.Failed, graph.CodeConflict},
+		{"other user's pending", bob.Token, alice, generation.Pending, graph.CodeNotFound},
+		{"other user's completed", bob.Token, alice, generation.Completed, graph.CodeNotFound},
+		{"anonymous", "", alice, generation.Pending, graph.CodeUnauthenticated},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -258,9 +258,9 @@ func TestCancelGeneration(t *testing.T) {
 			e := e.on(t)
 			id := e.generation(tt.owner, story, tt.status)
 			before := e.genState(id)
-			r := e.post(tt.token, q, map[string]any{"id": id})
-			r.wantCode(t, tt.code)
-			r.wantNullData(t)
+			r := e.Post(tt.token, q, map[string]any{"id": id})
+			r.WantCode(t, tt.code)
+			r.WantNullData(t)
 			if after := e.genState(id); after != before {
 				t.Errorf("generation changed: %+v, was %+v", after, before)
 			}
@@ -269,15 +269,15 @@ func TestCancelGeneration(t *testing.T) {
 	t.Run("unknown", func(t *testing.T) {
 		t.Parallel()
 		e := e.on(t)
-		r := e.post(alice.Token, q, map[string]any{"id": uuid.New()})
-		r.wantCode(t, graph.CodeNotFound)
+		r := e.Post(alice.Token, q, map[string]any{"id": uuid.New()})
+		r.WantCode(t, graph.CodeNotFound)
 	})
 	t.Run("cancel twice", func(t *testing.T) {
 		t.Parallel()
 		e := e.on(t)
-		id := e.generation(alice, story, db.StatusPending)
-		e.post(alice.Token, q, map[string]any{"id": id}).decode(t, &struct{}{})
-		e.post(alice.Token, q, map[string]any{"id": id}).wantCode(t, graph.CodeConflict)
+		id := e.generation(alice, story, generation.Pending)
+		e.Post(alice.Token, q, map[string]any{"id": id}).Decode(t, &struct{}{})
+		e.Post(alice.Token, q, map[string]any{"id": id}).WantCode(t, graph.CodeConflict)
 		if s := e.genState(id); s.Logs != 1 {
 			t.Errorf("%d logs after two cancels, want 1", s.Logs)
 		}
@@ -292,11 +292,11 @@ type storyRow struct {
 
 func (e *env) storyRow(id any) (storyRow, bool) {
 	e.t.Helper()
-	if e.count(`SELECT count(*) FROM stories WHERE id = $1`, id) == 0 {
+	if e.Count(`SELECT count(*) FROM stories WHERE id = $1`, id) == 0 {
 		return storyRow{}, false
 	}
 	var s storyRow
-	e.scan(`SELECT title, slug, content, version FROM stories WHERE id = $1`, []any{id}, &s.Title, &s.Slug, &s.Content, &s.Version)
+	e.Scan(`SELECT title, slug, content, version FROM stories WHERE id = $1`, []any{id}, &s.Title, &s.Slug, &s.Content, &s.Version)
 	return s, true
 }
 
@@ -308,12 +308,12 @@ type storyResult struct {
 func TestStoryAdminLifecycle(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	root := e.newUser("root@example.com", true)
-	alice := e.newUser("alice@example.com", false)
+	root := e.NewUser("root@example.com", true)
+	alice := e.NewUser("alice@example.com", false)
 
 	var created struct{ CreateStory storyResult }
-	e.post(root.Token, `mutation { createStory(input: {title: "The Fox", slug: "the-fox", content: "A quick fox."}) { id title slug content version } }`, nil).
-		decode(t, &created)
+	e.Post(root.Token, `mutation { createStory(input: {title: "The Fox", slug: "the-fox", content: "A quick fox."}) { id title slug content version } }`, nil).
+		Decode(t, &created)
 	s := created.CreateStory
 	if s.Title != "The Fox" || s.Slug != "the-fox" || s.Content != "A quick fox." || s.Version != 1 {
 		t.Fatalf("createStory = %+v, want version 1", s)
@@ -336,7 +336,7 @@ func TestStoryAdminLifecycle(t *testing.T) {
 	}
 	for _, step := range steps {
 		var got struct{ UpdateStory storyResult }
-		e.post(root.Token, update, map[string]any{"id": s.ID, "v": step.version, "input": step.input}).decode(t, &got)
+		e.Post(root.Token, update, map[string]any{"id": s.ID, "v": step.version, "input": step.input}).Decode(t, &got)
 		u := got.UpdateStory
 		if (storyRow{u.Title, u.Slug, u.Content, u.Version}) != step.want || u.ID != s.ID {
 			t.Errorf("%s: updateStory = %+v, want %+v", step.name, u, step.want)
@@ -347,28 +347,28 @@ func TestStoryAdminLifecycle(t *testing.T) {
 	}
 
 	// A non-admin may delete nothing.
-	r := e.post(alice.Token, `mutation($id: ID!) { deleteStory(id: $id) }`, map[string]any{"id": s.ID})
-	r.wantCode(t, graph.CodeForbidden)
+	r := e.Post(alice.Token, `mutation($id: ID!) { deleteStory(id: $id) }`, map[string]any{"id": s.ID})
+	r.WantCode(t, graph.CodeForbidden)
 
 	var deleted struct{ DeleteStory bool }
-	e.post(root.Token, `mutation($id: ID!) { deleteStory(id: $id) }`, map[string]any{"id": s.ID}).decode(t, &deleted)
+	e.Post(root.Token, `mutation($id: ID!) { deleteStory(id: $id) }`, map[string]any{"id": s.ID}).Decode(t, &deleted)
 	if !deleted.DeleteStory {
 		t.Error("deleteStory = false, want true")
 	}
 	if _, ok := e.storyRow(s.ID); ok {
 		t.Error("story still stored after deleteStory")
 	}
-	e.post(root.Token, `mutation($id: ID!) { deleteStory(id: $id) }`, map[string]any{"id": s.ID}).wantCode(t, graph.CodeNotFound)
+	e.Post(root.Token, `mutation($id: ID!) { deleteStory(id: $id) }`, map[string]any{"id": s.ID}).WantCode(t, graph.CodeNotFound)
 }
 
 func TestStoryAdminRejects(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	root := e.newUser("root@example.com", true)
-	alice := e.newUser("alice@example.com", false)
+	root := e.NewUser("root@example.com", true)
+	alice := e.NewUser("alice@example.com", false)
 	fox := e.story("The Fox", "the-fox")
 	e.story("The Owl", "the-owl")
-	e.exec(`UPDATE stories SET version = 5 WHERE id = $1`, fox)
+	e.Exec(`UPDATE stories SET version = 5 WHERE id = $1`, fox)
 	wantFox := storyRow{"The Fox", "the-fox", "Once upon a time.", 5}
 
 	const (
@@ -421,22 +421,22 @@ func TestStoryAdminRejects(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := e.on(t)
-			r := e.post(tt.token, tt.query, tt.vars)
-			r.wantCode(t, tt.code)
-			r.wantNullData(t)
+			r := e.Post(tt.token, tt.query, tt.vars)
+			r.WantCode(t, tt.code)
+			r.WantNullData(t)
 		})
 	}
 	t.Run("inline null title", func(t *testing.T) {
 		t.Parallel()
 		e := e.on(t)
-		r := e.post(root.Token, fmt.Sprintf(`mutation { updateStory(id: %q, expectedVersion: 5, input: {title: null}) { id } }`, fox), nil)
-		r.wantCode(t, graph.CodeBadUserInput)
+		r := e.Post(root.Token, fmt.Sprintf(`mutation { updateStory(id: %q, expectedVersion: 5, input: {title: null}) { id } }`, fox), nil)
+		r.WantCode(t, graph.CodeBadUserInput)
 	})
 	t.Cleanup(func() {
 		if row, _ := e.storyRow(fox); row != wantFox {
 			t.Errorf("story changed by refused mutations: %+v, want %+v", row, wantFox)
 		}
-		if n := e.count(`SELECT count(*) FROM stories`); n != 2 {
+		if n := e.Count(`SELECT count(*) FROM stories`); n != 2 {
 			t.Errorf("%d stories after refused mutations, want 2", n)
 		}
 	})

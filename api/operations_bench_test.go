@@ -28,7 +28,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/narrate/narrate/auth"
+	"github.com/narrate/narrate/app/apptest"
 )
 
 // The operations, spelt as ../shared/bench/goserver/queries spells them.
@@ -45,9 +45,9 @@ const (
 // when g/200 is odd. It returns a token of user 1.
 func seedOperations(e *env) string {
 	e.t.Helper()
-	e.exec(`INSERT INTO auth.users (id, email)
+	e.Exec(`INSERT INTO auth.users (id, email)
 		SELECT md5('user-' || u)::uuid, 'user' || u || '@bench.test' FROM generate_series(0, 199) u`)
-	e.exec(`INSERT INTO stories (id, title, slug, content, version)
+	e.Exec(`INSERT INTO stories (id, title, slug, content, version)
 		SELECT md5('story-' || s)::uuid,
 		  (ARRAY['The','A','One','Another','That'])[1 + s % 5] || ' ' ||
 		  (ARRAY['Brave','Sleepy','Clever','Tiny','Golden','Silent','Curious'])[1 + (s * 3) % 7] || ' ' ||
@@ -56,7 +56,7 @@ func seedOperations(e *env) string {
 		  left(repeat('Once upon a time, in story ' || s || ', a small voice told a long tale by the fire. ', 40), 2048),
 		  1 + s % 3
 		FROM generate_series(0, 499) s`)
-	e.exec(`INSERT INTO story_generations (id, user_id, story_id, status, progress, metadata, created_at)
+	e.Exec(`INSERT INTO story_generations (id, user_id, story_id, status, progress, metadata, created_at)
 		SELECT md5('gen-' || g)::uuid, md5('user-' || (g % 200))::uuid,
 		  md5('story-' || ((g + (g / 200) * 37) % 500))::uuid,
 		  (ARRAY['completed','completed','completed','failed','in_progress','pending']::generation_status[])[1 + g % 6],
@@ -64,19 +64,15 @@ func seedOperations(e *env) string {
 		  jsonb_build_object('chars', 2048, 'attempt', 1 + g % 2),
 		  timestamptz '2025-01-01 00:00:00+00' + g * interval '5 minutes'
 		FROM generate_series(0, 9999) g`)
-	e.exec(`INSERT INTO generation_logs (generation_id, event, occurred_at)
+	e.Exec(`INSERT INTO generation_logs (generation_id, event, occurred_at)
 		SELECT md5('gen-' || g)::uuid, 'event ' || i,
 		  timestamptz '2025-01-01 00:00:00+00' + g * interval '5 minutes' + i * interval '10 seconds'
 		FROM generate_series(0, 9999) g, generate_series(1, 7) i
 		WHERE i <= 3 OR (g / 200) % 2 = 1`)
-	e.exec(`ANALYZE`)
+	e.Exec(`ANALYZE`)
 	var id uuid.UUID
-	e.scan(`SELECT md5('user-1')::uuid`, nil, &id)
-	tok, err := auth.Mint(testSecret, id, "user1@bench.test", false, "authenticated", time.Hour)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return tok
+	e.Scan(`SELECT md5('user-1')::uuid`, nil, &id)
+	return apptest.MintToken(e.t, user{ID: id, Email: "user1@bench.test"}, false, time.Hour)
 }
 
 func BenchmarkOperation(b *testing.B) {
@@ -198,7 +194,7 @@ type cpuMeter struct {
 func startCPU(b *testing.B, e *env) *cpuMeter {
 	b.Helper()
 	var dir string
-	e.scan(`SELECT current_setting('data_directory')`, nil, &dir)
+	e.Scan(`SELECT current_setting('data_directory')`, nil, &dir)
 	raw, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
 	if err != nil {
 		b.Fatal(err)

@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph"
 )
 
@@ -19,7 +19,7 @@ import (
 func pageAt(t testing.TB, r response, path []string) idPage {
 	t.Helper()
 	var v any
-	r.decode(t, &v)
+	r.Decode(t, &v)
 	for _, p := range path {
 		m, ok := v.(map[string]any)
 		if !ok {
@@ -51,7 +51,7 @@ func walk(t testing.TB, e *env, token, query string, vars map[string]any, path [
 		}
 		v := map[string]any{"first": size, "after": after}
 		maps.Copy(v, vars)
-		page := pageAt(t, e.post(token, query, v), path)
+		page := pageAt(t, e.Post(token, query, v), path)
 		ids := page.ids()
 		if len(ids) > size {
 			t.Fatalf("page of %d rows, asked for %d", len(ids), size)
@@ -91,10 +91,10 @@ func endCursors(e *env, token string, gen uuid.UUID) (story, generation, log str
 		Viewer     struct{ Generations idPage }
 		Generation struct{ Logs idPage }
 	}
-	e.post(token, `query($g: ID!) {
+	e.Post(token, `query($g: ID!) {
 		stories { `+connectionSelection+` }
 		viewer { generations { `+connectionSelection+` } }
-		generation(id: $g) { logs { `+connectionSelection+` } } }`, map[string]any{"g": gen}).decode(e.t, &got)
+		generation(id: $g) { logs { `+connectionSelection+` } } }`, map[string]any{"g": gen}).Decode(e.t, &got)
 	for _, p := range []idPage{got.Stories, got.Viewer.Generations, got.Generation.Logs} {
 		if p.PageInfo.EndCursor == nil {
 			e.t.Fatalf("a first page without endCursor: %+v", got)
@@ -116,8 +116,8 @@ type connectionCase struct {
 func TestPaginationWalk(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
-	bob := e.newUser("bob@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
+	bob := e.NewUser("bob@example.com", false)
 
 	// Stories: several share a title, so the id breaks the ties.
 	for i, title := range []string{"Same", "Zulu", "Same", "Alpha", "Same", "Mike", "Same", "Bravo"} {
@@ -133,14 +133,14 @@ func TestPaginationWalk(t *testing.T) {
 		if i >= 4 {
 			at = same.Add(time.Duration(i-6) * time.Hour)
 		}
-		st := db.StatusPending
+		st := generation.Pending
 		if i%2 == 0 {
-			st = db.StatusCompleted
+			st = generation.Completed
 		}
 		gen = e.generationAt(alice, story, st, at)
 		e.generationAt(bob, story, st, at)
 	}
-	e.generationAt(alice, e.story("Other", "other"), db.StatusPending, same)
+	e.generationAt(alice, e.story("Other", "other"), generation.Pending, same)
 
 	// Logs: five share one occurred_at.
 	for i := range 8 {
@@ -156,27 +156,27 @@ func TestPaginationWalk(t *testing.T) {
 			name:  "stories",
 			query: `query($first: Int, $after: String) { stories(first: $first, after: $after) { ` + connectionSelection + ` } }`,
 			path:  []string{"stories"},
-			want:  e.ids(`SELECT id FROM stories ORDER BY title, id`),
+			want:  e.IDs(`SELECT id FROM stories ORDER BY title, id`),
 		},
 		{
 			name:  "stories with search",
 			query: `query($first: Int, $after: String) { stories(first: $first, after: $after, search: "sAm") { ` + connectionSelection + ` } }`,
 			path:  []string{"stories"},
-			want:  e.ids(`SELECT id FROM stories WHERE title = 'Same' ORDER BY title, id`),
+			want:  e.IDs(`SELECT id FROM stories WHERE title = 'Same' ORDER BY title, id`),
 		},
 		{
 			name:  "viewer.generations",
 			token: alice.Token,
 			query: `query($first: Int, $after: String) { viewer { generations(first: $first, after: $after) { ` + connectionSelection + ` } } }`,
 			path:  []string{"viewer", "generations"},
-			want:  e.ids(`SELECT id FROM story_generations WHERE user_id = $1 ORDER BY created_at DESC, id`, alice.ID),
+			want:  e.IDs(`SELECT id FROM story_generations WHERE user_id = $1 ORDER BY created_at DESC, id`, alice.ID),
 		},
 		{
 			name:  "viewer.generations with status",
 			token: alice.Token,
 			query: `query($first: Int, $after: String) { viewer { generations(first: $first, after: $after, status: COMPLETED) { ` + connectionSelection + ` } } }`,
 			path:  []string{"viewer", "generations"},
-			want:  e.ids(`SELECT id FROM story_generations WHERE user_id = $1 AND status = 'completed' ORDER BY created_at DESC, id`, alice.ID),
+			want:  e.IDs(`SELECT id FROM story_generations WHERE user_id = $1 AND status = 'completed' ORDER BY created_at DESC, id`, alice.ID),
 		},
 		{
 			name:  "story.myGenerations",
@@ -184,7 +184,7 @@ func TestPaginationWalk(t *testing.T) {
 			query: `query($first: Int, $after: String, $s: ID!) { story(id: $s) { myGenerations(first: $first, after: $after) { ` + connectionSelection + ` } } }`,
 			vars:  map[string]any{"s": story},
 			path:  []string{"story", "myGenerations"},
-			want:  e.ids(`SELECT id FROM story_generations WHERE user_id = $1 AND story_id = $2 ORDER BY created_at DESC, id`, bob.ID, story),
+			want:  e.IDs(`SELECT id FROM story_generations WHERE user_id = $1 AND story_id = $2 ORDER BY created_at DESC, id`, bob.ID, story),
 		},
 		{
 			name:  "generation.logs",
@@ -192,7 +192,7 @@ func TestPaginationWalk(t *testing.T) {
 			query: `query($first: Int, $after: String, $g: ID!) { generation(id: $g) { logs(first: $first, after: $after) { ` + connectionSelection + ` } } }`,
 			vars:  map[string]any{"g": gen},
 			path:  []string{"generation", "logs"},
-			want:  e.ids(`SELECT id FROM generation_logs WHERE generation_id = $1 ORDER BY occurred_at, id`, gen),
+			want:  e.IDs(`SELECT id FROM generation_logs WHERE generation_id = $1 ORDER BY occurred_at, id`, gen),
 		},
 	}
 	for _, c := range cases {
@@ -215,13 +215,13 @@ func TestPaginationWalk(t *testing.T) {
 func TestPaginationEmptyPages(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	story := e.story("A", "a")
-	gen := e.generation(alice, story, db.StatusPending)
+	gen := e.generation(alice, story, generation.Pending)
 	e.logAt(gen, "started", time.Now())
 	lastStory, lastGen, lastLog := endCursors(e, alice.Token, gen)
-	bob := e.newUser("bob@example.com", false)
-	quiet := e.generation(bob, story, db.StatusPending)
+	bob := e.NewUser("bob@example.com", false)
+	quiet := e.generation(bob, story, generation.Pending)
 
 	tests := []struct {
 		name  string
@@ -234,14 +234,14 @@ func TestPaginationEmptyPages(t *testing.T) {
 		{"generations after the last", alice.Token, fmt.Sprintf(`{ viewer { generations(after: %q) { %s } } }`, lastGen, connectionSelection), []string{"viewer", "generations"}},
 		{"myGenerations after the last", alice.Token, fmt.Sprintf(`{ story(slug: "a") { myGenerations(after: %q) { %s } } }`, lastGen, connectionSelection), []string{"story", "myGenerations"}},
 		{"logs after the last", alice.Token, fmt.Sprintf(`{ generation(id: %q) { logs(after: %q) { %s } } }`, gen, lastLog, connectionSelection), []string{"generation", "logs"}},
-		{"no generations", e.newUser("carol@example.com", false).Token, `{ viewer { generations { ` + connectionSelection + ` } } }`, []string{"viewer", "generations"}},
+		{"no generations", e.NewUser("carol@example.com", false).Token, `{ viewer { generations { ` + connectionSelection + ` } } }`, []string{"viewer", "generations"}},
 		{"no logs", bob.Token, fmt.Sprintf(`{ generation(id: %q) { logs { %s } } }`, quiet, connectionSelection), []string{"generation", "logs"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := e.on(t)
-			page := pageAt(t, e.post(tt.token, tt.query, nil), tt.path)
+			page := pageAt(t, e.Post(tt.token, tt.query, nil), tt.path)
 			if len(page.Nodes) != 0 || len(page.Edges) != 0 || page.PageInfo.HasNextPage || page.PageInfo.EndCursor != nil {
 				t.Errorf("page = %+v, want empty with hasNextPage false and endCursor null", page)
 			}
@@ -251,7 +251,7 @@ func TestPaginationEmptyPages(t *testing.T) {
 	t.Run("first 0 of a non-empty nested connection", func(t *testing.T) {
 		t.Parallel()
 		e := e.on(t)
-		page := pageAt(t, e.post(alice.Token, `{ viewer { generations(first: 0) { `+connectionSelection+` } } }`, nil), []string{"viewer", "generations"})
+		page := pageAt(t, e.Post(alice.Token, `{ viewer { generations(first: 0) { `+connectionSelection+` } } }`, nil), []string{"viewer", "generations"})
 		if len(page.Nodes) != 0 || !page.PageInfo.HasNextPage || page.PageInfo.EndCursor != nil {
 			t.Errorf("page = %+v, want no rows, hasNextPage and no endCursor", page)
 		}
@@ -261,9 +261,9 @@ func TestPaginationEmptyPages(t *testing.T) {
 func TestPaginationBadCursors(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	story := e.story("A", "a")
-	gen := e.generation(alice, story, db.StatusPending)
+	gen := e.generation(alice, story, generation.Pending)
 	e.logAt(gen, "started", time.Now())
 
 	storyCursor, genCursor, logCursor := endCursors(e, alice.Token, gen)
@@ -292,16 +292,16 @@ func TestPaginationBadCursors(t *testing.T) {
 			t.Run(c.name+" "+m.name, func(t *testing.T) {
 				t.Parallel()
 				e := e.on(t)
-				r := e.post(alice.Token, c.query, map[string]any{"after": m.cursor})
-				r.wantCode(t, graph.CodeBadUserInput)
+				r := e.Post(alice.Token, c.query, map[string]any{"after": m.cursor})
+				r.WantCode(t, graph.CodeBadUserInput)
 			})
 		}
 		for i, cursor := range c.foreign {
 			t.Run(fmt.Sprintf("%s foreign cursor %d", c.name, i), func(t *testing.T) {
 				t.Parallel()
 				e := e.on(t)
-				r := e.post(alice.Token, c.query, map[string]any{"after": cursor})
-				r.wantCode(t, graph.CodeBadUserInput)
+				r := e.Post(alice.Token, c.query, map[string]any{"after": cursor})
+				r.WantCode(t, graph.CodeBadUserInput)
 			})
 		}
 	}

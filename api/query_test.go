@@ -3,6 +3,7 @@ package api_test
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -11,7 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph"
 )
 
@@ -50,11 +51,11 @@ func strs(ids ...uuid.UUID) []string {
 func TestViewerAnonymous(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.newUser("alice@example.com", false)
+	e.NewUser("alice@example.com", false)
 
-	r := e.post("", `{ viewer { id email } }`, nil)
+	r := e.Post("", `{ viewer { id email } }`, nil)
 	var got struct{ Viewer *struct{ ID string } }
-	r.decode(t, &got)
+	r.Decode(t, &got)
 	if got.Viewer != nil {
 		t.Errorf("anonymous viewer = %+v, want null", got.Viewer)
 	}
@@ -63,8 +64,8 @@ func TestViewerAnonymous(t *testing.T) {
 func TestViewerFields(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
-	bob := e.newUser("bob@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
+	bob := e.NewUser("bob@example.com", false)
 
 	const q = `{ viewer { id email profile { userId displayName avatarUrl createdAt } voiceSample { elevenlabsVoiceId verificationPhrase verified } } }`
 	type viewer struct {
@@ -83,7 +84,7 @@ func TestViewerFields(t *testing.T) {
 		}
 	}
 	var before struct{ Viewer viewer }
-	e.post(alice.Token, q, nil).decode(t, &before)
+	e.Post(alice.Token, q, nil).Decode(t, &before)
 	if before.Viewer.ID != alice.ID.String() || before.Viewer.Email == nil || *before.Viewer.Email != alice.Email {
 		t.Errorf("viewer = %+v, want id %s email %s", before.Viewer, alice.ID, alice.Email)
 	}
@@ -92,12 +93,12 @@ func TestViewerFields(t *testing.T) {
 	}
 
 	createdAt := time.Date(2026, 3, 4, 5, 6, 7, 123456000, time.UTC)
-	e.exec(`INSERT INTO profiles (user_id, display_name, avatar_url, created_at) VALUES ($1, 'Alice', 'https://img.test/a.png', $2)`, alice.ID, createdAt)
-	e.exec(`INSERT INTO profiles (user_id, display_name) VALUES ($1, 'Bob')`, bob.ID)
+	e.Exec(`INSERT INTO profiles (user_id, display_name, avatar_url, created_at) VALUES ($1, 'Alice', 'https://img.test/a.png', $2)`, alice.ID, createdAt)
+	e.Exec(`INSERT INTO profiles (user_id, display_name) VALUES ($1, 'Bob')`, bob.ID)
 	e.verifiedVoice(alice)
 
 	var after struct{ Viewer viewer }
-	e.post(alice.Token, q, nil).decode(t, &after)
+	e.Post(alice.Token, q, nil).Decode(t, &after)
 	p := after.Viewer.Profile
 	if p == nil || p.UserID != alice.ID.String() || p.DisplayName == nil || *p.DisplayName != "Alice" ||
 		p.AvatarURL == nil || *p.AvatarURL != "https://img.test/a.png" || p.CreatedAt != "2026-03-04T05:06:07.123456Z" {
@@ -110,7 +111,7 @@ func TestViewerFields(t *testing.T) {
 
 	// Bob sees his own profile, not Alice's, and no voice sample.
 	var bobs struct{ Viewer viewer }
-	e.post(bob.Token, q, nil).decode(t, &bobs)
+	e.Post(bob.Token, q, nil).Decode(t, &bobs)
 	if bobs.Viewer.Profile == nil || *bobs.Viewer.Profile.DisplayName != "Bob" || bobs.Viewer.VoiceSample != nil {
 		t.Errorf("bob's viewer = %+v, want his profile and no voice sample", bobs.Viewer)
 	}
@@ -119,17 +120,17 @@ func TestViewerFields(t *testing.T) {
 func TestViewerGenerationsFilters(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
-	bob := e.newUser("bob@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
+	bob := e.NewUser("bob@example.com", false)
 	s1 := e.story("One", "one")
 	s2 := e.story("Two", "two")
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	// Newest first: g4, g3, g2, g1.
-	g1 := e.generationAt(alice, s1, db.StatusCompleted, base)
-	g2 := e.generationAt(alice, s2, db.StatusPending, base.Add(time.Minute))
-	g3 := e.generationAt(alice, s1, db.StatusPending, base.Add(2*time.Minute))
-	g4 := e.generationAt(alice, s2, db.StatusCompleted, base.Add(3*time.Minute))
-	e.generationAt(bob, s1, db.StatusPending, base.Add(4*time.Minute))
+	g1 := e.generationAt(alice, s1, generation.Completed, base)
+	g2 := e.generationAt(alice, s2, generation.Pending, base.Add(time.Minute))
+	g3 := e.generationAt(alice, s1, generation.Pending, base.Add(2*time.Minute))
+	g4 := e.generationAt(alice, s2, generation.Completed, base.Add(3*time.Minute))
+	e.generationAt(bob, s1, generation.Pending, base.Add(4*time.Minute))
 
 	tests := []struct {
 		name string
@@ -148,7 +149,7 @@ func TestViewerGenerationsFilters(t *testing.T) {
 			t.Parallel()
 			e := e.on(t)
 			var got struct{ Viewer struct{ Generations idPage } }
-			e.post(alice.Token, `{ viewer { generations`+tt.args+` { nodes { id } pageInfo { hasNextPage endCursor } } } }`, nil).decode(t, &got)
+			e.Post(alice.Token, `{ viewer { generations`+tt.args+` { nodes { id } pageInfo { hasNextPage endCursor } } } }`, nil).Decode(t, &got)
 			if ids := got.Viewer.Generations.ids(); !slices.Equal(ids, strs(tt.want...)) {
 				t.Errorf("generations = %v, want %v", ids, strs(tt.want...))
 			}
@@ -193,8 +194,8 @@ func TestStoriesOrderAndSearch(t *testing.T) {
 			t.Parallel()
 			e := e.on(t)
 			var got struct{ Stories idPage }
-			e.post("", `query($s: String) { stories(search: $s) { nodes { id } pageInfo { hasNextPage endCursor } } }`,
-				map[string]any{"s": tt.search}).decode(t, &got)
+			e.Post("", `query($s: String) { stories(search: $s) { nodes { id } pageInfo { hasNextPage endCursor } } }`,
+				map[string]any{"s": tt.search}).Decode(t, &got)
 			if ids := got.Stories.ids(); !slices.Equal(ids, strs(tt.want...)) {
 				t.Errorf("stories(search: %q) = %v, want %v", tt.search, ids, strs(tt.want...))
 			}
@@ -208,9 +209,9 @@ func TestStoriesOrderAndSearch(t *testing.T) {
 func TestStoriesPageSize(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.exec(`INSERT INTO stories (title, slug, content)
+	e.Exec(`INSERT INTO stories (title, slug, content)
 		SELECT format('Story %s', lpad(i::text, 3, '0')), format('story-%s', i), 'Text.' FROM generate_series(1, 105) i`)
-	all := e.ids(`SELECT id FROM stories ORDER BY title, id`)
+	all := e.IDs(`SELECT id FROM stories ORDER BY title, id`)
 
 	tests := []struct {
 		name    string
@@ -229,7 +230,7 @@ func TestStoriesPageSize(t *testing.T) {
 			t.Parallel()
 			e := e.on(t)
 			var got struct{ Stories idPage }
-			e.post("", `{ stories`+tt.args+` { nodes { id } edges { cursor } pageInfo { hasNextPage endCursor } } }`, nil).decode(t, &got)
+			e.Post("", `{ stories`+tt.args+` { nodes { id } edges { cursor } pageInfo { hasNextPage endCursor } } }`, nil).Decode(t, &got)
 			if ids := got.Stories.ids(); !slices.Equal(ids, all[:tt.want]) {
 				t.Errorf("stories%s = %d ids %v, want the first %d", tt.args, len(ids), ids, tt.want)
 			}
@@ -252,9 +253,9 @@ func TestStoriesPageSize(t *testing.T) {
 		t.Run(fmt.Sprintf("first %d", first), func(t *testing.T) {
 			t.Parallel()
 			e := e.on(t)
-			r := e.post("", `query($n: Int) { stories(first: $n) { nodes { id } } }`, map[string]any{"n": first})
-			r.wantCode(t, graph.CodeBadUserInput)
-			r.wantNullData(t)
+			r := e.Post("", `query($n: Int) { stories(first: $n) { nodes { id } } }`, map[string]any{"n": first})
+			r.WantCode(t, graph.CodeBadUserInput)
+			r.WantNullData(t)
 		})
 	}
 }
@@ -263,9 +264,9 @@ func TestStoryLookup(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	id := e.story("The Fox", "the-fox")
-	e.exec(`UPDATE stories SET version = 4 WHERE id = $1`, id)
+	e.Exec(`UPDATE stories SET version = 4 WHERE id = $1`, id)
 	var updatedAt time.Time
-	e.scan(`SELECT updated_at FROM stories WHERE id = $1`, []any{id}, &updatedAt)
+	e.Scan(`SELECT updated_at FROM stories WHERE id = $1`, []any{id}, &updatedAt)
 
 	type story struct {
 		ID, Title, Slug, Content string
@@ -300,14 +301,14 @@ func TestStoryLookup(t *testing.T) {
 			if tt.args != "" {
 				args = "(" + tt.args + ")"
 			}
-			r := e.post("", `{ story`+args+` { `+fields+` } }`, nil)
+			r := e.Post("", `{ story`+args+` { `+fields+` } }`, nil)
 			if tt.wantCode != "" {
-				r.wantCode(t, tt.wantCode)
-				r.wantNullData(t)
+				r.WantCode(t, tt.wantCode)
+				r.WantNullData(t)
 				return
 			}
 			var got struct{ Story *story }
-			r.decode(t, &got)
+			r.Decode(t, &got)
 			switch {
 			case tt.want == nil && got.Story != nil:
 				t.Errorf("story = %+v, want null", got.Story)
@@ -345,13 +346,13 @@ const generationFields = `id status progress resultUrl metadata createdAt update
 func TestGenerationQuery(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
-	bob := e.newUser("bob@example.com", false)
-	root := e.newUser("root@example.com", true)
+	alice := e.NewUser("alice@example.com", false)
+	bob := e.NewUser("bob@example.com", false)
+	root := e.NewUser("root@example.com", true)
 	story := e.story("The Fox", "the-fox")
 	created := time.Date(2026, 2, 3, 4, 5, 6, 789012000, time.UTC)
-	gen := e.generationAt(alice, story, db.StatusInProgress, created)
-	e.exec(`UPDATE story_generations SET progress = 40, metadata = '{"chunks": 5}' WHERE id = $1`, gen)
+	gen := e.generationAt(alice, story, generation.InProgress, created)
+	e.Exec(`UPDATE story_generations SET progress = 40, metadata = '{"chunks": 5}' WHERE id = $1`, gen)
 	// Logs are inserted out of order; they come back oldest first.
 	t0 := created.Add(time.Second)
 	l3 := e.logAt(gen, "chunk 2 done", t0.Add(2*time.Second))
@@ -404,7 +405,7 @@ func TestGenerationQuery(t *testing.T) {
 			t.Parallel()
 			e := e.on(t)
 			var got struct{ Generation *generationView }
-			e.post(tt.token, q, map[string]any{"id": tt.id}).decode(t, &got)
+			e.Post(tt.token, q, map[string]any{"id": tt.id}).Decode(t, &got)
 			switch {
 			case tt.visible:
 				check(t, got.Generation)
@@ -416,26 +417,26 @@ func TestGenerationQuery(t *testing.T) {
 	t.Run("malformed id", func(t *testing.T) {
 		t.Parallel()
 		e := e.on(t)
-		r := e.post(alice.Token, q, map[string]any{"id": "42"})
-		r.wantCode(t, graph.CodeBadUserInput)
-		r.wantNullData(t)
+		r := e.Post(alice.Token, q, map[string]any{"id": "42"})
+		r.WantCode(t, graph.CodeBadUserInput)
+		r.WantNullData(t)
 	})
 }
 
 func TestMyGenerations(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
-	bob := e.newUser("bob@example.com", false)
-	root := e.newUser("root@example.com", true)
+	alice := e.NewUser("alice@example.com", false)
+	bob := e.NewUser("bob@example.com", false)
+	root := e.NewUser("root@example.com", true)
 	s1 := e.story("A", "a")
 	s2 := e.story("B", "b")
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	a1 := e.generationAt(alice, s1, db.StatusCompleted, base)
-	a2 := e.generationAt(alice, s1, db.StatusPending, base.Add(time.Minute))
-	a3 := e.generationAt(alice, s2, db.StatusPending, base.Add(2*time.Minute))
-	b1 := e.generationAt(bob, s1, db.StatusPending, base.Add(3*time.Minute))
-	r1 := e.generationAt(root, s1, db.StatusFailed, base.Add(4*time.Minute))
+	a1 := e.generationAt(alice, s1, generation.Completed, base)
+	a2 := e.generationAt(alice, s1, generation.Pending, base.Add(time.Minute))
+	a3 := e.generationAt(alice, s2, generation.Pending, base.Add(2*time.Minute))
+	b1 := e.generationAt(bob, s1, generation.Pending, base.Add(3*time.Minute))
+	r1 := e.generationAt(root, s1, generation.Failed, base.Add(4*time.Minute))
 
 	tests := []struct {
 		name  string
@@ -459,7 +460,7 @@ func TestMyGenerations(t *testing.T) {
 					}
 				}
 			}
-			e.post(tt.token, `{ stories { nodes { slug myGenerations { nodes { id } pageInfo { hasNextPage endCursor } } } } }`, nil).decode(t, &got)
+			e.Post(tt.token, `{ stories { nodes { slug myGenerations { nodes { id } pageInfo { hasNextPage endCursor } } } } }`, nil).Decode(t, &got)
 			if len(got.Stories.Nodes) != 2 {
 				t.Fatalf("got %d stories, want 2", len(got.Stories.Nodes))
 			}
@@ -475,37 +476,57 @@ func TestMyGenerations(t *testing.T) {
 func TestResultURL(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	story := e.story("A", "a")
 	tests := []struct {
-		status db.Status
+		status generation.Status
 		key    string
-		want   *string
+		signed bool
 	}{
-		{status: db.StatusPending},
-		{status: db.StatusInProgress},
-		{status: db.StatusFailed},
-		{status: db.StatusCompleted},
-		{status: db.StatusCompleted, key: "audio/abc.mp3", want: ptr(audioBase + "audio/abc.mp3")},
+		{status: generation.Pending},
+		{status: generation.InProgress},
+		{status: generation.Failed},
+		{status: generation.Completed},
+		{status: generation.Completed, key: "audio/abc.mp3", signed: true},
 	}
 	for _, tt := range tests {
 		id := e.generation(alice, story, tt.status)
 		if tt.key != "" {
-			e.exec(`UPDATE story_generations SET result_url = $2 WHERE id = $1`, id, tt.key)
+			e.Exec(`UPDATE story_generations SET result_url = $2 WHERE id = $1`, id, tt.key)
 		}
 		t.Run(fmt.Sprintf("%s %q", tt.status, tt.key), func(t *testing.T) {
 			t.Parallel()
 			e := e.on(t)
 			var got struct{ Generation struct{ ResultURL *string } }
-			e.post(alice.Token, `query($id: ID!) { generation(id: $id) { resultUrl } }`, map[string]any{"id": id}).decode(t, &got)
-			if (got.Generation.ResultURL == nil) != (tt.want == nil) || (tt.want != nil && *got.Generation.ResultURL != *tt.want) {
-				t.Errorf("resultUrl = %v, want %v", deref(got.Generation.ResultURL), deref(tt.want))
+			e.Post(alice.Token, `query($id: ID!) { generation(id: $id) { resultUrl } }`, map[string]any{"id": id}).Decode(t, &got)
+			if (got.Generation.ResultURL != nil) != tt.signed {
+				t.Fatalf("resultUrl = %v, want a signed link: %v", deref(got.Generation.ResultURL), tt.signed)
+			}
+			if tt.signed {
+				checkSignedLink(t, e, *got.Generation.ResultURL, tt.key)
 			}
 		})
 	}
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// checkSignedLink fails the test unless link is the server's signed,
+// unexpired link to the stored key.
+func checkSignedLink(t testing.TB, e *env, link, key string) {
+	t.Helper()
+	u, err := url.Parse(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	if !strings.HasPrefix(link, e.URL+"/audio/") {
+		t.Errorf("link %s is not under %s/audio/", link, e.URL)
+	}
+	if err := e.App.Signer.Check(key, q.Get("exp"), q.Get("sig"), time.Now()); err != nil {
+		t.Errorf("link %s does not sign %s: %v", link, key, err)
+	}
+}
 
 func deref(s *string) string {
 	if s == nil {

@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/app"
+	"github.com/narrate/narrate/app/apptest"
 	"github.com/narrate/narrate/db/dbtest"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/localdb"
 	"github.com/narrate/narrate/migrations"
 )
@@ -39,18 +39,12 @@ func TestTerminalEventSurvivesDatabaseRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	adminURL := cluster.AdminURL("narrate")
-	admin, err := pgxpool.New(ctx, adminURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(admin.Close)
-	e := &env{t: t, Admin: admin}
-
 	// A slow reconnect, so the change is made while the listener is down.
-	srv := startRealtime(t, &dbtest.DB{AppURL: appURL, AdminURL: adminURL}, time.Second)
-	alice := e.newUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusInProgress)
+	srv := apptest.Start(t, &dbtest.DB{AppURL: appURL, AdminURL: cluster.AdminURL("narrate")},
+		apptest.WithApp(app.WithListenBackoff(time.Second)))
+	e := &env{t: t, Server: srv}
+	alice := e.NewUser("alice@example.com", false)
+	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
 	c, _ := followGeneration(t, srv.URL, protoTransportWS, alice.Token, gen)
 
 	if err := cluster.Stop(ctx); err != nil {
@@ -61,13 +55,13 @@ func TestTerminalEventSurvivesDatabaseRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
-	admin.Reset() // its connections died with the server
-	if srv.Listener.Connected() {
+	srv.Admin.Reset() // its connections died with the server
+	if srv.App.Listener.Connected() {
 		t.Log("listener reconnected before the change; the test proves less")
 	}
-	e.setProgress(gen, db.StatusCompleted, 100)
+	e.setProgress(gen, generation.Completed, 100)
 
-	if last := lastProgress(t, c.progressUntilComplete("1", 20*time.Second)); last.Status != "COMPLETED" {
+	if last := lastProgress(t, progressUntilComplete(t, c, "1", 20*time.Second)); last.Status != "COMPLETED" {
 		t.Fatalf("last event %+v, want COMPLETED", last)
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 )
 
 // TestSubscriptionOverServerSentEvents follows a generation over graphql-sse
@@ -16,8 +16,8 @@ import (
 func TestSubscriptionOverServerSentEvents(t *testing.T) {
 	t.Parallel()
 	e := newRTEnv(t)
-	alice := e.newUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), db.StatusPending)
+	alice := e.NewUser("alice@example.com", false)
+	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.Pending)
 
 	body, _ := json.Marshal(map[string]any{"query": progressQuery, "variables": map[string]any{"id": gen}})
 	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/graphql", strings.NewReader(string(body)))
@@ -72,11 +72,11 @@ func TestSubscriptionOverServerSentEvents(t *testing.T) {
 	if got := next(); got != "PENDING/0" {
 		t.Fatalf("first event %s, want the PENDING/0 snapshot", got)
 	}
-	e.setProgress(gen, db.StatusInProgress, 40)
+	e.setProgress(gen, generation.InProgress, 40)
 	if got := next(); got != "IN_PROGRESS/40" {
 		t.Fatalf("event %s, want IN_PROGRESS/40", got)
 	}
-	e.setProgress(gen, db.StatusCompleted, 100)
+	e.setProgress(gen, generation.Completed, 100)
 	if got := next(); got != "COMPLETED/100" {
 		t.Fatalf("event %s, want COMPLETED/100", got)
 	}

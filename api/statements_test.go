@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 )
 
 // TestNestedPageStatementCount checks that the nested fields of a page of
@@ -14,16 +14,16 @@ import (
 func TestNestedPageStatementCount(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	stories := make([]any, 5)
 	for i := range stories {
 		stories[i] = e.story(fmt.Sprintf("Story %d", i), fmt.Sprintf("story-%d", i))
 	}
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	e.exec(`INSERT INTO story_generations (user_id, story_id, status, created_at)
+	e.Exec(`INSERT INTO story_generations (user_id, story_id, status, created_at)
 		SELECT $1, (ARRAY[$2, $3, $4, $5, $6]::uuid[])[1 + i % 5], 'pending', $7::timestamptz + i * interval '1 second'
 		FROM generate_series(1, 60) i`, append(append([]any{alice.ID}, stories...), base)...)
-	e.exec(`INSERT INTO generation_logs (generation_id, event, occurred_at)
+	e.Exec(`INSERT INTO generation_logs (generation_id, event, occurred_at)
 		SELECT g.id, 'event ' || i, g.created_at + i * interval '1 millisecond'
 		FROM story_generations g, generate_series(1, 4) i`)
 
@@ -43,7 +43,7 @@ func TestNestedPageStatementCount(t *testing.T) {
 			}
 		}
 		before := e.Statements.Load()
-		e.post(alice.Token, q, map[string]any{"n": n}).decode(t, &got)
+		e.Post(alice.Token, q, map[string]any{"n": n}).Decode(t, &got)
 		used := e.Statements.Load() - before
 		nodes := got.Viewer.Generations.Nodes
 		if len(nodes) != n {
@@ -73,14 +73,14 @@ func TestNestedPageStatementCount(t *testing.T) {
 
 func BenchmarkNestedPage(b *testing.B) {
 	e := newEnv(b)
-	alice := e.newUser("alice@example.com", false)
+	alice := e.NewUser("alice@example.com", false)
 	story := e.story("Story", "story")
 	for range 50 {
-		g := e.generation(alice, story, db.StatusPending)
+		g := e.generation(alice, story, generation.Pending)
 		e.logAt(g, "started", time.Now())
 	}
 	const q = `{ viewer { generations(first: 50) { nodes { story { title } logs(first: 3) { nodes { event } } user { email } } } } }`
 	for b.Loop() {
-		e.post(alice.Token, q, nil).decode(b, &struct{}{})
+		e.Post(alice.Token, q, nil).Decode(b, &struct{}{})
 	}
 }

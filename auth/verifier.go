@@ -94,6 +94,11 @@ type Identity struct {
 	Admin bool
 	// ExpiresAt is the exp claim.
 	ExpiresAt time.Time
+	// ValidUntil is ExpiresAt plus the verifier's clock-skew leeway: the
+	// last instant Verify accepts the token. What outlives a request (a
+	// websocket, an event stream) ends then, so that it is judged exactly
+	// as a request would be.
+	ValidUntil time.Time
 	// Claims is the verified token payload exactly as signed, suitable for
 	// PostgreSQL's request.jwt.claims setting.
 	Claims json.RawMessage
@@ -101,10 +106,10 @@ type Identity struct {
 
 // Verifier checks access tokens. It is safe for concurrent use.
 type Verifier struct {
+	leeway time.Duration
 	secret []byte
 	jwks   keyfunc.Keyfunc
 	parser *jwt.Parser
-	leeway time.Duration
 	// now is the clock of the claims checks; tests move it.
 	now func() time.Time
 	// verified remembers tokens that passed, keyed by the whole token: the
@@ -217,7 +222,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) 
 		return nil, invalid("token is too large", nil)
 	}
 	now := v.now()
-	if hit, ok := v.verified.Get(token); ok && now.Sub(hit.at) < verifiedTTL && now.Before(hit.id.ExpiresAt.Add(v.leeway)) {
+	if hit, ok := v.verified.Get(token); ok && now.Sub(hit.at) < verifiedTTL && !now.After(hit.id.ValidUntil) {
 		return hit.id, nil
 	}
 	id, err := v.verify(ctx, token)
@@ -257,12 +262,13 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Identity, error) 
 		return nil, invalid("token is malformed", nil)
 	}
 	return &Identity{
-		UserID:    userID,
-		Email:     c.Email,
-		Role:      c.Role,
-		Admin:     c.AppMetadata.Role == "admin",
-		ExpiresAt: c.ExpiresAt.Time,
-		Claims:    json.RawMessage(payload),
+		UserID:     userID,
+		Email:      c.Email,
+		Role:       c.Role,
+		Admin:      c.AppMetadata.Role == "admin",
+		ExpiresAt:  c.ExpiresAt.Time,
+		ValidUntil: c.ExpiresAt.Time.Add(v.leeway),
+		Claims:     json.RawMessage(payload),
 	}, nil
 }
 

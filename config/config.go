@@ -60,6 +60,23 @@ type Config struct {
 	// StorageS3 locates S3-compatible audio storage. Audio is kept there
 	// when its Bucket is set, and under DataDir otherwise.
 	StorageS3 S3Storage
+	// Sockets caps what websocket clients may hold open.
+	Sockets SocketLimits
+	// EventReaders is how many re-reads of subscription events run at
+	// once (0: the default); the pool gets that many connections on top
+	// of its default.
+	EventReaders int
+}
+
+// SocketLimits are the WS_MAX_* settings. In the environment 0 lifts a
+// cap; here a negative value does, and 0 (a Config made in code) means the
+// default.
+type SocketLimits struct {
+	SubscriptionsPerSocket int
+	SocketsPerUser         int
+	// SocketsPerAddress counts sockets by client address (from a proxy on
+	// the same host, by its X-Forwarded-For).
+	SocketsPerAddress int
 }
 
 // S3Storage is the STORAGE_S3_* settings.
@@ -103,6 +120,13 @@ const (
 	DefaultWorkerLease             = 30 * time.Second
 	DefaultAudioURLTTL             = time.Hour
 	DefaultS3Region                = "us-east-1"
+	// Websocket caps: a browser multiplexes its subscriptions over one
+	// socket, a user rarely has more than a few tabs and devices, and an
+	// address may be a NAT in front of many users.
+	DefaultSubscriptionsPerSocket = 100
+	DefaultSocketsPerUser         = 100
+	DefaultSocketsPerAddress      = 1000
+	DefaultEventReaders           = 2
 )
 
 // FromEnv reads the configuration from the process environment.
@@ -145,6 +169,23 @@ func Parse(getenv func(string) string) (Config, error) {
 		return c, err
 	}
 	if c.AudioURLTTL, err = durationVar(getenv, "AUDIO_URL_TTL", DefaultAudioURLTTL, time.Minute, 7*24*time.Hour); err != nil {
+		return c, err
+	}
+	if c.Sockets.SubscriptionsPerSocket, err = intVar(getenv, "WS_MAX_SUBSCRIPTIONS_PER_SOCKET", DefaultSubscriptionsPerSocket, 0, 1_000_000); err != nil {
+		return c, err
+	}
+	if c.Sockets.SocketsPerUser, err = intVar(getenv, "WS_MAX_SOCKETS_PER_USER", DefaultSocketsPerUser, 0, 1_000_000); err != nil {
+		return c, err
+	}
+	if c.Sockets.SocketsPerAddress, err = intVar(getenv, "WS_MAX_SOCKETS_PER_ADDRESS", DefaultSocketsPerAddress, 0, 1_000_000); err != nil {
+		return c, err
+	}
+	for _, v := range []*int{&c.Sockets.SubscriptionsPerSocket, &c.Sockets.SocketsPerUser, &c.Sockets.SocketsPerAddress} {
+		if *v == 0 {
+			*v = -1
+		}
+	}
+	if c.EventReaders, err = intVar(getenv, "REALTIME_EVENT_READERS", DefaultEventReaders, 1, 64); err != nil {
 		return c, err
 	}
 	c.MigrateOnStart = true

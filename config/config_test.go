@@ -38,6 +38,29 @@ func TestWorkerAndAudioSettings(t *testing.T) {
 	}
 }
 
+func TestSocketSettings(t *testing.T) {
+	t.Parallel()
+	c, err := Parse(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := SocketLimits{SubscriptionsPerSocket: DefaultSubscriptionsPerSocket, SocketsPerUser: DefaultSocketsPerUser, SocketsPerAddress: DefaultSocketsPerAddress}
+	if c.Sockets != want || c.EventReaders != DefaultEventReaders {
+		t.Fatalf("defaults = %+v, %d event readers", c.Sockets, c.EventReaders)
+	}
+	c, err = Parse(env(map[string]string{
+		"WS_MAX_SUBSCRIPTIONS_PER_SOCKET": "10", "WS_MAX_SOCKETS_PER_USER": "0",
+		"WS_MAX_SOCKETS_PER_ADDRESS": "20000", "REALTIME_EVENT_READERS": "4",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = SocketLimits{SubscriptionsPerSocket: 10, SocketsPerUser: -1, SocketsPerAddress: 20000}
+	if c.Sockets != want || c.EventReaders != 4 {
+		t.Fatalf("parsed = %+v, %d event readers", c.Sockets, c.EventReaders)
+	}
+}
+
 // TestServerSettings covers the settings outside the worker, audio and S3
 // groups: defaults, derived values and normalisation.
 func TestServerSettings(t *testing.T) {
@@ -101,18 +124,21 @@ func TestServerSettings(t *testing.T) {
 func TestInvalidSettings(t *testing.T) {
 	t.Parallel()
 	for name, vars := range map[string]map[string]string{
-		"poll not a duration":         {"WORKER_POLL_INTERVAL": "often"},
-		"poll too short":              {"WORKER_POLL_INTERVAL": "1ms"},
-		"lease too short":             {"WORKER_LEASE": "1s"},
-		"ttl negative":                {"AUDIO_URL_TTL": "-1h"},
-		"concurrency negative":        {"WORKER_CONCURRENCY": "-1"},
-		"provider limit zero":         {"ELEVENLABS_MAX_CONCURRENT": "0"},
-		"port not a number":           {"PORT": "http"},
-		"port too large":              {"PORT": "70000"},
-		"migrate not a boolean":       {"MIGRATE_ON_START": "maybe"},
-		"public URL without a scheme": {"PUBLIC_URL": "api.example.com"},
-		"public URL not http":         {"PUBLIC_URL": "ftp://api.example.com"},
-		"JWKS URL relative":           {"JWKS_URL": "/jwks.json"},
+		"poll not a duration":           {"WORKER_POLL_INTERVAL": "often"},
+		"poll too short":                {"WORKER_POLL_INTERVAL": "1ms"},
+		"lease too short":               {"WORKER_LEASE": "1s"},
+		"ttl negative":                  {"AUDIO_URL_TTL": "-1h"},
+		"concurrency negative":          {"WORKER_CONCURRENCY": "-1"},
+		"provider limit zero":           {"ELEVENLABS_MAX_CONCURRENT": "0"},
+		"port not a number":             {"PORT": "http"},
+		"port too large":                {"PORT": "70000"},
+		"migrate not a boolean":         {"MIGRATE_ON_START": "maybe"},
+		"public URL without a scheme":   {"PUBLIC_URL": "api.example.com"},
+		"public URL not http":           {"PUBLIC_URL": "ftp://api.example.com"},
+		"JWKS URL relative":             {"JWKS_URL": "/jwks.json"},
+		"socket cap negative":           {"WS_MAX_SOCKETS_PER_USER": "-1"},
+		"subscription cap not a number": {"WS_MAX_SUBSCRIPTIONS_PER_SOCKET": "many"},
+		"no event readers":              {"REALTIME_EVENT_READERS": "0"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

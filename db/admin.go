@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -19,7 +20,9 @@ var ErrNotLocalAuth = errors.New("auth.users is managed by Supabase Auth")
 
 // EnsureUser returns the id of the auth user with this email, creating the
 // user when the database has the local auth shim. On a Supabase database it
-// only looks the user up: there, only Supabase Auth creates users.
+// only looks the user up, through public.auth_user_id (the service role
+// may not read auth.users there): only Supabase Auth creates users, so an
+// unknown email is ErrNotLocalAuth, saying to sign up first.
 func (d *DB) EnsureUser(ctx context.Context, email string) (uuid.UUID, error) {
 	var id uuid.UUID
 	err := d.Tx(ctx, Service(), func(q Querier) error {
@@ -28,11 +31,18 @@ func (d *DB) EnsureUser(ctx context.Context, email string) (uuid.UUID, error) {
 			return fmt.Errorf("inspect auth.users: %w", err)
 		}
 		if marker == nil || *marker != localAuthMarker {
-			err := q.QueryRow(ctx, `SELECT id FROM auth.users WHERE email = $1`, email).Scan(&id)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return fmt.Errorf("%w: no user %s; sign up through Supabase Auth first", ErrNotLocalAuth, email)
+			// Supabase Auth keeps emails in lower case.
+			var found *uuid.UUID
+			if err := q.QueryRow(ctx, `SELECT public.auth_user_id($1)`, strings.ToLower(email)).Scan(&found); err != nil {
+				return fmt.Errorf("look the user up: %w", err)
 			}
-			return err
+			if found == nil {
+				return fmt.Errorf("%w: %s has no account yet; sign up through Supabase Auth first "+
+					"(the app's sign-up, or Authentication > Users > Add user in the Supabase dashboard), then ask again",
+					ErrNotLocalAuth, email)
+			}
+			id = *found
+			return nil
 		}
 		return q.QueryRow(ctx, `
 			INSERT INTO auth.users (email) VALUES ($1)

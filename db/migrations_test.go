@@ -3,6 +3,7 @@ package db_test
 import (
 	"context"
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -49,15 +50,39 @@ func testMigrationsTwiceIsNoop(t *testing.T, tdb *testDB) {
 	}
 }
 
-// supabasePrelude creates, in an empty database, what a Supabase project
-// has before the migrations run: the auth schema with Supabase's own
-// auth.users (more columns, no email default, no id default) and functions,
-// and Supabase's default privileges, which grant everything created in
-// public to the API roles. The roles themselves are cluster-wide and exist
-// already (the test cluster's template created them).
+// supabaseLogin stands for the postgres login a Supabase project gives its
+// owner (the test cluster's superuser already has that name). Like
+// Supabase's, it is not a superuser: it may create roles and databases and
+// bypasses row-level security, may act as the API roles, and may read
+// auth.users, which supabase_auth_admin owns.
+const supabaseLogin = "supabase_postgres"
+
+// supabaseRoles creates, once per cluster, the roles of a Supabase project
+// that are not already in the test cluster's template.
+const supabaseRoles = `
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_auth_admin') THEN
+    CREATE ROLE supabase_auth_admin NOINHERIT CREATEROLE LOGIN;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '` + supabaseLogin + `') THEN
+    CREATE ROLE ` + supabaseLogin + ` LOGIN NOSUPERUSER CREATEROLE CREATEDB REPLICATION BYPASSRLS;
+  END IF;
+END
+$$;
+GRANT anon, authenticated, service_role TO ` + supabaseLogin + `;
+`
+
+// supabasePrelude creates, in an empty database owned by supabaseLogin,
+// what a Supabase project has before the migrations run: the auth schema
+// and Supabase's own auth.users (more columns, no email default, no id
+// default), owned by supabase_auth_admin, readable by postgres and not by
+// the service role; Supabase's auth functions; and Supabase's default
+// privileges, which grant everything postgres creates in public to the API
+// roles.
 const supabasePrelude = `
-CREATE SCHEMA auth;
-GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role;
+CREATE SCHEMA auth AUTHORIZATION supabase_auth_admin;
+GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role, ` + supabaseLogin + `;
 CREATE TABLE auth.users (
   instance_id uuid,
   id uuid NOT NULL PRIMARY KEY,
@@ -76,7 +101,8 @@ CREATE TABLE auth.users (
   deleted_at timestamptz,
   is_anonymous boolean NOT NULL DEFAULT false
 );
-GRANT SELECT ON auth.users TO service_role;
+ALTER TABLE auth.users OWNER TO supabase_auth_admin;
+GRANT ALL ON auth.users TO ` + supabaseLogin + `;
 CREATE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE AS $$
   select
   coalesce(
@@ -98,11 +124,25 @@ CREATE FUNCTION auth.jwt() RETURNS jsonb LANGUAGE sql STABLE AS $$
         nullif(current_setting('request.jwt.claims', true), '')
     )::jsonb
 $$;
+ALTER FUNCTION auth.uid() OWNER TO supabase_auth_admin;
+ALTER FUNCTION auth.role() OWNER TO supabase_auth_admin;
+ALTER FUNCTION auth.jwt() OWNER TO supabase_auth_admin;
 COMMENT ON FUNCTION auth.uid() IS 'Deprecated. Use auth.jwt() -> ''sub'' instead.';
-ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role;
-ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON FUNCTIONS TO anon, authenticated, service_role;
-ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role;
+ALTER DEFAULT PRIVILEGES FOR ROLE ` + supabaseLogin + ` IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role;
+ALTER DEFAULT PRIVILEGES FOR ROLE ` + supabaseLogin + ` IN SCHEMA public GRANT ALL ON FUNCTIONS TO anon, authenticated, service_role;
+ALTER DEFAULT PRIVILEGES FOR ROLE ` + supabaseLogin + ` IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role;
 `
+
+// withUser returns rawURL with its user replaced.
+func withUser(t *testing.T, rawURL, user string) string {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(user)
+	return u.String()
+}
 
 // privilegeMatrix lists, for the API roles, every privilege they hold on
 // the tables, columns and functions of schema public.
@@ -156,9 +196,19 @@ func createEmptyDatabase(t *testing.T, tdb *testDB, name string) (adminURL, appU
 
 func testMigrationsOnSupabase(t *testing.T, tdb *testDB) {
 	ctx := context.Background()
-	adminURL, appURL := createEmptyDatabase(t, tdb, tdb.Name+"_supa")
-	admin := newPool(t, adminURL, 0)
-	mustExec(t, admin, supabasePrelude)
+	mustExec(t, tdb.Admin, supabaseRoles)
+	superURL, appURL := createEmptyDatabase(t, tdb, tdb.Name+"_supa")
+	ident := pgx.Identifier{tdb.Name + "_supa"}.Sanitize()
+	mustExec(t, tdb.Admin, `ALTER DATABASE `+ident+` OWNER TO `+supabaseLogin)
+	super := newPool(t, superURL, 0)
+	mustExec(t, super, supabasePrelude)
+	// The project owner's login: what migrations and `server token` use.
+	ownerURL := withUser(t, superURL, supabaseLogin)
+	admin := newPool(t, ownerURL, 0)
+	var isSuper bool
+	if err := admin.QueryRow(ctx, `SELECT rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&isSuper); err != nil || isSuper {
+		t.Fatalf("the project login is a superuser (%v, %v): the test would prove nothing", isSuper, err)
+	}
 
 	var authBefore string
 	authSQL := `
@@ -174,10 +224,10 @@ func testMigrationsOnSupabase(t *testing.T, tdb *testDB) {
 		t.Fatal(err)
 	}
 
-	if err := migrations.Up(ctx, adminURL); err != nil {
-		t.Fatalf("migrate a Supabase-like database: %v", err)
+	if err := migrations.Up(ctx, ownerURL); err != nil {
+		t.Fatalf("migrate a Supabase-like database as its non-superuser owner: %v", err)
 	}
-	if err := migrations.Up(ctx, adminURL); err != nil {
+	if err := migrations.Up(ctx, ownerURL); err != nil {
 		t.Fatalf("migrate it again: %v", err)
 	}
 
@@ -214,15 +264,29 @@ func testMigrationsOnSupabase(t *testing.T, tdb *testDB) {
 	if _, err := execAs(ctx, app, anonIdentity, `SELECT 1 FROM goose_db_version`); sqlState(err) != codeDenied {
 		t.Fatalf("anon reading the migration table: %v, want permission denied", err)
 	}
-
-	// EnsureUser only looks users up: Supabase Auth owns auth.users here.
-	d := openDB(t, appURL, 0)
-	got, err := d.EnsureUser(ctx, "a@example.com")
-	if err != nil || got != a {
-		t.Fatalf("EnsureUser(existing) = %v, %v; want %v", got, err, a)
+	// As on Supabase, the service role may not read auth.users, and no API
+	// role may ask which emails have accounts.
+	if _, err := execAs(ctx, app, serviceIdentity, `SELECT 1 FROM auth.users`); sqlState(err) != codeDenied {
+		t.Fatalf("service role reading auth.users: %v, want permission denied", err)
 	}
-	if _, err := d.EnsureUser(ctx, "new@example.com"); !errors.Is(err, db.ErrNotLocalAuth) {
-		t.Fatalf("EnsureUser(new) error = %v, want ErrNotLocalAuth", err)
+	for _, who := range []identity{anonIdentity, userIdentity(a, false)} {
+		if _, err := execAs(ctx, app, who, `SELECT public.auth_user_id('a@example.com')`); sqlState(err) != codeDenied {
+			t.Fatalf("%v calling auth_user_id: %v, want permission denied", who, err)
+		}
+	}
+
+	// EnsureUser, through the project login as `server token` uses it,
+	// only looks users up: Supabase Auth owns auth.users here.
+	d := openDB(t, ownerURL, 0)
+	for _, email := range []string{"a@example.com", "A@Example.com"} {
+		got, err := d.EnsureUser(ctx, email)
+		if err != nil || got != a {
+			t.Fatalf("EnsureUser(%s) = %v, %v; want %v", email, got, err, a)
+		}
+	}
+	_, err = d.EnsureUser(ctx, "new@example.com")
+	if !errors.Is(err, db.ErrNotLocalAuth) || !strings.Contains(err.Error(), "sign up through Supabase Auth first") {
+		t.Fatalf("EnsureUser(new) error = %v, want ErrNotLocalAuth telling to sign up first", err)
 	}
 }
 

@@ -2,67 +2,12 @@ package db
 
 import (
 	"encoding/json"
-	"fmt"
-	"io"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/narrate/narrate/generation"
 )
-
-// Status is a generation's state. Stored as the generation_status enum
-// ('pending', ...), shown in GraphQL as PENDING, ...
-type Status string
-
-// The generation states.
-const (
-	StatusPending    Status = "pending"
-	StatusInProgress Status = "in_progress"
-	StatusCompleted  Status = "completed"
-	StatusFailed     Status = "failed"
-)
-
-// Terminal reports whether a generation in this state is finished.
-func (s Status) Terminal() bool { return s == StatusCompleted || s == StatusFailed }
-
-// Valid reports whether s is one of the states.
-func (s Status) Valid() bool {
-	switch s {
-	case StatusPending, StatusInProgress, StatusCompleted, StatusFailed:
-		return true
-	}
-	return false
-}
-
-// GraphQL is the enum value's name in the API.
-func (s Status) GraphQL() string { return strings.ToUpper(string(s)) }
-
-// ParseStatus reads a status in either spelling.
-func ParseStatus(v string) (Status, error) {
-	s := Status(strings.ToLower(v))
-	if !s.Valid() {
-		return "", fmt.Errorf("%q is not a valid GenerationStatus", v)
-	}
-	return s, nil
-}
-
-// MarshalGQL writes the API's enum value.
-func (s Status) MarshalGQL(w io.Writer) { _, _ = io.WriteString(w, strconv.Quote(s.GraphQL())) }
-
-// UnmarshalGQL reads the API's enum value.
-func (s *Status) UnmarshalGQL(v any) error {
-	str, ok := v.(string)
-	if !ok {
-		return fmt.Errorf("GenerationStatus must be a string")
-	}
-	parsed, err := ParseStatus(str)
-	if err != nil {
-		return err
-	}
-	*s = parsed
-	return nil
-}
 
 // User is an account in auth.users.
 type User struct {
@@ -85,7 +30,10 @@ type VoiceSample struct {
 	ElevenlabsVoiceID  string
 	VerificationPhrase string
 	Verified           bool
-	CreatedAt          time.Time
+	// ProviderVerificationRequired is true while the voice provider holds
+	// the cloned voice back until it is verified there.
+	ProviderVerificationRequired bool
+	CreatedAt                    time.Time
 }
 
 // Story is a catalogue entry.
@@ -104,7 +52,7 @@ type Generation struct {
 	ID       uuid.UUID
 	UserID   uuid.UUID
 	StoryID  uuid.UUID
-	Status   Status
+	Status   generation.Status
 	Progress int
 	// ResultKey is the storage key of the finished audio (the result_url
 	// column); clients see a signed URL made from it.

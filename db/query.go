@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/narrate/narrate/realtime"
+	"github.com/narrate/narrate/generation"
 )
 
 // likePattern makes a case-insensitive substring pattern of s, with LIKE's
@@ -169,7 +169,7 @@ type GenerationKey struct {
 
 // GenerationFilter narrows a listing of generations.
 type GenerationFilter struct {
-	Status *Status
+	Status *generation.Status
 }
 
 // PageParams selects one page of a keyset listing.
@@ -244,6 +244,43 @@ func (d *DB) GenerationsByID(ctx context.Context, s Session, ids []uuid.UUID, co
 		`SELECT `+generations.list(cols, "")+` FROM story_generations WHERE id = ANY($1)`, uuidsArg(ids))
 }
 
+// SessionRead is one session's part of GenerationsForSessions.
+type SessionRead struct {
+	Session Session
+	IDs     []uuid.UUID
+}
+
+// GenerationsForSessions reads, for each read, the generations among its
+// ids that its session may see, all in one transaction and one round trip:
+// each statement runs under its own session's role and claims, switched
+// transaction-locally before it, so row-level security judges every read
+// as that session. It returns the rows per read, in reads' order. One
+// transaction for many sessions is what lets the realtime path read each
+// event once per watching user rather than once per subscription, at the
+// cost of one round trip per batch.
+func (d *DB) GenerationsForSessions(ctx context.Context, reads []SessionRead) ([][]Generation, error) {
+	if len(reads) == 0 {
+		return nil, nil
+	}
+	out := make([][]Generation, len(reads))
+	err := d.Batch(ctx, reads[0].Session, func(b *pgx.Batch) {
+		for i, r := range reads {
+			if i > 0 {
+				b.Queue(setSessionSQL, r.Session.Role, r.Session.claimsArg())
+			}
+			b.Queue(`SELECT `+generationColumns+` FROM story_generations WHERE id = ANY($1)`, uuidsArg(r.IDs)).Query(func(rows pgx.Rows) error {
+				var err error
+				out[i], err = allGenerations.collect(rows)
+				return err
+			})
+		}
+	})
+	if err != nil {
+		return nil, classify(err)
+	}
+	return out, nil
+}
+
 // LogKey is the keyset position after which a page of logs (oldest first)
 // starts.
 type LogKey struct {
@@ -278,23 +315,66 @@ func (r *Reads) LogsByGeneration(ids []uuid.UUID, p PageParams[LogKey], out *[]K
 		ORDER BY k.ord, l.occurred_at, l.id`, q.args...)
 }
 
+// GenerationPart is a stored audio part of a generation.
+type GenerationPart struct {
+	GenerationID uuid.UUID
+	Index        int
+	StorageKey   string
+	ContentType  string
+	ByteSize     int
+	DurationMS   *int
+	StartChar    int
+	EndChar      int
+	CreatedAt    time.Time
+}
+
+var parts = scanner[GenerationPart]{cols: AllColumns, t: &table[GenerationPart]{columns: []column[GenerationPart]{
+	{name: "generation_id", dest: func(r *GenerationPart, _ *nulls) any { return (*[16]byte)(&r.GenerationID) }},
+	{name: "index", dest: func(r *GenerationPart, _ *nulls) any { return &r.Index }},
+	{name: "storage_key", dest: func(r *GenerationPart, _ *nulls) any { return &r.StorageKey }},
+	{name: "content_type", dest: func(r *GenerationPart, _ *nulls) any { return &r.ContentType }},
+	{name: "byte_size", dest: func(r *GenerationPart, _ *nulls) any { return &r.ByteSize }},
+	{name: "duration_ms", dest: func(r *GenerationPart, _ *nulls) any { return &r.DurationMS }},
+	{name: "char_start", dest: func(r *GenerationPart, _ *nulls) any { return &r.StartChar }},
+	{name: "char_end", dest: func(r *GenerationPart, _ *nulls) any { return &r.EndChar }},
+	{name: "created_at", dest: func(r *GenerationPart, _ *nulls) any { return &r.CreatedAt }},
+}}}
+
+// PartsByGeneration loads the stored parts of the generations in ids, in
+// order; row-level security shows owners their own only.
+func (d *DB) PartsByGeneration(ctx context.Context, s Session, ids []uuid.UUID) ([]GenerationPart, error) {
+	return query(ctx, d, s, parts, `
+		SELECT `+parts.t.list(AllColumns, "")+`
+		FROM generation_parts WHERE generation_id = ANY($1) ORDER BY generation_id, index`, uuidsArg(ids))
+}
+
 // ErrVoiceNotVerified: the user has no voice sample, or has not verified it.
 var ErrVoiceNotVerified = errors.New("voice not verified")
 
+// ErrVoiceProviderUnverified wraps ErrVoiceNotVerified when the user's
+// voice sample is verified but the voice provider still holds the voice
+// back until it is verified there.
+var ErrVoiceProviderUnverified = fmt.Errorf("%w: the voice provider requires verifying the voice", ErrVoiceNotVerified)
+
 // StartGeneration queues a narration of a story for the session's user,
 // recording the story version it was asked for. ErrNotFound when the story
-// does not exist, ErrVoiceNotVerified without a verified voice sample.
+// does not exist, ErrVoiceNotVerified without a verified voice sample,
+// ErrVoiceProviderUnverified when the provider holds the voice back.
 func (d *DB) StartGeneration(ctx context.Context, s Session, storyID uuid.UUID) (Generation, error) {
 	var g Generation
 	err := d.Tx(ctx, s, func(q Querier) error {
-		var verified bool
+		var verified, held bool
 		err := q.QueryRow(ctx, `
-			SELECT coalesce((SELECT verified FROM voice_samples WHERE user_id = $1), false)`, s.UserID).Scan(&verified)
+			SELECT coalesce(bool_or(verified), false), coalesce(bool_or(provider_verification_required), false)
+			FROM voice_samples WHERE user_id = $1`, s.UserID).Scan(&verified, &held)
 		if err != nil {
 			return classify(err)
 		}
-		if !verified {
+		switch {
+		case !verified:
 			return ErrVoiceNotVerified
+		case held:
+			return ErrVoiceProviderUnverified
 		}
 		g, err = txOne(ctx, q, allGenerations, `
 			INSERT INTO story_generations (user_id, story_id, metadata)
@@ -318,11 +398,13 @@ func (d *DB) CancelGeneration(ctx context.Context, s Session, id uuid.UUID) (Gen
 			WHERE id = $1 AND status IN ('pending', 'in_progress')
 			RETURNING `+generationColumns, id)
 		if errors.Is(err, ErrNotFound) {
-			var status Status
+			var status generation.Status
 			if err := q.QueryRow(ctx, `SELECT status FROM story_generations WHERE id = $1`, id).Scan(&status); err != nil {
 				return classify(err)
 			}
-			return fmt.Errorf("%w: generation %s is already %s", ErrConflict, id, status.GraphQL())
+			// Only completed and failed generations get here, and both
+			// read as verbs: "has already completed".
+			return fmt.Errorf("%w: generation %s has already %s", ErrConflict, id, status)
 		}
 		if err != nil {
 			return err
@@ -391,20 +473,20 @@ func (r *Reads) UserEmails(ids []uuid.UUID, out *[]UserEmail) {
 
 // GenerationEvents reads, as the service role, the state of the
 // generations with the given ids and of the given users' generations
-// updated since a time, as realtime events: what the notification listener
+// updated since a time, as change events: what the notification listener
 // re-reads after a reconnect (it is a realtime.StateReader).
-func (d *DB) GenerationEvents(ctx context.Context, ids, users []uuid.UUID, since time.Time) ([]realtime.Event, error) {
+func (d *DB) GenerationEvents(ctx context.Context, ids, users []uuid.UUID, since time.Time) ([]generation.Event, error) {
 	rows, err := query(ctx, d, Service(), scanner[Generation]{t: generations, cols: GenerationProgress}, `
 		SELECT `+generations.list(GenerationProgress, "")+` FROM story_generations
-		WHERE id = ANY($1) OR (user_id = ANY($2) AND updated_at >= $3)`, ids, users, since)
+		WHERE id = ANY($1) OR (user_id = ANY($2) AND updated_at >= $3)`, uuidsArg(ids), uuidsArg(users), since)
 	if err != nil {
 		return nil, err
 	}
-	events := make([]realtime.Event, len(rows))
+	events := make([]generation.Event, len(rows))
 	for i, g := range rows {
-		events[i] = realtime.Event{
+		events[i] = generation.Event{
 			GenerationID: g.ID, UserID: g.UserID, StoryID: g.StoryID,
-			Status: g.Status.GraphQL(), Progress: g.Progress, UpdatedAt: g.UpdatedAt,
+			Status: g.Status, Progress: g.Progress, UpdatedAt: g.UpdatedAt,
 		}
 	}
 	return events, nil

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 )
 
 func adminSession(f *fixture) db.Session { return db.AdminSession(f.M, userClaims(f.M, true)) }
@@ -217,7 +218,7 @@ func testGenerationsByOwnerBatches(t *testing.T, tdb *testDB) {
 		{UserID: f.A, StoryID: f.Story},
 		{UserID: f.A},
 	}
-	pending := db.StatusPending
+	pending := generation.Pending
 	firstA := expectGenerations(all, keys[0], "", nil, 2)
 	var afterGen generationRow
 	for _, r := range all {
@@ -231,7 +232,7 @@ func testGenerationsByOwnerBatches(t *testing.T, tdb *testDB) {
 		name    string
 		session db.Session
 		visible func(uuid.UUID) bool
-		status  *db.Status
+		status  *generation.Status
 		after   *db.GenerationKey
 		limit   int
 	}{
@@ -411,7 +412,7 @@ func testGenerationWrites(t *testing.T, tdb *testDB) {
 	var meta struct {
 		Version int `json:"requested_story_version"`
 	}
-	if err := json.Unmarshal(g.Metadata, &meta); err != nil || g.Status != db.StatusPending || g.UserID != f.A || meta.Version != 3 {
+	if err := json.Unmarshal(g.Metadata, &meta); err != nil || g.Status != generation.Pending || g.UserID != f.A || meta.Version != 3 {
 		t.Fatalf("StartGeneration = %+v (metadata %s, %v); want A's pending generation of story version 3", g, g.Metadata, err)
 	}
 	starts := []struct {
@@ -447,7 +448,7 @@ func testGenerationWrites(t *testing.T, tdb *testDB) {
 		}
 	}
 	canceled, err := d.CancelGeneration(ctx, sessionOf(f.A), f.GenRunning)
-	if err != nil || canceled.Status != db.StatusFailed {
+	if err != nil || canceled.Status != generation.Failed {
 		t.Fatalf("CancelGeneration = %+v, %v; want failed", canceled, err)
 	}
 	var events []string

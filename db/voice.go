@@ -15,7 +15,8 @@ func (d *DB) VoiceSample(ctx context.Context, s Session) (VoiceSample, error) {
 
 // ReplaceVoiceSample deletes the user's voice sample, if there is one, and
 // inserts a new, unverified one for the cloned voice voiceID with the
-// verification phrase phrase, in one transaction and one round trip. It
+// verification phrase phrase (providerHeld: the provider holds the voice
+// back until it is verified there), in one transaction and one round trip. It
 // writes as the service role: users may not write voice samples themselves
 // (see the migration), so the caller must have authenticated userID and
 // cloned voiceID for them.
@@ -25,7 +26,7 @@ func (d *DB) VoiceSample(ctx context.Context, s Session) (VoiceSample, error) {
 // Two replacements racing for the same user serialise on the row: the
 // later one's insert then violates the one-sample-per-user key and fails
 // with ErrConflict, leaving the earlier one's sample in place.
-func (d *DB) ReplaceVoiceSample(ctx context.Context, userID uuid.UUID, voiceID, phrase string) (VoiceSample, *VoiceSample, error) {
+func (d *DB) ReplaceVoiceSample(ctx context.Context, userID uuid.UUID, voiceID string, providerHeld bool, phrase string) (VoiceSample, *VoiceSample, error) {
 	var (
 		sample   VoiceSample
 		previous *VoiceSample
@@ -42,8 +43,8 @@ func (d *DB) ReplaceVoiceSample(ctx context.Context, userID uuid.UUID, voiceID, 
 				}
 				return nil
 			})
-		b.Queue(`INSERT INTO voice_samples (user_id, elevenlabs_voice_id, verification_phrase)
-			VALUES ($1, $2, $3) RETURNING `+voiceColumns, userID, voiceID, phrase).
+		b.Queue(`INSERT INTO voice_samples (user_id, elevenlabs_voice_id, verification_phrase, provider_verification_required)
+			VALUES ($1, $2, $3, $4) RETURNING `+voiceColumns, userID, voiceID, phrase, providerHeld).
 			Query(func(rows pgx.Rows) error {
 				var err error
 				sample, err = allVoices.one(rows)

@@ -46,7 +46,7 @@ func testReplaceVoiceSample(t *testing.T, tdb *testDB) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sample, previous, err := d.ReplaceVoiceSample(ctx, tt.user, "new-voice", "apple river candle")
+			sample, previous, err := d.ReplaceVoiceSample(ctx, tt.user, "new-voice", false, "apple river candle")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -79,7 +79,7 @@ func testVerifyAndDeleteVoiceSampleByID(t *testing.T, tdb *testDB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	current, _, err := d.ReplaceVoiceSample(ctx, f.B, "voice-b2", "copper garden river")
+	current, _, err := d.ReplaceVoiceSample(ctx, f.B, "voice-b2", false, "copper garden river")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestConcurrentReplaceVoiceSampleConflicts(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() {
-		_, _, err := d.ReplaceVoiceSample(ctx, f.A, "second", "three four")
+		_, _, err := d.ReplaceVoiceSample(ctx, f.A, "second", false, "three four")
 		done <- err
 	}()
 	waitForLockWait(t, tdb)

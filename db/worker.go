@@ -41,11 +41,17 @@ type Job struct {
 	StoryVersion int
 	Content      string
 	// VoiceID is the provider id of the owner's verified voice, or "" when
-	// the owner no longer has a verified voice sample.
+	// the owner no longer has a verified voice sample the provider accepts.
 	VoiceID string
 	// Attempt counts the claims of this generation, this one included: more
 	// than one means earlier workers crashed or lost their lease.
 	Attempt int
+	// Owner is the lease owner that claimed it, whom every later write
+	// names.
+	Owner string
+	// StaleParts are the storage keys of the parts an earlier attempt
+	// stored; the claim removed them from the generation.
+	StaleParts []string
 }
 
 // maxEventLen is the longest log event the generation_logs check accepts.
@@ -56,7 +62,9 @@ const maxEventLen = 2000
 // FOR UPDATE SKIP LOCKED makes concurrent claims (any number of workers on
 // any number of hosts) pass over each other's rows instead of waiting on or
 // double-claiming them. The claim records the story version and title it
-// will narrate and logs the claim, all in the same transaction. A
+// will narrate and logs the claim, all in the same transaction; it also
+// deletes the parts an earlier attempt stored, since the narration starts
+// over, and returns their keys for the worker to delete from storage. A
 // reclaimed generation starts over but keeps the progress it had shown:
 // clients' progress bars never move backwards (Progress only raises it).
 var claimSQL = `
@@ -73,18 +81,22 @@ WITH next AS (
     lease_owner = $1,
     lease_expires_at = now() + $2::interval,
     attempts = g.attempts + 1,
-    metadata = g.metadata || jsonb_build_object('story_version', s.version, 'story_title', s.title)
+    metadata = g.metadata || jsonb_build_object('story_version', s.version, 'story_title', s.title, 'parts', 0)
   FROM next, stories s
   WHERE g.id = next.id AND s.id = g.story_id
   RETURNING ` + generations.list(AllColumns, "g") + `, g.attempts, s.title AS story_title, s.version AS story_version, s.content,
-    coalesce((SELECT v.elevenlabs_voice_id FROM voice_samples v WHERE v.user_id = g.user_id AND v.verified), '') AS voice_id
+    coalesce((SELECT v.elevenlabs_voice_id FROM voice_samples v WHERE v.user_id = g.user_id AND v.verified
+      AND NOT v.provider_verification_required), '') AS voice_id
 ), logged AS (
   INSERT INTO generation_logs (generation_id, event)
   SELECT id, CASE WHEN attempts = 1 THEN 'claimed'
                   ELSE 'claimed: attempt ' || attempts || ', the previous worker stopped renewing its lease' END
   FROM claimed
+), dropped AS (
+  DELETE FROM generation_parts p USING claimed WHERE p.generation_id = claimed.id
+  RETURNING p.storage_key
 )
-SELECT * FROM claimed`
+SELECT claimed.*, ARRAY(SELECT storage_key FROM dropped) AS stale_parts FROM claimed`
 
 type claimRow struct {
 	Generation   Generation
@@ -93,6 +105,7 @@ type claimRow struct {
 	StoryVersion int
 	Content      string
 	VoiceID      string
+	StaleParts   []string
 }
 
 // claimRows reads what claimSQL returns: a whole generation, then the
@@ -105,6 +118,7 @@ var claimRows = func() scanner[claimRow] {
 		column[claimRow]{name: "story_version", dest: func(r *claimRow, _ *nulls) any { return &r.StoryVersion }},
 		column[claimRow]{name: "content", dest: func(r *claimRow, _ *nulls) any { return &r.Content }},
 		column[claimRow]{name: "voice_id", dest: func(r *claimRow, _ *nulls) any { return &r.VoiceID }},
+		column[claimRow]{name: "stale_parts", dest: func(r *claimRow, _ *nulls) any { return &r.StaleParts }},
 	)
 	return scanner[claimRow]{t: t, cols: AllColumns}
 }()
@@ -128,6 +142,8 @@ func (d *DB) Claim(ctx context.Context, owner string, lease time.Duration) (job 
 		Content:      r.Content,
 		VoiceID:      r.VoiceID,
 		Attempt:      r.Attempts,
+		Owner:        owner,
+		StaleParts:   r.StaleParts,
 	}, true, nil
 }
 
@@ -172,6 +188,45 @@ func (d *DB) Progress(ctx context.Context, id uuid.UUID, owner string, progress 
 		  SELECT id, $4::text FROM updated WHERE $4::text <> ''
 		)
 		SELECT 1 FROM updated`, id, owner, min(max(progress, 0), 100), clip(event))
+}
+
+// NewPart is an audio part of a generation, stored by its worker.
+type NewPart struct {
+	// Index counts parts from 0, in narration order.
+	Index       int
+	StorageKey  string
+	ContentType string
+	ByteSize    int64
+	// DurationMS is how long the part plays; nil when unknown.
+	DurationMS *int
+	// CharStart and CharEnd are the characters of the story the part
+	// narrates: [CharStart, CharEnd).
+	CharStart, CharEnd int
+}
+
+// RecordPart adds a stored part to the generation, records progress and,
+// unless event is empty, logs event, all only while owner holds the lease.
+// The part count in the generation's metadata ("parts") changes with it,
+// which announces the change to subscribers like any progress.
+// Recording the same part again (a retry after a lost answer) replaces it.
+func (d *DB) RecordPart(ctx context.Context, id uuid.UUID, owner string, p NewPart, progress int, event string) error {
+	return d.execLeased(ctx, "record part", `
+		WITH updated AS (
+		  UPDATE story_generations SET progress = greatest(progress, $3),
+		    metadata = metadata || jsonb_build_object('parts', $5::int + 1)
+		  WHERE `+leaseHeld+` RETURNING id
+		), part AS (
+		  INSERT INTO generation_parts (generation_id, index, storage_key, content_type, byte_size, duration_ms, char_start, char_end)
+		  SELECT id, $5, $6, $7, $8, $9, $10, $11 FROM updated
+		  ON CONFLICT (generation_id, index) DO UPDATE SET
+		    storage_key = excluded.storage_key, content_type = excluded.content_type, byte_size = excluded.byte_size,
+		    duration_ms = excluded.duration_ms, char_start = excluded.char_start, char_end = excluded.char_end
+		), logged AS (
+		  INSERT INTO generation_logs (generation_id, event)
+		  SELECT id, $4::text FROM updated WHERE $4::text <> ''
+		)
+		SELECT 1 FROM updated`, id, owner, min(max(progress, 0), 100), clip(event),
+		p.Index, p.StorageKey, p.ContentType, p.ByteSize, p.DurationMS, p.CharStart, p.CharEnd)
 }
 
 // Log appends event to the generation's log while owner holds the lease.

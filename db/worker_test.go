@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 )
 
 // queueFixture is a user with a verified voice, a story, and generations
@@ -108,7 +109,7 @@ func TestClaimTakesOldestPendingWithStoryAndVoice(t *testing.T) {
 		t.Fatalf("claimed %s, want the oldest %s", job.Generation.ID, f.gens[0])
 	}
 	if job.Content != "A fox ran. It was quick." || job.StoryTitle != "The Fox" || job.StoryVersion != 1 ||
-		job.VoiceID != "voice-1" || job.Attempt != 1 || job.Generation.Status != db.StatusInProgress {
+		job.VoiceID != "voice-1" || job.Attempt != 1 || job.Generation.Status != generation.InProgress {
 		t.Fatalf("job = %+v", job)
 	}
 	s := f.state(t, job.Generation.ID)
@@ -185,6 +186,9 @@ func leasedWrites(id uuid.UUID, owner string) map[string]func(context.Context, *
 	return map[string]func(context.Context, *db.DB) error{
 		"renew":    func(ctx context.Context, d *db.DB) error { return d.RenewLease(ctx, id, owner, time.Minute) },
 		"progress": func(ctx context.Context, d *db.DB) error { return d.Progress(ctx, id, owner, 50, "chunk 2/4") },
+		"part": func(ctx context.Context, d *db.DB) error {
+			return d.RecordPart(ctx, id, owner, db.NewPart{StorageKey: "generations/x/part-0001.mp3", ContentType: "audio/mpeg", ByteSize: 1, CharEnd: 1}, 50, "chunk 2/4")
+		},
 		"log":      func(ctx context.Context, d *db.DB) error { return d.Log(ctx, id, owner, "retry") },
 		"complete": func(ctx context.Context, d *db.DB) error { return d.Complete(ctx, id, owner, "generations/x.mp3", nil) },
 		"fail":     func(ctx context.Context, d *db.DB) error { return d.Fail(ctx, id, owner, "boom") },
@@ -429,9 +433,11 @@ func TestLeaseRenewalIsInvisible(t *testing.T) {
 		t.Fatal(err)
 	}
 	var payload struct {
-		Progress int `json:"progress"`
+		Status   generation.Status `json:"status"`
+		Progress int               `json:"progress"`
 	}
-	if err := json.Unmarshal([]byte(n.Payload), &payload); err != nil || payload.Progress != 42 {
+	// The status comes in the enum's own spelling (migration 00004).
+	if err := json.Unmarshal([]byte(n.Payload), &payload); err != nil || payload.Progress != 42 || payload.Status != generation.InProgress {
 		t.Fatalf("first notification after the renewal = %s (%v), want the progress change", n.Payload, err)
 	}
 	if f.state(t, id).UpdatedAt.Equal(before.UpdatedAt) {

@@ -62,6 +62,10 @@ func fromDB(err error, notFound string) error {
 		return &Error{Code: CodeBadUserInput, Message: err.Error(), Err: err}
 	case errors.Is(err, db.ErrForbidden):
 		return &Error{Code: CodeForbidden, Message: "not allowed", Err: err}
+	case errors.Is(err, db.ErrVoiceProviderUnverified):
+		return &Error{Code: CodeVoiceNotVerified, Message: "the voice service holds your cloned voice back until it is verified there " +
+			"(ElevenLabs answered requires_verification); create a new voice sample from other recordings, " +
+			"or ask the service's operator to verify the voice at ElevenLabs", Err: err}
 	case errors.Is(err, db.ErrVoiceNotVerified):
 		return &Error{Code: CodeVoiceNotVerified, Message: "record and verify your voice sample before starting a narration", Err: err}
 	}

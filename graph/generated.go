@@ -17,6 +17,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/introspection"
 	"github.com/google/uuid"
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph/model"
 	"github.com/narrate/narrate/graph/scalar"
 	gqlparser "github.com/vektah/gqlparser/v2"
@@ -33,6 +34,7 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	GenerationPart() GenerationPartResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
 	Story() StoryResolver
@@ -60,6 +62,16 @@ type ComplexityRoot struct {
 	GenerationLogEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	GenerationPart struct {
+		ByteSize        func(childComplexity int) int
+		ContentType     func(childComplexity int) int
+		DurationSeconds func(childComplexity int) int
+		EndChar         func(childComplexity int) int
+		Index           func(childComplexity int) int
+		StartChar       func(childComplexity int) int
+		URL             func(childComplexity int) int
 	}
 
 	Mutation struct {
@@ -119,6 +131,7 @@ type ComplexityRoot struct {
 		ID        func(childComplexity int) int
 		Logs      func(childComplexity int, first *int, after *string) int
 		Metadata  func(childComplexity int) int
+		Parts     func(childComplexity int) int
 		Progress  func(childComplexity int) int
 		ResultURL func(childComplexity int) int
 		Status    func(childComplexity int) int
@@ -145,18 +158,19 @@ type ComplexityRoot struct {
 
 	User struct {
 		Email       func(childComplexity int) int
-		Generations func(childComplexity int, first *int, after *string, status *db.Status, storyID *uuid.UUID) int
+		Generations func(childComplexity int, first *int, after *string, status *generation.Status, storyID *uuid.UUID) int
 		ID          func(childComplexity int) int
 		Profile     func(childComplexity int) int
 		VoiceSample func(childComplexity int) int
 	}
 
 	VoiceSample struct {
-		CreatedAt          func(childComplexity int) int
-		ElevenlabsVoiceID  func(childComplexity int) int
-		ID                 func(childComplexity int) int
-		VerificationPhrase func(childComplexity int) int
-		Verified           func(childComplexity int) int
+		CreatedAt                    func(childComplexity int) int
+		ElevenlabsVoiceID            func(childComplexity int) int
+		ID                           func(childComplexity int) int
+		ProviderVerificationRequired func(childComplexity int) int
+		VerificationPhrase           func(childComplexity int) int
+		Verified                     func(childComplexity int) int
 	}
 }
 
@@ -164,6 +178,11 @@ type ComplexityRoot struct {
 
 // region    ************************** generated!.gotpl **************************
 
+type GenerationPartResolver interface {
+	URL(ctx context.Context, obj *db.GenerationPart) (string, error)
+
+	DurationSeconds(ctx context.Context, obj *db.GenerationPart) (*float64, error)
+}
 type MutationResolver interface {
 	UpdateProfile(ctx context.Context, input model.UpdateProfileInput) (*db.Profile, error)
 	CreateVoiceSample(ctx context.Context, input model.CreateVoiceSampleInput) (*db.VoiceSample, error)
@@ -190,6 +209,7 @@ type StoryGenerationResolver interface {
 	Story(ctx context.Context, obj *db.Generation) (*db.Story, error)
 	User(ctx context.Context, obj *db.Generation) (*db.User, error)
 	Logs(ctx context.Context, obj *db.Generation, first *int, after *string) (*model.GenerationLogConnection, error)
+	Parts(ctx context.Context, obj *db.Generation) ([]db.GenerationPart, error)
 }
 type SubscriptionResolver interface {
 	GenerationProgress(ctx context.Context, id uuid.UUID) (<-chan *db.Generation, error)
@@ -199,7 +219,7 @@ type UserResolver interface {
 	Email(ctx context.Context, obj *db.User) (*string, error)
 	Profile(ctx context.Context, obj *db.User) (*db.Profile, error)
 	VoiceSample(ctx context.Context, obj *db.User) (*db.VoiceSample, error)
-	Generations(ctx context.Context, obj *db.User, first *int, after *string, status *db.Status, storyID *uuid.UUID) (*model.StoryGenerationConnection, error)
+	Generations(ctx context.Context, obj *db.User, first *int, after *string, status *generation.Status, storyID *uuid.UUID) (*model.StoryGenerationConnection, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -270,6 +290,49 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.GenerationLogEdge.Node(childComplexity), true
+
+	case "GenerationPart.byteSize":
+		if e.ComplexityRoot.GenerationPart.ByteSize == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GenerationPart.ByteSize(childComplexity), true
+	case "GenerationPart.contentType":
+		if e.ComplexityRoot.GenerationPart.ContentType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GenerationPart.ContentType(childComplexity), true
+	case "GenerationPart.durationSeconds":
+		if e.ComplexityRoot.GenerationPart.DurationSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GenerationPart.DurationSeconds(childComplexity), true
+	case "GenerationPart.endChar":
+		if e.ComplexityRoot.GenerationPart.EndChar == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GenerationPart.EndChar(childComplexity), true
+	case "GenerationPart.index":
+		if e.ComplexityRoot.GenerationPart.Index == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GenerationPart.Index(childComplexity), true
+	case "GenerationPart.startChar":
+		if e.ComplexityRoot.GenerationPart.StartChar == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GenerationPart.StartChar(childComplexity), true
+	case "GenerationPart.url":
+		if e.ComplexityRoot.GenerationPart.URL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GenerationPart.URL(childComplexity), true
 
 	case "Mutation.cancelGeneration":
 		if e.ComplexityRoot.Mutation.CancelGeneration == nil {
@@ -554,6 +617,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.StoryGeneration.Metadata(childComplexity), true
+	case "StoryGeneration.parts":
+		if e.ComplexityRoot.StoryGeneration.Parts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoryGeneration.Parts(childComplexity), true
 	case "StoryGeneration.progress":
 		if e.ComplexityRoot.StoryGeneration.Progress == nil {
 			break
@@ -657,7 +726,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.User.Generations(childComplexity, args["first"].(*int), args["after"].(*string), args["status"].(*db.Status), args["storyId"].(*uuid.UUID)), true
+		return e.ComplexityRoot.User.Generations(childComplexity, args["first"].(*int), args["after"].(*string), args["status"].(*generation.Status), args["storyId"].(*uuid.UUID)), true
 	case "User.id":
 		if e.ComplexityRoot.User.ID == nil {
 			break
@@ -695,6 +764,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.VoiceSample.ID(childComplexity), true
+	case "VoiceSample.providerVerificationRequired":
+		if e.ComplexityRoot.VoiceSample.ProviderVerificationRequired == nil {
+			break
+		}
+
+		return e.ComplexityRoot.VoiceSample.ProviderVerificationRequired(childComplexity), true
 	case "VoiceSample.verificationPhrase":
 		if e.ComplexityRoot.VoiceSample.VerificationPhrase == nil {
 			break
@@ -919,6 +994,12 @@ type VoiceSample {
   elevenlabsVoiceId: String!
   verificationPhrase: String!
   verified: Boolean!
+  """
+  True while the voice service holds the cloned voice back until it is
+  verified there (ElevenLabs' requires_verification): the sample cannot
+  narrate, and startGeneration answers VOICE_NOT_VERIFIED.
+  """
+  providerVerificationRequired: Boolean!
   createdAt: Time!
 }
 
@@ -946,6 +1027,32 @@ type StoryGeneration {
   user: User!
   "Oldest first."
   logs(first: Int = 50, after: String): GenerationLogConnection!
+  """
+  The audio parts stored so far, in narration order: one per chunk of the
+  story, each playable on its own as soon as it is stored, so a player can
+  start after the first while the rest is narrated. Each stored part
+  changes the generation (its progress and metadata.parts), so
+  subscriptions deliver the new list. Played in order, the parts are the
+  final file (MP3 parts concatenate to it byte for byte). Only the owner
+  sees them; a new attempt after a crashed worker starts them over.
+  """
+  parts: [GenerationPart!]!
+}
+
+"One chunk's audio in a narration."
+type GenerationPart {
+  "0 for the first part."
+  index: Int!
+  "An absolute, signed and expiring link to the part's audio, like resultUrl."
+  url: String!
+  contentType: String!
+  "Size of the part's audio in bytes."
+  byteSize: Int!
+  "How long the part plays, in seconds; null when it cannot be read from the audio."
+  durationSeconds: Float
+  "The characters (Unicode code points) of the story's content the part narrates: from startChar up to, not including, endChar."
+  startChar: Int!
+  endChar: Int!
 }
 
 type GenerationLog {
@@ -1057,6 +1164,26 @@ func (ec *executionContext) childFields_GenerationLogEdge(ctx context.Context, f
 	return nil, fmt.Errorf("no field named %q was found under type GenerationLogEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_GenerationPart(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "index":
+		return ec.fieldContext_GenerationPart_index(ctx, field)
+	case "url":
+		return ec.fieldContext_GenerationPart_url(ctx, field)
+	case "contentType":
+		return ec.fieldContext_GenerationPart_contentType(ctx, field)
+	case "byteSize":
+		return ec.fieldContext_GenerationPart_byteSize(ctx, field)
+	case "durationSeconds":
+		return ec.fieldContext_GenerationPart_durationSeconds(ctx, field)
+	case "startChar":
+		return ec.fieldContext_GenerationPart_startChar(ctx, field)
+	case "endChar":
+		return ec.fieldContext_GenerationPart_endChar(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type GenerationPart", field.Name)
+}
+
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "hasNextPage":
@@ -1145,6 +1272,8 @@ func (ec *executionContext) childFields_StoryGeneration(ctx context.Context, fie
 		return ec.fieldContext_StoryGeneration_user(ctx, field)
 	case "logs":
 		return ec.fieldContext_StoryGeneration_logs(ctx, field)
+	case "parts":
+		return ec.fieldContext_StoryGeneration_parts(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type StoryGeneration", field.Name)
 }
@@ -1197,6 +1326,8 @@ func (ec *executionContext) childFields_VoiceSample(ctx context.Context, field g
 		return ec.fieldContext_VoiceSample_verificationPhrase(ctx, field)
 	case "verified":
 		return ec.fieldContext_VoiceSample_verified(ctx, field)
+	case "providerVerificationRequired":
+		return ec.fieldContext_VoiceSample_providerVerificationRequired(ctx, field)
 	case "createdAt":
 		return ec.fieldContext_VoiceSample_createdAt(ctx, field)
 	}
@@ -1605,8 +1736,8 @@ func (ec *executionContext) field_User_generations_args(ctx context.Context, raw
 	}
 	args["after"] = arg1
 	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "status",
-		func(ctx context.Context, v any) (*db.Status, error) {
-			return ec.unmarshalOGenerationStatus2ᚖgithubᚗcomᚋnarrateᚋnarrateᚋdbᚐStatus(ctx, v)
+		func(ctx context.Context, v any) (*generation.Status, error) {
+			return ec.unmarshalOGenerationStatus2ᚖgithubᚗcomᚋnarrateᚋnarrateᚋgenerationᚐStatus(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -1915,6 +2046,167 @@ func (ec *executionContext) fieldContext_GenerationLogEdge_node(_ context.Contex
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _GenerationPart_index(ctx context.Context, field graphql.CollectedField, obj *db.GenerationPart) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GenerationPart_index(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Index, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GenerationPart_index(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GenerationPart", field, false, false, "Int")
+}
+
+func (ec *executionContext) _GenerationPart_url(ctx context.Context, field graphql.CollectedField, obj *db.GenerationPart) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GenerationPart_url(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.GenerationPart().URL(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GenerationPart_url(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GenerationPart", field, true, true, "String")
+}
+
+func (ec *executionContext) _GenerationPart_contentType(ctx context.Context, field graphql.CollectedField, obj *db.GenerationPart) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GenerationPart_contentType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ContentType, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GenerationPart_contentType(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GenerationPart", field, false, false, "String")
+}
+
+func (ec *executionContext) _GenerationPart_byteSize(ctx context.Context, field graphql.CollectedField, obj *db.GenerationPart) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GenerationPart_byteSize(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ByteSize, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GenerationPart_byteSize(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GenerationPart", field, false, false, "Int")
+}
+
+func (ec *executionContext) _GenerationPart_durationSeconds(ctx context.Context, field graphql.CollectedField, obj *db.GenerationPart) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GenerationPart_durationSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.GenerationPart().DurationSeconds(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_GenerationPart_durationSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GenerationPart", field, true, true, "Float")
+}
+
+func (ec *executionContext) _GenerationPart_startChar(ctx context.Context, field graphql.CollectedField, obj *db.GenerationPart) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GenerationPart_startChar(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StartChar, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GenerationPart_startChar(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GenerationPart", field, false, false, "Int")
+}
+
+func (ec *executionContext) _GenerationPart_endChar(ctx context.Context, field graphql.CollectedField, obj *db.GenerationPart) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GenerationPart_endChar(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EndChar, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GenerationPart_endChar(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GenerationPart", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Mutation_updateProfile(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -3038,8 +3330,8 @@ func (ec *executionContext) _StoryGeneration_status(ctx context.Context, field g
 			return obj.Status, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v db.Status) graphql.Marshaler {
-			return ec.marshalNGenerationStatus2githubᚗcomᚋnarrateᚋnarrateᚋdbᚐStatus(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v generation.Status) graphql.Marshaler {
+			return ec.marshalNGenerationStatus2githubᚗcomᚋnarrateᚋnarrateᚋgenerationᚐStatus(ctx, selections, v)
 		},
 		true,
 		true,
@@ -3268,6 +3560,38 @@ func (ec *executionContext) fieldContext_StoryGeneration_logs(ctx context.Contex
 	if fc.Args, err = ec.field_StoryGeneration_logs_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _StoryGeneration_parts(ctx context.Context, field graphql.CollectedField, obj *db.Generation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoryGeneration_parts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.StoryGeneration().Parts(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []db.GenerationPart) graphql.Marshaler {
+			return ec.marshalNGenerationPart2ᚕgithubᚗcomᚋnarrateᚋnarrateᚋdbᚐGenerationPartᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoryGeneration_parts(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "StoryGeneration",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_GenerationPart(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -3619,7 +3943,7 @@ func (ec *executionContext) _User_generations(ctx context.Context, field graphql
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.User().Generations(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string), fc.Args["status"].(*db.Status), fc.Args["storyId"].(*uuid.UUID))
+			return ec.Resolvers.User().Generations(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string), fc.Args["status"].(*generation.Status), fc.Args["storyId"].(*uuid.UUID))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.StoryGenerationConnection) graphql.Marshaler {
@@ -3742,6 +4066,29 @@ func (ec *executionContext) _VoiceSample_verified(ctx context.Context, field gra
 	)
 }
 func (ec *executionContext) fieldContext_VoiceSample_verified(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("VoiceSample", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _VoiceSample_providerVerificationRequired(ctx context.Context, field graphql.CollectedField, obj *db.VoiceSample) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_VoiceSample_providerVerificationRequired(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProviderVerificationRequired, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_VoiceSample_providerVerificationRequired(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("VoiceSample", field, false, false, "Boolean")
 }
 
@@ -5183,6 +5530,71 @@ func (ec *executionContext) _GenerationLogEdge(ctx context.Context, sel ast.Sele
 	return out
 }
 
+var generationPartImplementors = []string{"GenerationPart"}
+
+func (ec *executionContext) _GenerationPart(ctx context.Context, sel ast.SelectionSet, obj *db.GenerationPart) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, generationPartImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("GenerationPart")
+		case "index":
+			out.Values[i] = ec._GenerationPart_index(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "url":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._GenerationPart_url(ctx, field, obj)
+				})
+		case "contentType":
+			out.Values[i] = ec._GenerationPart_contentType(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "byteSize":
+			out.Values[i] = ec._GenerationPart_byteSize(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "durationSeconds":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._GenerationPart_durationSeconds(ctx, field, obj)
+				})
+		case "startChar":
+			out.Values[i] = ec._GenerationPart_startChar(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "endChar":
+			out.Values[i] = ec._GenerationPart_endChar(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -5652,6 +6064,12 @@ func (ec *executionContext) _StoryGeneration(ctx context.Context, sel ast.Select
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._StoryGeneration_logs(ctx, field, obj)
 				})
+		case "parts":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._StoryGeneration_parts(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -5857,6 +6275,11 @@ func (ec *executionContext) _VoiceSample(ctx context.Context, sel ast.SelectionS
 			}
 		case "verified":
 			out.Values[i] = ec._VoiceSample_verified(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "providerVerificationRequired":
+			out.Values[i] = ec._VoiceSample_providerVerificationRequired(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -6324,13 +6747,33 @@ func (ec *executionContext) marshalNGenerationLogEdge2ᚕgithubᚗcomᚋnarrate�
 	return ret
 }
 
-func (ec *executionContext) unmarshalNGenerationStatus2githubᚗcomᚋnarrateᚋnarrateᚋdbᚐStatus(ctx context.Context, v any) (db.Status, error) {
-	var res db.Status
+func (ec *executionContext) marshalNGenerationPart2githubᚗcomᚋnarrateᚋnarrateᚋdbᚐGenerationPart(ctx context.Context, sel ast.SelectionSet, v db.GenerationPart) graphql.Marshaler {
+	return ec._GenerationPart(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNGenerationPart2ᚕgithubᚗcomᚋnarrateᚋnarrateᚋdbᚐGenerationPartᚄ(ctx context.Context, sel ast.SelectionSet, v []db.GenerationPart) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNGenerationPart2githubᚗcomᚋnarrateᚋnarrateᚋdbᚐGenerationPart(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalNGenerationStatus2githubᚗcomᚋnarrateᚋnarrateᚋgenerationᚐStatus(ctx context.Context, v any) (generation.Status, error) {
+	var res generation.Status
 	err := res.UnmarshalGQL(v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNGenerationStatus2githubᚗcomᚋnarrateᚋnarrateᚋdbᚐStatus(ctx context.Context, sel ast.SelectionSet, v db.Status) graphql.Marshaler {
+func (ec *executionContext) marshalNGenerationStatus2githubᚗcomᚋnarrateᚋnarrateᚋgenerationᚐStatus(ctx context.Context, sel ast.SelectionSet, v generation.Status) graphql.Marshaler {
 	return v
 }
 
@@ -6759,16 +7202,33 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	return res
 }
 
-func (ec *executionContext) unmarshalOGenerationStatus2ᚖgithubᚗcomᚋnarrateᚋnarrateᚋdbᚐStatus(ctx context.Context, v any) (*db.Status, error) {
+func (ec *executionContext) unmarshalOFloat2ᚖfloat64(ctx context.Context, v any) (*float64, error) {
 	if v == nil {
 		return nil, nil
 	}
-	var res = new(db.Status)
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOFloat2ᚖfloat64(ctx context.Context, sel ast.SelectionSet, v *float64) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	res := graphql.MarshalFloatContext(*v)
+	return graphql.WrapContextMarshaler(ctx, res)
+}
+
+func (ec *executionContext) unmarshalOGenerationStatus2ᚖgithubᚗcomᚋnarrateᚋnarrateᚋgenerationᚐStatus(ctx context.Context, v any) (*generation.Status, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(generation.Status)
 	err := res.UnmarshalGQL(v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalOGenerationStatus2ᚖgithubᚗcomᚋnarrateᚋnarrateᚋdbᚐStatus(ctx context.Context, sel ast.SelectionSet, v *db.Status) graphql.Marshaler {
+func (ec *executionContext) marshalOGenerationStatus2ᚖgithubᚗcomᚋnarrateᚋnarrateᚋgenerationᚐStatus(ctx context.Context, sel ast.SelectionSet, v *generation.Status) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph/model"
 )
 
@@ -83,7 +84,7 @@ func deref(s *string) string {
 // generations resolves a nested connection of one user's generations
 // (optionally of one story) through the response's loader, so a page of
 // parents costs one statement.
-func (r *Resolver) generations(ctx context.Context, owner db.OwnerKey, first *int, after *string, status *db.Status) (*model.StoryGenerationConnection, error) {
+func (r *Resolver) generations(ctx context.Context, owner db.OwnerKey, first *int, after *string, status *generation.Status) (*model.StoryGenerationConnection, error) {
 	size, err := checkPage[db.GenerationKey](cursorGeneration, first, after, defaultPageSize)
 	if err != nil {
 		return nil, err

@@ -10,7 +10,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
-	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 )
 
 // Default limits. The deepest useful query (a story's generations' logs
@@ -105,7 +105,7 @@ func Complexity() ComplexityRoot {
 	c.StoryGeneration.Logs = func(child int, first *int, _ *string) int {
 		return pageCost(child, first, defaultLogPageSize)
 	}
-	c.User.Generations = func(child int, first *int, _ *string, _ *db.Status, _ *uuid.UUID) int {
+	c.User.Generations = func(child int, first *int, _ *string, _ *generation.Status, _ *uuid.UUID) int {
 		return pageCost(child, first, defaultPageSize)
 	}
 	return c

@@ -10,6 +10,7 @@ import (
 	"github.com/graph-gophers/dataloader/v7"
 
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 )
 
 // loaderWait is how long a loader collects keys before it queries. gqlgen
@@ -25,7 +26,7 @@ type pageKey[K comparable] struct {
 	Parent K
 	Limit  int
 	After  string
-	Status db.Status
+	Status generation.Status
 }
 
 // Loaders batch the nested reads of one response. They are made per
@@ -44,6 +45,7 @@ type Loaders struct {
 	voiceSample lazyLoader[uuid.UUID, *db.VoiceSample]
 	email       lazyLoader[uuid.UUID, *string]
 	logs        lazyLoader[pageKey[uuid.UUID], []db.Log]
+	parts       lazyLoader[uuid.UUID, []db.GenerationPart]
 	generations lazyLoader[pageKey[db.OwnerKey], []db.Generation]
 }
 
@@ -78,13 +80,21 @@ func NewLoaders(d *db.DB, s db.Session, cols columns) *Loaders {
 		found := emailsByID(rows)
 		return results(ids, err, func(id uuid.UUID) *string { return found[id] })
 	}
-	l.logs.batch = pages(func(ctx context.Context, parents []uuid.UUID, limit int, after string, _ db.Status) ([]db.Keyed[db.Log], error) {
+	l.logs.batch = pages(func(ctx context.Context, parents []uuid.UUID, limit int, after string, _ generation.Status) ([]db.Keyed[db.Log], error) {
 		key, err := decodeCursor[db.LogKey](cursorLog, nonEmpty(after))
 		if err != nil {
 			return nil, err
 		}
 		return d.LogsByGeneration(ctx, s, parents, db.PageParams[db.LogKey]{Limit: limit, After: key, Columns: cols.log})
 	})
+	l.parts.batch = func(ctx context.Context, ids []uuid.UUID) []*dataloader.Result[[]db.GenerationPart] {
+		rows, err := d.PartsByGeneration(ctx, s, ids)
+		byGeneration := make(map[uuid.UUID][]db.GenerationPart, len(ids))
+		for _, p := range rows {
+			byGeneration[p.GenerationID] = append(byGeneration[p.GenerationID], p)
+		}
+		return results(ids, err, func(id uuid.UUID) []db.GenerationPart { return byGeneration[id] })
+	}
 	l.generation.batch = byID(func(ctx context.Context, ids []uuid.UUID) ([]db.Generation, error) {
 		return d.GenerationsByID(ctx, s, ids, cols.generation)
 	}, func(v db.Generation) uuid.UUID { return v.ID })
@@ -99,7 +109,7 @@ func NewLoaders(d *db.DB, s db.Session, cols columns) *Loaders {
 }
 
 // generationPages reads a page of generations for each owner.
-func (l *Loaders) generationPages(ctx context.Context, owners []db.OwnerKey, limit int, after string, status db.Status) ([]db.Keyed[db.Generation], error) {
+func (l *Loaders) generationPages(ctx context.Context, owners []db.OwnerKey, limit int, after string, status generation.Status) ([]db.Keyed[db.Generation], error) {
 	key, err := decodeCursor[db.GenerationKey](cursorGeneration, nonEmpty(after))
 	if err != nil {
 		return nil, err
@@ -159,12 +169,12 @@ func index[V any](rows []V, idOf func(V) uuid.UUID) map[uuid.UUID]*V {
 
 // pages makes a batch function for nested connections: keys asking for the
 // same page shape share one statement whatever the number of parents.
-func pages[P comparable, V any](fetch func(ctx context.Context, parents []P, limit int, after string, status db.Status) ([]db.Keyed[V], error)) dataloader.BatchFunc[pageKey[P], []V] {
+func pages[P comparable, V any](fetch func(ctx context.Context, parents []P, limit int, after string, status generation.Status) ([]db.Keyed[V], error)) dataloader.BatchFunc[pageKey[P], []V] {
 	return func(ctx context.Context, keys []pageKey[P]) []*dataloader.Result[[]V] {
 		type shape struct {
 			limit  int
 			after  string
-			status db.Status
+			status generation.Status
 		}
 		groups := map[shape][]int{}
 		for i, k := range keys {

@@ -13,8 +13,26 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/google/uuid"
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/graph/model"
 )
+
+// URL is the resolver for the url field.
+func (r *generationPartResolver) URL(ctx context.Context, obj *db.GenerationPart) (string, error) {
+	if r.SignAudio == nil {
+		return "", errors.New("no audio link signer configured")
+	}
+	return r.SignAudio(obj.StorageKey), nil
+}
+
+// DurationSeconds is the resolver for the durationSeconds field.
+func (r *generationPartResolver) DurationSeconds(ctx context.Context, obj *db.GenerationPart) (*float64, error) {
+	if obj.DurationMS == nil {
+		return nil, nil
+	}
+	secs := float64(*obj.DurationMS) / 1000
+	return &secs, nil
+}
 
 // UpdateProfile is the resolver for the updateProfile field.
 func (r *mutationResolver) UpdateProfile(ctx context.Context, input model.UpdateProfileInput) (*db.Profile, error) {
@@ -215,7 +233,7 @@ func (r *storyResolver) MyGenerations(ctx context.Context, obj *db.Story, first 
 
 // ResultURL is the resolver for the resultUrl field.
 func (r *storyGenerationResolver) ResultURL(ctx context.Context, obj *db.Generation) (*string, error) {
-	if obj.Status != db.StatusCompleted || obj.ResultKey == nil || r.SignAudio == nil {
+	if obj.Status != generation.Completed || obj.ResultKey == nil || r.SignAudio == nil {
 		return nil, nil
 	}
 	u := r.SignAudio(*obj.ResultKey)
@@ -252,6 +270,15 @@ func (r *storyGenerationResolver) Logs(ctx context.Context, obj *db.Generation, 
 	return logConnection(rows, size, selects(ctx, "edges")), nil
 }
 
+// Parts is the resolver for the parts field.
+func (r *storyGenerationResolver) Parts(ctx context.Context, obj *db.Generation) ([]db.GenerationPart, error) {
+	parts, err := r.loaders(ctx).parts.Load(ctx, obj.ID)()
+	if parts == nil && err == nil {
+		parts = []db.GenerationPart{}
+	}
+	return parts, err
+}
+
 // GenerationProgress is the resolver for the generationProgress field.
 func (r *subscriptionResolver) GenerationProgress(ctx context.Context, id uuid.UUID) (<-chan *db.Generation, error) {
 	return r.subscribeGeneration(ctx, id)
@@ -278,13 +305,16 @@ func (r *userResolver) VoiceSample(ctx context.Context, obj *db.User) (*db.Voice
 }
 
 // Generations is the resolver for the generations field.
-func (r *userResolver) Generations(ctx context.Context, obj *db.User, first *int, after *string, status *db.Status, storyID *uuid.UUID) (*model.StoryGenerationConnection, error) {
+func (r *userResolver) Generations(ctx context.Context, obj *db.User, first *int, after *string, status *generation.Status, storyID *uuid.UUID) (*model.StoryGenerationConnection, error) {
 	key := db.OwnerKey{UserID: obj.ID}
 	if storyID != nil {
 		key.StoryID = *storyID
 	}
 	return r.generations(ctx, key, first, after, status)
 }
+
+// GenerationPart returns GenerationPartResolver implementation.
+func (r *Resolver) GenerationPart() GenerationPartResolver { return &generationPartResolver{r} }
 
 // Mutation returns MutationResolver implementation.
 func (r *Resolver) Mutation() MutationResolver { return &mutationResolver{r} }
@@ -305,6 +335,7 @@ func (r *Resolver) Subscription() SubscriptionResolver { return &subscriptionRes
 func (r *Resolver) User() UserResolver { return &userResolver{r} }
 
 type (
+	generationPartResolver  struct{ *Resolver }
 	mutationResolver        struct{ *Resolver }
 	queryResolver           struct{ *Resolver }
 	storyResolver           struct{ *Resolver }

@@ -2,13 +2,14 @@ package graph
 
 import (
 	"context"
-	"strings"
+	"sync"
 
 	"github.com/google/uuid"
 
-	"github.com/narrate/narrate/backoff"
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/realtime"
+	"github.com/narrate/narrate/socket"
 )
 
 // errNoRealtime answers subscriptions on a server built without a hub.
@@ -27,19 +28,18 @@ func (r *Resolver) subscribeGeneration(ctx context.Context, id uuid.UUID) (<-cha
 	// Subscribe before reading the snapshot: a change committed in between
 	// is then both in the snapshot or after it and in the subscription, and
 	// the stream drops what it has already sent, so nothing falls between.
-	sub := r.Hub.SubscribeGeneration(id)
-	rows, err := r.DB.GenerationsByID(ctx, v.Session, []uuid.UUID{id}, columnsOf(ctx).generation)
+	s := r.newStream(v, true)
+	s.sub = r.Hub.SubscribeGenerationFunc(id, s.schedule)
+	row, err := r.events().snapshot(ctx, v, id)
 	if err != nil {
-		sub.Close()
+		s.sub.Close()
 		return nil, err
 	}
-	if len(rows) == 0 {
-		sub.Close()
+	if row == nil {
+		s.sub.Close()
 		return nil, NewError(CodeNotFound, "generation not found")
 	}
-	s := r.newStream(ctx, v, sub, true)
-	go s.run(ctx, &rows[0])
-	return s.out, nil
+	return s.start(ctx, row), nil
 }
 
 // subscribeViewer streams every change of the viewer's generations, new
@@ -53,92 +53,265 @@ func (r *Resolver) subscribeViewer(ctx context.Context) (<-chan *db.Generation, 
 	if r.Hub == nil {
 		return nil, errNoRealtime
 	}
-	s := r.newStream(ctx, v, r.Hub.SubscribeUser(v.UserID), false)
-	go s.run(ctx, nil)
-	return s.out, nil
+	s := r.newStream(v, false)
+	s.sub = r.Hub.SubscribeUserFunc(v.UserID, s.schedule)
+	return s.start(ctx, nil), nil
 }
 
-// stream turns hub events into subscription results for one viewer.
+// stream turns hub events into subscription results for one viewer. It
+// has no goroutine of its own: the hub's notification queues it on the
+// resolver's event reader, which re-reads the rows of its events together
+// with other streams' (see eventReader), and then hands them, one at a
+// time, to the transport. Over this server's websockets the transport
+// takes each value as it comes (see socket.Driver), so an idle
+// subscription costs no goroutine; over other transports (server-sent
+// events) a relay goroutine feeds gqlgen's.
 type stream struct {
 	r      *Resolver
 	viewer Viewer
 	sub    *realtime.Subscription
 	// single streams end after the generation's terminal event.
 	single bool
-	out    chan *db.Generation
-	// last is what was last sent per generation, to drop events already
-	// reflected in what the client has.
-	last map[uuid.UUID]sent
-	// cols are the columns the subscription's selection needs.
-	cols db.Columns
+	// out holds at most one value: the one the transport is taking.
+	out chan *db.Generation
+	// ready tells the transport a value (or the end) is waiting in out.
+	ready func()
+
+	mu sync.Mutex
+	// queued: on the event reader's queue; loading: being read (or not
+	// started yet); dirty: events arrived meanwhile.
+	queued, loading, dirty bool
+	// pending are rows read but not yet handed over, in order.
+	pending []queuedRow
+	// inFlight is the event of the value in out, not yet taken.
+	inFlight      bool
+	inFlightEvent generation.Event
+	// ending: the terminal event is pending, close out after it;
+	// stopped: the subscription ended.
+	ending, stopped, outClosed bool
+	// last is what was last handed over per generation, to drop events
+	// already reflected in what the client has: in lastOne for a single
+	// generation's stream, which needs no map. Only the stream's current
+	// loader touches them.
+	last    map[uuid.UUID]sent
+	lastOne *sent
+}
+
+type queuedRow struct {
+	g *db.Generation
+	e generation.Event
 }
 
 type sent struct {
-	status db.Status
+	status generation.Status
 	at     int64 // updated_at, in microseconds
 }
 
-func (r *Resolver) newStream(ctx context.Context, v Viewer, sub *realtime.Subscription, single bool) *stream {
-	return &stream{r: r, viewer: v, sub: sub, single: single, out: make(chan *db.Generation), last: map[uuid.UUID]sent{},
-		cols: columnsOf(ctx).generation}
+func (r *Resolver) newStream(v Viewer, single bool) *stream {
+	// loading until start: events arriving before the snapshot is queued
+	// wait for it, so they are judged against it.
+	return &stream{r: r, viewer: v, single: single, out: make(chan *db.Generation, 1), loading: true}
 }
 
-func (s *stream) run(ctx context.Context, snapshot *db.Generation) {
-	defer close(s.out)
-	defer s.sub.Close()
-
-	if snapshot != nil {
-		if !s.send(ctx, snapshot, realtime.Event{}) || (s.single && snapshot.Status.Terminal()) {
-			return
-		}
+// start hands the stream to the transport with its snapshot (if any) as
+// the first value, and returns the channel gqlgen reads.
+func (s *stream) start(ctx context.Context, snapshot *db.Generation) <-chan *db.Generation {
+	out := (<-chan *db.Generation)(s.out)
+	if d := socket.DriverFrom(ctx); d != nil {
+		s.ready = d.Ready
+		d.Drive(s.taken)
+	} else {
+		s.ready = func() {}
+		out = s.relay(ctx)
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.sub.Ready():
+	context.AfterFunc(ctx, s.stop)
+
+	s.mu.Lock()
+	if snapshot != nil {
+		s.queueRowLocked(snapshot, generation.Event{})
+	}
+	s.mu.Unlock()
+	s.loaded()
+	return out
+}
+
+// relay feeds gqlgen's goroutine from out, for transports that read the
+// channel themselves.
+func (s *stream) relay(ctx context.Context) <-chan *db.Generation {
+	relay := make(chan *db.Generation)
+	go func() {
+		defer close(relay)
+		for {
+			select {
+			case g, ok := <-s.out:
+				if !ok {
+					return
+				}
+				select {
+				case relay <- g:
+					s.taken()
+				case <-ctx.Done():
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
 		}
-		events := s.fresh(s.sub.Drain())
-		if len(events) == 0 {
+	}()
+	return relay
+}
+
+// schedule is the hub's notification: events are pending.
+func (s *stream) schedule() {
+	s.mu.Lock()
+	switch {
+	case s.stopped || s.ending:
+		s.mu.Unlock()
+		return
+	case s.loading:
+		s.dirty = true
+		s.mu.Unlock()
+		return
+	case s.queued:
+		s.mu.Unlock()
+		return
+	}
+	s.queued = true
+	s.mu.Unlock()
+	s.r.events().add(s)
+}
+
+// begin takes the stream's pending events for its loader; false when the
+// stream wants no more.
+func (s *stream) begin() ([]generation.Event, bool) {
+	s.mu.Lock()
+	s.queued = false
+	if s.stopped || s.ending {
+		s.mu.Unlock()
+		return nil, false
+	}
+	s.loading = true
+	s.mu.Unlock()
+	return s.fresh(s.sub.Drain()), true
+}
+
+// deliver queues the events whose rows the viewer may see, with the
+// event's state: the row may already be a later state, whose own event
+// follows, and sending it now could skip a status.
+func (s *stream) deliver(events []generation.Event, rows map[uuid.UUID]*db.Generation) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range events {
+		row, ok := rows[e.GenerationID]
+		if !ok || s.ending {
+			// Not visible to this viewer (or gone): nothing to send.
 			continue
 		}
-		rows, ok := s.loadRetrying(ctx, events)
-		if !ok {
-			return
-		}
-		for _, e := range events {
-			row, ok := rows[e.GenerationID]
-			if !ok {
-				// Not visible to this viewer (or gone): nothing to send.
-				continue
-			}
-			g := row
-			// The event's state, not the row's: the row may already be a
-			// later state, whose own event follows, and sending it now
-			// could skip a status.
-			g.Status, g.Progress, g.UpdatedAt = db.Status(strings.ToLower(e.Status)), e.Progress, e.UpdatedAt
-			if !s.send(ctx, &g, e) {
-				return
-			}
-			if s.single && g.Status.Terminal() {
-				return
-			}
-		}
+		g := *row
+		g.Status, g.Progress, g.UpdatedAt = e.Status, e.Progress, e.UpdatedAt
+		s.queueRowLocked(&g, e)
 	}
+}
+
+func (s *stream) queueRowLocked(g *db.Generation, e generation.Event) {
+	s.pending = append(s.pending, queuedRow{g: g, e: e})
+	s.remember(g.ID, sent{status: g.Status, at: g.UpdatedAt.UnixMicro()})
+	if s.single && g.Status.Terminal() {
+		s.ending = true
+	}
+}
+
+// loaded ends a load: events that arrived meanwhile are scheduled, and
+// what was read is handed on.
+func (s *stream) loaded() {
+	s.mu.Lock()
+	s.loading = false
+	again := s.dirty
+	s.dirty = false
+	s.mu.Unlock()
+	if again {
+		s.schedule()
+	}
+	s.pump()
+}
+
+// pump puts the next pending row (or the end) in out, unless the
+// transport has not taken the previous one yet: a slow client holds one
+// value, while the hub coalesces its later events.
+func (s *stream) pump() {
+	s.mu.Lock()
+	if s.stopped || s.inFlight {
+		s.mu.Unlock()
+		return
+	}
+	if len(s.pending) > 0 {
+		next := s.pending[0]
+		s.pending[0] = queuedRow{}
+		s.pending = s.pending[1:]
+		if len(s.pending) == 0 {
+			s.pending = nil
+		}
+		s.inFlight, s.inFlightEvent = true, next.e
+		s.out <- next.g // out has room: nothing is in flight
+		s.mu.Unlock()
+		s.ready()
+		return
+	}
+	if s.ending && !s.outClosed {
+		s.outClosed = true
+		close(s.out)
+		s.mu.Unlock()
+		s.sub.Close()
+		s.ready()
+		return
+	}
+	s.mu.Unlock()
+}
+
+// taken is called once the transport has taken the value in out.
+func (s *stream) taken() {
+	s.mu.Lock()
+	s.inFlight = false
+	e := s.inFlightEvent
+	s.mu.Unlock()
+	s.r.Metrics.Delivered(e)
+	s.pump()
+}
+
+// stop ends the stream when its operation ends.
+func (s *stream) stop() {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.stopped = true
+	s.pending = nil
+	if !s.outClosed {
+		s.outClosed = true
+		close(s.out)
+	}
+	s.mu.Unlock()
+	s.sub.Close()
+}
+
+func (s *stream) isStopped() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopped
 }
 
 // fresh keeps the events that are news to the client: later than what it
 // was last sent for that generation. A terminal event is always news until
 // one was sent, so the final state is never dropped.
-func (s *stream) fresh(events []realtime.Event) []realtime.Event {
+func (s *stream) fresh(events []generation.Event) []generation.Event {
 	out := events[:0]
 	for _, e := range events {
-		last, seen := s.last[e.GenerationID]
-		status := db.Status(strings.ToLower(e.Status))
+		last, seen := s.recall(e.GenerationID)
 		switch {
 		case !seen:
 		case e.UpdatedAt.UnixMicro() > last.at:
-		case status.Terminal() && !last.status.Terminal():
+		case e.Terminal() && !last.status.Terminal():
 		default:
 			continue
 		}
@@ -147,56 +320,24 @@ func (s *stream) fresh(events []realtime.Event) []realtime.Event {
 	return out
 }
 
-// loadRetrying loads the events' rows, retrying with backoff while the
-// database is unreachable (a restart, a failover) rather than ending the
-// subscription: the events, a terminal one above all, are still delivered
-// once it answers. It gives up only when the subscription ends.
-func (s *stream) loadRetrying(ctx context.Context, events []realtime.Event) (map[uuid.UUID]db.Generation, bool) {
-	for attempt := 1; ; attempt++ {
-		rows, err := s.load(ctx, events)
-		if err == nil {
-			return rows, true
-		}
-		if ctx.Err() != nil {
-			return nil, false
-		}
-		delay := backoff.Database.Delay(attempt)
-		s.r.Logger.WarnContext(ctx, "load subscription event; retrying", "err", err, "in", delay)
-		if !backoff.Sleep(ctx, delay) {
-			return nil, false
-		}
+func (s *stream) remember(id uuid.UUID, v sent) {
+	if s.single {
+		s.lastOne = &v
+		return
 	}
+	if s.last == nil {
+		s.last = map[uuid.UUID]sent{}
+	}
+	s.last[id] = v
 }
 
-// load reads the events' generations as the viewer, so row-level security
-// decides again, per event, whether the viewer may see them.
-func (s *stream) load(ctx context.Context, events []realtime.Event) (map[uuid.UUID]db.Generation, error) {
-	ids := make([]uuid.UUID, 0, len(events))
-	for _, e := range events {
-		ids = append(ids, e.GenerationID)
+func (s *stream) recall(id uuid.UUID) (sent, bool) {
+	if s.single {
+		if s.lastOne == nil {
+			return sent{}, false
+		}
+		return *s.lastOne, true
 	}
-	rows, err := s.r.DB.GenerationsByID(ctx, s.viewer.Session, ids, s.cols)
-	if err != nil {
-		return nil, err
-	}
-	byID := make(map[uuid.UUID]db.Generation, len(rows))
-	for _, g := range rows {
-		byID[g.ID] = g
-	}
-	return byID, nil
-}
-
-// send hands g to gqlgen, which resolves its fields with fresh loaders
-// under the viewer's session and writes it to the socket. A slow client
-// blocks only this goroutine; the hub coalesces its pending events
-// meanwhile.
-func (s *stream) send(ctx context.Context, g *db.Generation, e realtime.Event) bool {
-	select {
-	case s.out <- g:
-	case <-ctx.Done():
-		return false
-	}
-	s.last[g.ID] = sent{status: g.Status, at: g.UpdatedAt.UnixMicro()}
-	s.r.Metrics.Delivered(e)
-	return true
+	v, ok := s.last[id]
+	return v, ok
 }

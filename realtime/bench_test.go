@@ -5,7 +5,8 @@ package realtime_test
 //	go test -run '^$' -bench . -benchmem ./realtime/
 //
 // The end-to-end path (PostgreSQL commit to websocket client) is measured by
-// BenchmarkSubscriptionEvent in package api and by cmd/loadtest.
+// BenchmarkSubscriptionEvent in package api and by the shared fan-out tool
+// (docs/performance.md).
 
 import (
 	"fmt"
@@ -16,15 +17,16 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/realtime"
 )
 
 // benchEvent is an IN_PROGRESS change of generation gen of user.
-func benchEvent(gen, user uuid.UUID, progress int) realtime.Event {
-	return realtime.Event{
+func benchEvent(gen, user uuid.UUID, progress int) generation.Event {
+	return generation.Event{
 		GenerationID: gen,
 		UserID:       user,
-		Status:       realtime.StatusInProgress,
+		Status:       generation.InProgress,
 		Progress:     progress,
 		UpdatedAt:    time.Unix(0, int64(progress)),
 		ReceivedAt:   time.Now(),
@@ -66,7 +68,7 @@ func BenchmarkHubPublishFanout(b *testing.B) {
 }
 
 // BenchmarkHubPublishSpread publishes round-robin to many generations with
-// one subscription each, the shape of cmd/loadtest: the cost is the index
+// one subscription each, the shape of the fan-out tool: the cost is the index
 // lookup and one push, whatever the number of idle subscriptions.
 func BenchmarkHubPublishSpread(b *testing.B) {
 	for _, n := range []int{100, 10000, 100000} {

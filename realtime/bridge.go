@@ -9,12 +9,13 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/narrate/narrate/backoff"
+	"github.com/narrate/narrate/generation"
 )
 
 // StateReader reads back, with a privileged role, the current state of the
 // given generations and of the given users' generations changed since a
 // time.
-type StateReader func(ctx context.Context, generations, users []uuid.UUID, since time.Time) ([]Event, error)
+type StateReader func(ctx context.Context, generations, users []uuid.UUID, since time.Time) ([]generation.Event, error)
 
 // resyncMargin widens the window re-read after a reconnect, for changes
 // whose transaction began (and took its updated_at) before the last change
@@ -50,7 +51,7 @@ func NewBridge(hub *Hub, read StateReader, logger *slog.Logger) *Bridge {
 }
 
 // OnEvent publishes a notification; use it as ListenerConfig.OnEvent.
-func (b *Bridge) OnEvent(e Event) {
+func (b *Bridge) OnEvent(e generation.Event) {
 	b.mu.Lock()
 	if e.UpdatedAt.After(b.lastSeen) {
 		b.lastSeen = e.UpdatedAt
@@ -73,7 +74,7 @@ func (b *Bridge) OnReconnect(ctx context.Context) {
 	// The database may still be coming back (the listener reconnected to a
 	// server that is starting up): retry for a while. Notifications queue
 	// on the listener's connection meanwhile.
-	var events []Event
+	var events []generation.Event
 	var err error
 	for attempt := 1; ; attempt++ {
 		if events, err = b.read(ctx, generations, users, since); err == nil {

@@ -4,11 +4,12 @@
 // A database trigger announces every change of a story generation with
 // pg_notify on the "generation_changes" channel. A Listener holds one
 // dedicated connection that LISTENs on that channel, parses each payload into
-// an Event and hands it on, typically to a Hub, which fans events out to the
-// subscriptions watching one generation or all of one user's generations.
-// Notifications sent while the Listener is disconnected are lost, so the
-// Listener tells its caller after every reconnect, and the caller re-reads the
-// state of what is subscribed (Hub.Generations) and publishes it.
+// a generation.Event and hands it on, typically to a Hub, which fans events
+// out to the subscriptions watching one generation or all of one user's
+// generations. Notifications sent while the Listener is disconnected are
+// lost, so the Listener tells its caller after every reconnect, and the
+// caller re-reads the state of what is subscribed (Hub.Generations) and
+// publishes it.
 package realtime
 
 import (
@@ -18,48 +19,23 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-)
 
-// Generation statuses, as the database stores them.
-const (
-	StatusPending    = "PENDING"
-	StatusInProgress = "IN_PROGRESS"
-	StatusCompleted  = "COMPLETED"
-	StatusFailed     = "FAILED"
+	"github.com/narrate/narrate/generation"
 )
 
 // ErrInvalidPayload is returned (wrapped) by ParseEvent when a notification
 // payload is not a valid generation change.
 var ErrInvalidPayload = errors.New("invalid generation change payload")
 
-// Event is one change of a story generation.
-type Event struct {
-	GenerationID uuid.UUID
-	UserID       uuid.UUID
-	StoryID      uuid.UUID
-	Status       string
-	Progress     int
-	UpdatedAt    time.Time
-	// ReceivedAt is when the listener got the notification (zero for
-	// events read back during a resync); delivery latency is measured
-	// from it.
-	ReceivedAt time.Time
-}
-
-// Terminal reports whether the generation has finished, successfully or not;
-// no further change follows a terminal event.
-func (e Event) Terminal() bool {
-	return e.Status == StatusCompleted || e.Status == StatusFailed
-}
-
 // wireEvent is the JSON the trigger sends.
 type wireEvent struct {
-	ID        uuid.UUID `json:"id"`
-	UserID    uuid.UUID `json:"user_id"`
-	StoryID   uuid.UUID `json:"story_id"`
-	Status    string    `json:"status"`
-	Progress  int       `json:"progress"`
-	UpdatedAt string    `json:"updated_at"`
+	ID      uuid.UUID `json:"id"`
+	UserID  uuid.UUID `json:"user_id"`
+	StoryID uuid.UUID `json:"story_id"`
+	// Status is the enum's own value: the trigger sends NEW.status as is.
+	Status    generation.Status `json:"status"`
+	Progress  int               `json:"progress"`
+	UpdatedAt string            `json:"updated_at"`
 }
 
 // timestampLayouts are accepted for updated_at: RFC 3339 (what the trigger
@@ -73,24 +49,22 @@ var timestampLayouts = []string{
 
 // ParseEvent decodes a generation_changes notification payload. Errors wrap
 // ErrInvalidPayload.
-func ParseEvent(payload []byte) (Event, error) {
+func ParseEvent(payload []byte) (generation.Event, error) {
 	var w wireEvent
 	if err := json.Unmarshal(payload, &w); err != nil {
-		return Event{}, fmt.Errorf("%w: %w", ErrInvalidPayload, err)
+		return generation.Event{}, fmt.Errorf("%w: %w", ErrInvalidPayload, err)
 	}
 	if w.ID == uuid.Nil {
-		return Event{}, fmt.Errorf("%w: missing id", ErrInvalidPayload)
+		return generation.Event{}, fmt.Errorf("%w: missing id", ErrInvalidPayload)
 	}
-	switch w.Status {
-	case StatusPending, StatusInProgress, StatusCompleted, StatusFailed:
-	default:
-		return Event{}, fmt.Errorf("%w: unknown status %q", ErrInvalidPayload, w.Status)
+	if !w.Status.Valid() {
+		return generation.Event{}, fmt.Errorf("%w: unknown status %q", ErrInvalidPayload, w.Status)
 	}
 	updatedAt, err := parseTimestamp(w.UpdatedAt)
 	if err != nil {
-		return Event{}, fmt.Errorf("%w: updated_at: %w", ErrInvalidPayload, err)
+		return generation.Event{}, fmt.Errorf("%w: updated_at: %w", ErrInvalidPayload, err)
 	}
-	return Event{
+	return generation.Event{
 		GenerationID: w.ID,
 		UserID:       w.UserID,
 		StoryID:      w.StoryID,

@@ -4,6 +4,8 @@ import (
 	"sync"
 
 	"github.com/google/uuid"
+
+	"github.com/narrate/narrate/generation"
 )
 
 // MaxPendingPerGeneration bounds how many pending events one subscription
@@ -48,7 +50,7 @@ func NewHub(opts ...HubOption) *Hub {
 
 // Publish delivers e to the subscriptions watching its generation and to those
 // watching its user. It does not wait for any reader.
-func (h *Hub) Publish(e Event) {
+func (h *Hub) Publish(e generation.Event) {
 	h.metrics.incPublished()
 	h.mu.RLock()
 	defer h.mu.RUnlock()
@@ -65,23 +67,36 @@ func (h *Hub) Publish(e Event) {
 // SubscribeGeneration returns a subscription to the changes of one
 // generation. The caller must Close it.
 func (h *Hub) SubscribeGeneration(id uuid.UUID) *Subscription {
-	return h.subscribe(h.byGen, id)
+	return h.subscribe(h.byGen, id, nil)
 }
 
 // SubscribeUser returns a subscription to the changes of every generation of
 // one user. The caller must Close it.
 func (h *Hub) SubscribeUser(userID uuid.UUID) *Subscription {
-	return h.subscribe(h.byUser, userID)
+	return h.subscribe(h.byUser, userID, nil)
 }
 
-func (h *Hub) subscribe(index map[uuid.UUID]map[*Subscription]struct{}, key uuid.UUID) *Subscription {
+// SubscribeGenerationFunc is SubscribeGeneration for a reader with no
+// goroutine waiting on Ready: notify is called, on the publisher's
+// goroutine and without blocking it for long, each time events become
+// pending (whenever Ready would be signalled).
+func (h *Hub) SubscribeGenerationFunc(id uuid.UUID, notify func()) *Subscription {
+	return h.subscribe(h.byGen, id, notify)
+}
+
+// SubscribeUserFunc is SubscribeUser with notify, as for
+// SubscribeGenerationFunc.
+func (h *Hub) SubscribeUserFunc(userID uuid.UUID, notify func()) *Subscription {
+	return h.subscribe(h.byUser, userID, notify)
+}
+
+func (h *Hub) subscribe(index map[uuid.UUID]map[*Subscription]struct{}, key uuid.UUID, notify func()) *Subscription {
 	s := &Subscription{
-		hub:   h,
-		index: index,
-		key:   key,
-		ready: make(chan struct{}, 1),
-		last:  make(map[uuid.UUID]int),
-		count: make(map[uuid.UUID]int),
+		hub:    h,
+		index:  index,
+		key:    key,
+		notify: notify,
+		ready:  make(chan struct{}, 1),
 	}
 	h.mu.Lock()
 	subs := index[key]
@@ -142,10 +157,12 @@ type Subscription struct {
 	index map[uuid.UUID]map[*Subscription]struct{}
 	key   uuid.UUID
 	ready chan struct{}
+	// notify, when set, is called each time ready is signalled.
+	notify func()
 
 	mu      sync.Mutex
 	closed  bool
-	pending []Event
+	pending []generation.Event
 	// last is the index in pending of each generation's latest pending
 	// event, and count the number of pending events per generation.
 	last  map[uuid.UUID]int
@@ -161,13 +178,13 @@ func (s *Subscription) Ready() <-chan struct{} {
 
 // Drain removes and returns the pending events in order. It returns nil when
 // nothing is pending or the subscription is closed.
-func (s *Subscription) Drain() []Event {
+func (s *Subscription) Drain() []generation.Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := s.pending
-	s.pending = nil
-	clear(s.last)
-	clear(s.count)
+	// Dropped rather than cleared: an idle subscription (most of them, at
+	// any time) then holds no index.
+	s.pending, s.last, s.count = nil, nil, nil
 	// Consume a signal for the events just taken, under the lock that push
 	// also signals under, so a reader is not woken up for nothing and no
 	// signal for a later event is lost.
@@ -194,12 +211,15 @@ func (s *Subscription) Close() {
 	s.hub.unsubscribe(s)
 }
 
-func (s *Subscription) push(e Event) {
-	var coalesced, dropped bool
+func (s *Subscription) push(e generation.Event) {
+	var coalesced, dropped, signalled bool
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return
+	}
+	if s.last == nil {
+		s.last, s.count = make(map[uuid.UUID]int), make(map[uuid.UUID]int)
 	}
 	if i, ok := s.last[e.GenerationID]; ok && s.pending[i].Status == e.Status {
 		s.pending[i] = e
@@ -215,10 +235,14 @@ func (s *Subscription) push(e Event) {
 	}
 	select {
 	case s.ready <- struct{}{}:
+		signalled = true
 	default:
 	}
 	s.mu.Unlock()
 
+	if signalled && s.notify != nil {
+		s.notify()
+	}
 	if coalesced {
 		s.hub.metrics.incCoalesced()
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/realtime"
 )
 
@@ -22,8 +23,8 @@ var (
 )
 
 // ev builds an event; progress doubles as a marker that tells events apart.
-func ev(gen, user uuid.UUID, status string, progress int) realtime.Event {
-	return realtime.Event{
+func ev(gen, user uuid.UUID, status generation.Status, progress int) generation.Event {
+	return generation.Event{
 		GenerationID: gen,
 		UserID:       user,
 		Status:       status,
@@ -33,10 +34,10 @@ func ev(gen, user uuid.UUID, status string, progress int) realtime.Event {
 }
 
 const (
-	pending    = realtime.StatusPending
-	inProgress = realtime.StatusInProgress
-	completed  = realtime.StatusCompleted
-	failed     = realtime.StatusFailed
+	pending    = generation.Pending
+	inProgress = generation.InProgress
+	completed  = generation.Completed
+	failed     = generation.Failed
 )
 
 func TestSubscriptionCoalescing(t *testing.T) {
@@ -44,50 +45,50 @@ func TestSubscriptionCoalescing(t *testing.T) {
 	tests := []struct {
 		name      string
 		byUser    bool
-		published []realtime.Event
-		want      []realtime.Event
+		published []generation.Event
+		want      []generation.Event
 	}{
 		{
 			name:      "same status collapses into the latest",
-			published: []realtime.Event{ev(genA, userX, inProgress, 10), ev(genA, userX, inProgress, 20), ev(genA, userX, inProgress, 30)},
-			want:      []realtime.Event{ev(genA, userX, inProgress, 30)},
+			published: []generation.Event{ev(genA, userX, inProgress, 10), ev(genA, userX, inProgress, 20), ev(genA, userX, inProgress, 30)},
+			want:      []generation.Event{ev(genA, userX, inProgress, 30)},
 		},
 		{
 			name:      "status change is kept",
-			published: []realtime.Event{ev(genA, userX, pending, 0), ev(genA, userX, inProgress, 5)},
-			want:      []realtime.Event{ev(genA, userX, pending, 0), ev(genA, userX, inProgress, 5)},
+			published: []generation.Event{ev(genA, userX, pending, 0), ev(genA, userX, inProgress, 5)},
+			want:      []generation.Event{ev(genA, userX, pending, 0), ev(genA, userX, inProgress, 5)},
 		},
 		{
 			name: "statuses in order, each with its latest progress",
-			published: []realtime.Event{
+			published: []generation.Event{
 				ev(genA, userX, pending, 0), ev(genA, userX, pending, 1),
 				ev(genA, userX, inProgress, 10), ev(genA, userX, inProgress, 50),
 				ev(genA, userX, completed, 100),
 			},
-			want: []realtime.Event{ev(genA, userX, pending, 1), ev(genA, userX, inProgress, 50), ev(genA, userX, completed, 100)},
+			want: []generation.Event{ev(genA, userX, pending, 1), ev(genA, userX, inProgress, 50), ev(genA, userX, completed, 100)},
 		},
 		{
 			name: "a recurring status starts a new entry",
-			published: []realtime.Event{
+			published: []generation.Event{
 				ev(genA, userX, inProgress, 10), ev(genA, userX, pending, 11),
 				ev(genA, userX, inProgress, 20), ev(genA, userX, inProgress, 30),
 			},
-			want: []realtime.Event{ev(genA, userX, inProgress, 10), ev(genA, userX, pending, 11), ev(genA, userX, inProgress, 30)},
+			want: []generation.Event{ev(genA, userX, inProgress, 10), ev(genA, userX, pending, 11), ev(genA, userX, inProgress, 30)},
 		},
 		{
 			name:      "only the subscribed generation",
-			published: []realtime.Event{ev(genB, userX, inProgress, 1), ev(genA, userX, failed, 2), ev(genC, userX, pending, 3)},
-			want:      []realtime.Event{ev(genA, userX, failed, 2)},
+			published: []generation.Event{ev(genB, userX, inProgress, 1), ev(genA, userX, failed, 2), ev(genC, userX, pending, 3)},
+			want:      []generation.Event{ev(genA, userX, failed, 2)},
 		},
 		{
 			name:   "user subscription coalesces per generation",
 			byUser: true,
-			published: []realtime.Event{
+			published: []generation.Event{
 				ev(genA, userX, inProgress, 10), ev(genB, userX, inProgress, 5),
 				ev(genA, userX, inProgress, 20), ev(genB, userX, completed, 100),
 				ev(genC, userY, inProgress, 7),
 			},
-			want: []realtime.Event{ev(genA, userX, inProgress, 20), ev(genB, userX, inProgress, 5), ev(genB, userX, completed, 100)},
+			want: []generation.Event{ev(genA, userX, inProgress, 20), ev(genB, userX, inProgress, 5), ev(genB, userX, completed, 100)},
 		},
 	}
 	for _, tt := range tests {
@@ -142,7 +143,7 @@ func TestSubscriptionBoundedWhenNeverDrained(t *testing.T) {
 
 	// Publish returns although nobody reads; a blocking Publish would hang
 	// the test here.
-	statuses := []string{pending, inProgress}
+	statuses := []generation.Status{pending, inProgress}
 	for i := range 10_000 {
 		h.Publish(ev(genA, userX, statuses[(i/100)%2], i))
 		h.Publish(ev(genB, userX, inProgress, i))
@@ -166,7 +167,7 @@ func TestSubscriptionBoundedWhenNeverDrained(t *testing.T) {
 	if len(got) > 2*realtime.MaxPendingPerGeneration {
 		t.Fatalf("user subscription holds %d events, want at most %d", len(got), 2*realtime.MaxPendingPerGeneration)
 	}
-	var lastB realtime.Event
+	var lastB generation.Event
 	for _, e := range got {
 		if e.GenerationID == genB {
 			lastB = e
@@ -232,9 +233,9 @@ func TestHubConcurrentPublishersAndReaders(t *testing.T) {
 
 	var publishers, readers sync.WaitGroup
 	done := make(chan struct{})
-	lastSeen := make([]map[uuid.UUID]realtime.Event, len(subs))
+	lastSeen := make([]map[uuid.UUID]generation.Event, len(subs))
 	for i, sub := range subs {
-		lastSeen[i] = make(map[uuid.UUID]realtime.Event)
+		lastSeen[i] = make(map[uuid.UUID]generation.Event)
 		readers.Go(func() {
 			consume := func() {
 				for _, e := range sub.Drain() {

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
 	"github.com/narrate/narrate/backoff"
+	"github.com/narrate/narrate/generation"
 )
 
 // Listener defaults, applied when the ListenerConfig field is zero.
@@ -38,7 +40,7 @@ type ListenerConfig struct {
 	Channel string
 	// OnEvent receives every parsed event, on the listener goroutine; it
 	// must not block long or notifications back up.
-	OnEvent func(Event)
+	OnEvent func(generation.Event)
 	// OnReconnect is called, on the listener goroutine, after every
 	// successful connect that followed a drop (not after the first), once
 	// LISTEN is in place, so the caller can re-read state it may have missed.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/narrate/narrate/db/dbtest"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/localdb"
 	"github.com/narrate/narrate/realtime"
 )
@@ -174,7 +177,7 @@ func waitConnected(t *testing.T, l *realtime.Listener) {
 	}
 }
 
-func payload(e realtime.Event) string {
+func payload(e generation.Event) string {
 	return fmt.Sprintf(`{"id":%q,"user_id":%q,"story_id":%q,"status":%q,"progress":%d,"updated_at":%q}`,
 		e.GenerationID, e.UserID, e.StoryID, e.Status, e.Progress, e.UpdatedAt.Format("2006-01-02T15:04:05.000000Z07:00"))
 }
@@ -191,18 +194,18 @@ func notify(t *testing.T, db execer, channel, msg string) {
 	}
 }
 
-func newEvent(progress int) realtime.Event {
-	return realtime.Event{
+func newEvent(progress int) generation.Event {
+	return generation.Event{
 		GenerationID: uuid.New(),
 		UserID:       uuid.New(),
 		StoryID:      uuid.New(),
-		Status:       realtime.StatusInProgress,
+		Status:       generation.InProgress,
 		Progress:     progress,
 		UpdatedAt:    time.Date(2026, 11, 24, 10, 15, 0, 123456000, time.UTC),
 	}
 }
 
-func receive(t *testing.T, events <-chan realtime.Event, want realtime.Event) {
+func receive(t *testing.T, events <-chan generation.Event, want generation.Event) {
 	t.Helper()
 	select {
 	case got := <-events:
@@ -232,11 +235,11 @@ func TestListenerDeliversEvents(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			dbURL := testDatabase(t)
-			events := make(chan realtime.Event, 16)
+			events := make(chan generation.Event, 16)
 			l := realtime.NewListener(realtime.ListenerConfig{
 				ConnString: dbURL,
 				Channel:    tt.channel,
-				OnEvent:    func(e realtime.Event) { events <- e },
+				OnEvent:    func(e generation.Event) { events <- e },
 				Logger:     slog.New(slog.DiscardHandler),
 			})
 			runListener(t, l)
@@ -251,7 +254,7 @@ func TestListenerDeliversEvents(t *testing.T) {
 			receive(t, events, want)
 
 			// Notifications sent in one transaction arrive in order.
-			batch := []realtime.Event{newEvent(1), newEvent(2), newEvent(3)}
+			batch := []generation.Event{newEvent(1), newEvent(2), newEvent(3)}
 			tx, err := conn.Begin(t.Context())
 			if err != nil {
 				t.Fatal(err)
@@ -280,11 +283,11 @@ func TestListenerReconnectsAfterTermination(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	events := make(chan realtime.Event, 16)
-	reconnects := make(chan realtime.Event, 4)
+	events := make(chan generation.Event, 16)
+	reconnects := make(chan generation.Event, 4)
 	l := realtime.NewListener(realtime.ListenerConfig{
 		ConnString: withAppName(t, dbURL, appName),
-		OnEvent:    func(e realtime.Event) { events <- e },
+		OnEvent:    func(e generation.Event) { events <- e },
 		OnReconnect: func(ctx context.Context) {
 			// A notification sent from here must arrive: LISTEN has to be
 			// in place before the caller resyncs, or changes made during
@@ -318,7 +321,7 @@ func TestListenerReconnectsAfterTermination(t *testing.T) {
 			t.Fatalf("terminate listener backend: %d terminated, %v", terminated, err)
 		}
 
-		var marker realtime.Event
+		var marker generation.Event
 		select {
 		case marker = <-reconnects:
 		case <-time.After(waitTimeout):
@@ -362,13 +365,14 @@ func TestListenerSurvivesOutage(t *testing.T) {
 	t.Cleanup(func() { stop() })
 	dbURL := cluster.AdminURL("postgres")
 
-	events := make(chan realtime.Event, 16)
+	events := make(chan generation.Event, 16)
 	var reconnects atomic.Int32
+	attempts := &failedConnects{}
 	l := realtime.NewListener(realtime.ListenerConfig{
 		ConnString:  dbURL,
-		OnEvent:     func(e realtime.Event) { events <- e },
+		OnEvent:     func(e generation.Event) { events <- e },
 		OnReconnect: func(context.Context) { reconnects.Add(1) },
-		Logger:      slog.New(slog.DiscardHandler),
+		Logger:      slog.New(attempts),
 		MinBackoff:  10 * time.Millisecond,
 		MaxBackoff:  100 * time.Millisecond,
 	})
@@ -376,28 +380,50 @@ func TestListenerSurvivesOutage(t *testing.T) {
 
 	port := cluster.Port()
 	stop()
-	deadline := time.Now().Add(waitTimeout)
-	for l.Connected() {
-		if time.Now().After(deadline) {
-			t.Fatal("listener still reports connected with the server stopped")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	// Let a few connection attempts fail against the stopped server.
-	time.Sleep(200 * time.Millisecond)
+	dbtest.WaitFor(t, waitTimeout, func() bool { return !l.Connected() },
+		"listener still reports connected with the server stopped")
+	// A connection attempt must fail against the stopped server before it
+	// comes back, or the test would not cover retrying.
+	dbtest.WaitFor(t, waitTimeout, func() bool { return attempts.count.Load() > 0 },
+		"no connection attempt failed against the stopped server")
 
 	cluster, err = startCluster(t.Context(), dir, port)
 	if err != nil {
 		t.Fatalf("restart PostgreSQL: %v", err)
 	}
 	waitConnected(t, l)
-	if got := reconnects.Load(); got != 1 {
-		t.Fatalf("OnReconnect called %d times, want 1", got)
-	}
 	want := newEvent(7)
 	notify(t, connect(t, dbURL), realtime.DefaultChannel, payload(want))
 	receive(t, events, want)
+	// The listener marks itself connected before it calls OnReconnect, and
+	// delivers notifications only after OnReconnect returns: counting
+	// after an event, not after WaitConnected, is what does not race.
+	if got := reconnects.Load(); got != 1 {
+		t.Fatalf("OnReconnect called %d times, want 1", got)
+	}
 }
+
+// failedConnects is a log handler that counts the listener's reports of a
+// failed connection attempt. The listener logs a failure that repeats only
+// once, so the count tells that attempts failed, not how many.
+type failedConnects struct {
+	count atomic.Int32
+}
+
+func (h *failedConnects) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *failedConnects) Handle(_ context.Context, r slog.Record) error {
+	r.Attrs(func(a slog.Attr) bool {
+		if strings.HasPrefix(a.Value.String(), "connect: ") {
+			h.count.Add(1)
+		}
+		return true
+	})
+	return nil
+}
+
+func (h *failedConnects) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *failedConnects) WithGroup(string) slog.Handler      { return h }
 
 func TestListenerStopsWhileDisconnected(t *testing.T) {
 	t.Parallel()

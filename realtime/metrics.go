@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/narrate/narrate/generation"
 )
 
 // Metrics counts what the Hub and the Listener do. A nil *Metrics is valid
@@ -160,7 +162,7 @@ func (m *Metrics) SocketClosed() {
 
 // Delivered counts an event handed to a client and, for events that came
 // from a notification, observes how long that took.
-func (m *Metrics) Delivered(e Event) {
+func (m *Metrics) Delivered(e generation.Event) {
 	if m == nil {
 		return
 	}

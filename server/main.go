@@ -21,9 +21,9 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/narrate/narrate/api"
+	"github.com/narrate/narrate/app"
 	"github.com/narrate/narrate/config"
 )
 
@@ -50,9 +50,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	switch cmd {
 	case "serve":
-		err = serve(ctx, cfg, logger, serveOptions{http: true, worker: cfg.WorkerConcurrency > 0})
+		err = serve(ctx, cfg, logger, app.ModeServe)
 	case "worker":
-		err = serve(ctx, cfg, logger, serveOptions{worker: true})
+		err = serve(ctx, cfg, logger, app.ModeWorker)
 	case "migrate":
 		err = migrate(ctx, cfg, logger)
 	case "token":
@@ -97,7 +97,3 @@ func newLogger(w io.Writer) *slog.Logger {
 	}
 	return slog.New(api.LogHandler{Handler: h})
 }
-
-// shutdownGrace bounds how long in-flight requests may take to finish
-// after SIGTERM.
-const shutdownGrace = 10 * time.Second

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/narrate/narrate/app"
 	"github.com/narrate/narrate/localdb"
 )
 
@@ -124,8 +125,8 @@ func serveEndToEnd(t *testing.T, tmp, dataDir string) {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+token)
 	getJSON(t, req, &res)
-	if len(res.Errors) > 0 || res.Data.Viewer.Email != "bob@example.com" || len(res.Data.Stories.Nodes) != len(demoStories) {
-		t.Fatalf("response %+v, want bob's viewer and %d demo stories", res, len(demoStories))
+	if len(res.Errors) > 0 || res.Data.Viewer.Email != "bob@example.com" || len(res.Data.Stories.Nodes) != len(app.DemoStories) {
+		t.Fatalf("response %+v, want bob's viewer and %d demo stories", res, len(app.DemoStories))
 	}
 
 	page, err := http.Get(base + "/")

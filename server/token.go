@@ -10,6 +10,7 @@ import (
 	"net/mail"
 	"time"
 
+	"github.com/narrate/narrate/app"
 	"github.com/narrate/narrate/auth"
 	"github.com/narrate/narrate/config"
 	"github.com/narrate/narrate/db"
@@ -36,7 +37,7 @@ func token(ctx context.Context, cfg config.Config, logger *slog.Logger, args []s
 	if *ttl <= 0 {
 		return usageError{fmt.Errorf("token: --ttl must be positive")}
 	}
-	secret, err := jwtSecret(cfg, logger)
+	secret, err := app.JWTSecret(cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -46,7 +47,7 @@ func token(ctx context.Context, cfg config.Config, logger *slog.Logger, args []s
 
 	// Only the user's id is needed from the database; leave the schema as
 	// it is so a token can be minted while a server runs.
-	database, err := openDatabase(ctx, cfg, logger, false)
+	database, err := app.OpenDatabase(ctx, cfg, logger, false)
 	if err != nil {
 		return err
 	}

@@ -1,14 +1,15 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -48,9 +49,10 @@ type S3Config struct {
 // It uses the AWS SDK rather than minio-go because minio-go refuses
 // endpoints with a path, and Supabase Storage's S3 endpoint has one.
 type S3 struct {
-	client *s3.Client
-	bucket string
-	prefix string
+	client   *s3.Client
+	bucket   string
+	prefix   string
+	partSize int
 }
 
 var _ Store = (*S3)(nil)
@@ -99,7 +101,7 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
 	})
-	s := &S3{client: client, bucket: cfg.Bucket, prefix: prefix}
+	s := &S3{client: client, bucket: cfg.Bucket, prefix: prefix, partSize: partSize}
 	if err := s.check(ctx); err != nil {
 		return nil, fmt.Errorf("s3 storage: bucket %q at %s: %w", cfg.Bucket, cfg.Endpoint, err)
 	}
@@ -134,11 +136,19 @@ func (s *S3) check(ctx context.Context) error {
 	return err
 }
 
+// partSize is the size of the parts in which Put uploads a stream that
+// cannot seek: S3 wants at least 5 MiB in every part but the last, and one
+// part is all Put holds in memory.
+const partSize = 8 << 20
+
 // Put uploads r as the object for key with contentType (derived from the
-// key when empty). An S3 PUT replaces the object atomically, so readers see
-// the old object or the new one, never a part. Bodies that cannot seek are
-// first spooled to a temporary file, because a signed single-part upload
-// needs the length up front and a seekable body to retry.
+// key when empty). An S3 PUT (or the completion of a multipart upload)
+// replaces the object atomically, so readers see the old object or the
+// new one, never a part. A seekable body is sent in one request. A body
+// that cannot seek, such as a narration streamed as it is joined, is read
+// one part at a time: a body of at most one part is sent in one request,
+// a longer one as a multipart upload, so memory use does not grow with the
+// object.
 func (s *S3) Put(ctx context.Context, key string, r io.Reader, contentType string) error {
 	if err := ValidateKey(key); err != nil {
 		return fmt.Errorf("put %q: %w", key, err)
@@ -149,47 +159,90 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, contentType strin
 	if contentType == "" {
 		contentType = ContentTypeByKey(key)
 	}
-	body, ok := r.(io.ReadSeeker)
-	if !ok {
-		f, err := spool(ctx, r)
-		if err != nil {
-			return fmt.Errorf("put %q: %w", key, err)
-		}
-		defer func() {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}()
-		body = f
+	var err error
+	if body, ok := r.(io.ReadSeeker); ok {
+		err = s.putObject(ctx, key, body, contentType)
+	} else {
+		err = s.putStream(ctx, key, &ctxReader{ctx: ctx, r: r}, contentType)
 	}
-	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
-		Bucket:      aws.String(s.bucket),
-		Key:         aws.String(s.prefix + key),
-		Body:        body,
-		ContentType: aws.String(contentType),
-	})
 	if err != nil {
 		return fmt.Errorf("put %q: %w", key, err)
 	}
 	return nil
 }
 
-// spool copies r to a new temporary file, rewound for reading.
-func spool(ctx context.Context, r io.Reader) (*os.File, error) {
-	f, err := os.CreateTemp("", "narrate-s3-put-*")
-	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
-	}
-	_, err = io.Copy(f, &ctxReader{ctx: ctx, r: r})
-	if err == nil {
-		_, err = f.Seek(0, io.SeekStart)
-	}
-	if err != nil {
-		_ = f.Close()
-		_ = os.Remove(f.Name())
-		return nil, fmt.Errorf("spool: %w", err)
-	}
-	return f, nil
+func (s *S3) putObject(ctx context.Context, key string, body io.ReadSeeker, contentType string) error {
+	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket:      aws.String(s.bucket),
+		Key:         aws.String(s.prefix + key),
+		Body:        body,
+		ContentType: aws.String(contentType),
+	})
+	return err
 }
+
+// putStream uploads r in parts of s.partSize bytes.
+func (s *S3) putStream(ctx context.Context, key string, r io.Reader, contentType string) error {
+	buf := make([]byte, s.partSize)
+	n, err := io.ReadFull(r, buf)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return s.putObject(ctx, key, bytes.NewReader(buf[:n]), contentType)
+	}
+	if err != nil {
+		return err
+	}
+	up, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket:      aws.String(s.bucket),
+		Key:         aws.String(s.prefix + key),
+		ContentType: aws.String(contentType),
+	})
+	if err != nil {
+		return fmt.Errorf("start multipart upload: %w", err)
+	}
+	completed := false
+	defer func() {
+		if completed {
+			return
+		}
+		// An upload left open keeps its parts, billed, until a lifecycle
+		// rule removes them; abort it even when ctx has ended.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+		defer cancel()
+		_, _ = s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
+			Bucket: aws.String(s.bucket), Key: up.Key, UploadId: up.UploadId,
+		})
+	}()
+	var parts []types.CompletedPart
+	for num := int32(1); n > 0; num++ {
+		out, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
+			Bucket: aws.String(s.bucket), Key: up.Key, UploadId: up.UploadId,
+			PartNumber: aws.Int32(num), Body: bytes.NewReader(buf[:n]),
+		})
+		if err != nil {
+			return fmt.Errorf("upload part %d: %w", num, err)
+		}
+		parts = append(parts, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(num)})
+		if n < len(buf) {
+			break
+		}
+		n, err = io.ReadFull(r, buf)
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			return err
+		}
+	}
+	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket: aws.String(s.bucket), Key: up.Key, UploadId: up.UploadId,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+	})
+	if err != nil {
+		return fmt.Errorf("complete multipart upload: %w", err)
+	}
+	completed = true
+	return nil
+}
+
+// abortTimeout bounds the abort of a failed multipart upload.
+const abortTimeout = 30 * time.Second
 
 // Open starts downloading the object for key. The returned reader seeks
 // without a request and fetches from the new offset with a ranged GET on

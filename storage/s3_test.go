@@ -36,6 +36,8 @@ type fakeS3 struct {
 	endpoint string
 	backend  *s3mem.Backend
 	gets     atomic.Int64
+	// parts counts the parts of multipart uploads received.
+	parts atomic.Int64
 }
 
 // newFakeS3 starts a fake holding fakeBucket, serving the S3 API under
@@ -57,6 +59,9 @@ func newFakeS3(t *testing.T, path string) *fakeS3 {
 			_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>`+code+
 				`</Code><Message>rejected by the test's signature check</Message></Error>`)
 			return
+		}
+		if r.Method == http.MethodPut && r.URL.Query().Has("partNumber") {
+			f.parts.Add(1)
 		}
 		if r.Method == http.MethodGet && strings.Count(strings.TrimPrefix(r.URL.Path, path+"/"), "/") > 0 {
 			f.gets.Add(1)
@@ -208,6 +213,39 @@ func TestS3PutUnseekableStream(t *testing.T) {
 	}
 	if got, _ := readObject(t, s, "stream.mp3"); !bytes.Equal(got, want) {
 		t.Errorf("read %d bytes, want the %d written", len(got), len(want))
+	}
+}
+
+// TestS3PutStreamsInParts uploads an unseekable stream of several parts
+// (the part size lowered to keep the test small): it goes up as a
+// multipart upload, part by part, and reads back whole; a stream that
+// fails midway leaves nothing behind.
+func TestS3PutStreamsInParts(t *testing.T) {
+	t.Parallel()
+	fake := newFakeS3(t, "")
+	s := newS3Store(t, fake.config())
+	s.partSize = 5 << 20 // S3's smallest
+	want := bytes.Repeat([]byte("0123456789abcdef"), (12<<20)/16+7)
+	if err := s.Put(t.Context(), "long.wav", iotest.OneByteReader(bytes.NewReader(want)), "audio/wav"); err != nil {
+		t.Fatal(err)
+	}
+	got, info := readObject(t, s, "long.wav")
+	if !bytes.Equal(got, want) || info.ContentType != "audio/wav" {
+		t.Errorf("read %d bytes of %s, want the %d written as audio/wav", len(got), info.ContentType, len(want))
+	}
+	if n := fake.parts.Load(); n != 3 {
+		t.Errorf("uploaded in %d parts, want 3 of at most 5 MiB", n)
+	}
+
+	failing := io.MultiReader(bytes.NewReader(want[:6<<20]), iotest.ErrReader(errors.New("encoder died")))
+	if err := s.Put(t.Context(), "broken.wav", failing, "audio/wav"); err == nil {
+		t.Fatal("Put of a failing stream succeeded")
+	}
+	if _, _, err := s.Open(t.Context(), "broken.wav"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Open after a failed Put: err = %v, want ErrNotFound", err)
+	}
+	if list, err := fake.backend.ListBucket(fakeBucket, nil, gofakes3.ListBucketPage{}); err != nil || len(list.Contents) != 1 {
+		t.Errorf("bucket holds %v (%v), want the one complete object", list, err)
 	}
 }
 

@@ -1,7 +1,9 @@
-// Package voice defines the seam between Narrate and the services that clone
-// voices, synthesise speech and transcribe recordings, together with the
-// provider-independent pieces around it: text chunking, verification phrases
-// and upload validation.
+// Package voice holds what Narrate's voice providers (the services that clone
+// voices, synthesise speech and transcribe recordings: voice/elevenlabs and
+// voice/local) and their callers share: the request and result types, the
+// provider errors, and the provider-independent pieces around them: text
+// chunking, verification phrases and upload validation. Each caller declares
+// the interface it needs of a provider (worker.Synthesizer, graph.Voices).
 package voice
 
 import (
@@ -24,28 +26,25 @@ type File struct {
 	Data []byte
 }
 
-// Provider is the seam to a voice-cloning / text-to-speech / speech-to-text service.
-type Provider interface {
-	// Name identifies the provider in logs and metrics, e.g. "elevenlabs".
-	Name() string
-	// CloneVoice creates a voice from samples and returns its provider id.
-	CloneVoice(ctx context.Context, name string, samples []File) (voiceID string, err error)
-	// DeleteVoice removes a cloned voice. Deleting a voice that is already
-	// gone succeeds, so callers can retry it safely.
-	DeleteVoice(ctx context.Context, voiceID string) error
-	// Synthesize narrates req.Text, which must be at most ChunkLimit runes.
-	Synthesize(ctx context.Context, req SynthesisRequest) (*Audio, error)
-	// Transcribe returns the words spoken in recording.
-	Transcribe(ctx context.Context, recording File) (text string, err error)
-	// ChunkLimit is the most characters one Synthesize call accepts.
-	ChunkLimit() int
-	// ChecksTranscripts reports whether Transcribe really transcribes (false for the local dev provider).
-	ChecksTranscripts() bool
+// ErrTranscriptionUnsupported is returned (wrapped) by the Transcribe
+// method of a provider that cannot recognise speech, such as the local
+// development provider. The caller decides what a recording it cannot check
+// is worth.
+var ErrTranscriptionUnsupported = errors.New("the voice provider cannot transcribe recordings")
+
+// Clone is a voice created by a provider's CloneVoice.
+type Clone struct {
+	// VoiceID is the voice's provider id.
+	VoiceID string
+	// RequiresVerification is true when the provider holds the voice back
+	// until its owner verifies it at the provider: it exists (and must be
+	// deleted like any other) but cannot narrate yet.
+	RequiresVerification bool
 }
 
 // SynthesisRequest is one chunk of text to narrate.
 type SynthesisRequest struct {
-	// VoiceID is the provider id returned by CloneVoice.
+	// VoiceID is the provider id of a voice made by CloneVoice.
 	VoiceID string
 	// Text is the chunk to narrate.
 	Text string
@@ -56,7 +55,7 @@ type SynthesisRequest struct {
 	PreviousRequestIDs []string
 }
 
-// Audio is the result of one Synthesize call.
+// Audio is the result of synthesising one SynthesisRequest.
 type Audio struct {
 	// Data is the encoded audio.
 	Data []byte
@@ -116,7 +115,7 @@ func (k ErrorKind) String() string {
 
 // Error is a provider failure callers branch on.
 type Error struct {
-	// Provider is the Provider.Name of the provider that failed.
+	// Provider names the provider that failed, e.g. "elevenlabs".
 	Provider string
 	// Kind classifies the failure.
 	Kind ErrorKind

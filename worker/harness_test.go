@@ -22,6 +22,7 @@ import (
 	"github.com/narrate/narrate/backoff"
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/db/dbtest"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/storage"
 	"github.com/narrate/narrate/voice"
 	"github.com/narrate/narrate/voice/elevenlabs"
@@ -94,6 +95,15 @@ func (f *fakeElevenLabs) tts(w http.ResponseWriter, r *http.Request) {
 	f.calls = append(f.calls, c)
 	handle := f.handle
 	f.mu.Unlock()
+
+	// As documented: at most three previous_request_ids, and none for
+	// eleven_v3, which has no request stitching.
+	if len(body.Previous) > 3 || (body.ModelID == "eleven_v3" && len(body.Previous) > 0) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, errorBody("invalid_previous_request_ids", "request stitching refused"))
+		return
+	}
 
 	var rep reply
 	if handle != nil {
@@ -197,6 +207,14 @@ func (e *env) exec(sql string, args ...any) {
 	}
 }
 
+// scanRow reads one row as the superuser.
+func (e *env) scanRow(sql string, args []any, dest ...any) {
+	e.t.Helper()
+	if err := e.admin.QueryRow(context.Background(), sql, args...).Scan(dest...); err != nil {
+		e.t.Fatalf("%s: %v", strings.TrimSpace(sql), err)
+	}
+}
+
 func (e *env) session() db.Session {
 	claims, _ := json.Marshal(map[string]any{"sub": e.user, "role": "authenticated"})
 	return db.UserSession(e.user, claims)
@@ -228,7 +246,7 @@ func (e *env) cancel(id uuid.UUID) {
 }
 
 type genState struct {
-	Status    string
+	Status    generation.Status
 	Progress  int
 	ResultKey *string
 	Metadata  map[string]any
@@ -252,7 +270,13 @@ func (e *env) state(id uuid.UUID) genState {
 // waitFor polls cond until it holds.
 func (e *env) waitFor(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(waitLimit)
+	e.waitWithin(waitLimit, what, cond)
+}
+
+// waitWithin polls cond until it holds, giving up after limit.
+func (e *env) waitWithin(limit time.Duration, what string, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
 			e.t.Fatalf("gave up waiting for %s", what)
@@ -262,10 +286,10 @@ func (e *env) waitFor(what string, cond func() bool) {
 }
 
 // waitStatus waits until the generation reaches status and returns it.
-func (e *env) waitStatus(id uuid.UUID, status string) genState {
+func (e *env) waitStatus(id uuid.UUID, status generation.Status) genState {
 	e.t.Helper()
 	var s genState
-	e.waitFor("generation "+status, func() bool {
+	e.waitFor("generation "+string(status), func() bool {
 		s = e.state(id)
 		return s.Status == status
 	})
@@ -393,7 +417,13 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // chunksOf is how the worker splits text for the tests' chunk limit.
-func chunksOf(text string) []string { return splitText(text, testChunkLimit) }
+func chunksOf(text string) []string {
+	var out []string
+	for _, c := range splitText(text, testChunkLimit) {
+		out = append(out, c.Text)
+	}
+	return out
+}
 
 // wantAudio is the fake's joined audio for chunks.
 func wantAudio(chunks []string) string {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/narrate/narrate/backoff"
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/storage"
 	"github.com/narrate/narrate/voice"
 )
 
@@ -35,7 +36,7 @@ import (
 type Queue interface {
 	Claim(ctx context.Context, owner string, lease time.Duration) (db.Job, bool, error)
 	RenewLease(ctx context.Context, id uuid.UUID, owner string, lease time.Duration) error
-	Progress(ctx context.Context, id uuid.UUID, owner string, progress int, event string) error
+	RecordPart(ctx context.Context, id uuid.UUID, owner string, part db.NewPart, progress int, event string) error
 	Log(ctx context.Context, id uuid.UUID, owner, event string) error
 	Complete(ctx context.Context, id uuid.UUID, owner, resultKey string, meta map[string]any) error
 	Fail(ctx context.Context, id uuid.UUID, owner, reason string) error
@@ -43,16 +44,31 @@ type Queue interface {
 	QueueDepth(ctx context.Context) (int, error)
 }
 
-// Store keeps the finished audio. storage.Store implements it.
+// Store keeps the audio: each chunk's part, and the finished file, which
+// is streamed from the stored parts. storage.Store implements it.
 type Store interface {
 	Put(ctx context.Context, key string, r io.Reader, contentType string) error
+	Open(ctx context.Context, key string) (io.ReadSeekCloser, storage.ObjectInfo, error)
 	Delete(ctx context.Context, key string) error
+}
+
+// Synthesizer narrates text in a cloned voice: the part of a voice provider
+// the worker uses. voice/elevenlabs and voice/local implement it.
+type Synthesizer interface {
+	// Name identifies the provider in logs, metrics and the generation's
+	// metadata, e.g. "elevenlabs".
+	Name() string
+	// ChunkLimit is the most characters one Synthesize call accepts.
+	ChunkLimit() int
+	// Synthesize narrates req.Text, at most ChunkLimit characters. Its
+	// failures are *voice.Error, whose Kind says whether retrying helps.
+	Synthesize(ctx context.Context, req voice.SynthesisRequest) (*voice.Audio, error)
 }
 
 // Config configures a Worker. Queue, Provider and Store are required.
 type Config struct {
 	Queue    Queue
-	Provider voice.Provider
+	Provider Synthesizer
 	Store    Store
 	// Concurrency is how many generations are processed at once; default 1.
 	Concurrency int
@@ -102,7 +118,7 @@ const dbTimeout = 10 * time.Second
 // Worker processes generations. Create it with New and start it with Run.
 type Worker struct {
 	queue        Queue
-	provider     voice.Provider
+	provider     Synthesizer
 	store        Store
 	concurrency  int
 	owner        string
@@ -187,18 +203,29 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	poll := time.NewTicker(w.pollInterval)
 	defer poll.Stop()
-	done := make(chan struct{})
+	// Each slot claims under a lease owner of its own. With one owner for
+	// all slots, a slot that reclaimed a generation whose lease had lapsed
+	// while another slot of this process was still working on it would
+	// share that slot's lease: both would write to it, and the story would
+	// be synthesised (and paid for) twice.
+	free := make([]int, w.concurrency)
+	for i := range free {
+		free[i] = w.concurrency - 1 - i
+	}
+	done := make(chan int)
 	busy := 0
 	var lastDepth time.Time
 
 	for {
 		for busy < w.concurrency && ctx.Err() == nil {
+			slot := free[len(free)-1]
+			owner := w.slotOwner(slot)
 			// persist waits out a database outage here, so the loop
 			// claims again as soon as the database answers.
 			var job db.Job
 			var ok bool
 			err := w.persist(ctx, w.logger, "claim generation", func(ctx context.Context) (err error) {
-				job, ok, err = w.queue.Claim(ctx, w.owner, w.lease)
+				job, ok, err = w.queue.Claim(ctx, owner, w.lease)
 				return err
 			})
 			if err != nil && ctx.Err() == nil {
@@ -207,11 +234,12 @@ func (w *Worker) Run(ctx context.Context) error {
 			if err != nil || !ok {
 				break
 			}
+			free = free[:len(free)-1]
 			busy++
 			w.metrics.setBusy(busy)
 			go func() {
 				w.process(ctx, job)
-				done <- struct{}{}
+				done <- slot
 			}()
 		}
 		if w.metrics != nil && time.Since(lastDepth) >= w.pollInterval {
@@ -227,13 +255,19 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.metrics.setBusy(0)
 			w.logger.Info("worker stopped")
 			return nil
-		case <-done:
+		case slot := <-done:
+			free = append(free, slot)
 			busy--
 			w.metrics.setBusy(busy)
 		case <-w.wake:
 		case <-poll.C:
 		}
 	}
+}
+
+// slotOwner is the lease owner of one of the worker's slots.
+func (w *Worker) slotOwner(slot int) string {
+	return fmt.Sprintf("%s/%d", w.owner, slot)
 }
 
 func (w *Worker) refreshQueueDepth(ctx context.Context) {
@@ -247,29 +281,40 @@ func (w *Worker) refreshQueueDepth(ctx context.Context) {
 	w.metrics.setQueueDepth(n)
 }
 
-// keepLease renews the lease every Lease/3 until ctx ends. When the lease
-// turns out to be lost (a cancel, or a reclaim after this worker could not
-// renew for a whole lease) it cancels the job with db.ErrLeaseLost, which
-// aborts the synthesis in flight. Other failures are left to the next
-// renewal: the job's own writes retry until the database answers.
-func (w *Worker) keepLease(ctx context.Context, cancelJob context.CancelCauseFunc, id uuid.UUID, log *slog.Logger) {
-	t := time.NewTicker(w.lease / 3)
+// keepLease renews owner's lease every Lease/3 until ctx ends, through
+// every step of the job: synthesis, storing each part, assembling the
+// final file and recording the result. When the lease turns out to be lost
+// (a cancel, or a reclaim after this worker could not renew for a whole
+// lease) it calls lost, which cancels the job with db.ErrLeaseLost and so
+// aborts the step in flight, unless the job is writing its end. A renewal that fails otherwise is tried again soon rather than a
+// third of a lease later, so a database hiccup does not eat into the lease.
+func (w *Worker) keepLease(ctx context.Context, lost func(error), id uuid.UUID, owner string, log *slog.Logger) {
+	interval := w.lease / 3
+	t := time.NewTimer(interval)
 	defer t.Stop()
+	failures := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		rctx, cancel := context.WithTimeout(ctx, max(w.lease/3, time.Second))
-		err := w.queue.RenewLease(rctx, id, w.owner, w.lease)
+		rctx, cancel := context.WithTimeout(ctx, max(interval, time.Second))
+		err := w.queue.RenewLease(rctx, id, owner, w.lease)
 		cancel()
 		switch {
+		case err == nil:
+			failures = 0
+			t.Reset(interval)
 		case errors.Is(err, db.ErrLeaseLost):
-			cancelJob(err)
+			lost(err)
 			return
-		case err != nil && ctx.Err() == nil:
-			log.WarnContext(ctx, "renew lease", "err", err)
+		case ctx.Err() != nil:
+			return
+		default:
+			failures++
+			log.WarnContext(ctx, "renew lease", "err", err, "failures", failures)
+			t.Reset(min(interval, w.dbBackoff.Delay(failures)))
 		}
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/localdb"
 	"github.com/narrate/narrate/voice/local"
 )
@@ -32,7 +33,7 @@ func TestMultiChunkStory(t *testing.T) {
 	id := e.start(e.story("The Fox", longStory))
 	w := e.run(e.newWorker(nil))
 
-	s := e.waitStatus(id, "completed")
+	s := e.waitStatus(id, generation.Completed)
 	want := chunksOf(longStory)
 	if len(want) < 4 {
 		t.Fatalf("test story makes only %d chunks", len(want))
@@ -101,7 +102,7 @@ func TestRetryableErrorsAreRetried(t *testing.T) {
 	id := e.start(e.story("Short", "One sentence."))
 	w := e.run(e.newWorker(nil))
 
-	s := e.waitStatus(id, "completed")
+	s := e.waitStatus(id, generation.Completed)
 	if n := len(e.el.Calls()); n != 3 {
 		t.Fatalf("%d calls, want 3 (429, 503, success)", n)
 	}
@@ -127,7 +128,7 @@ func TestRetriesAreBounded(t *testing.T) {
 	id := e.start(e.story("Short", "One sentence."))
 	w := e.run(e.newWorker(nil))
 
-	s := e.waitStatus(id, "failed")
+	s := e.waitStatus(id, generation.Failed)
 	if n := len(e.el.Calls()); n != 4 {
 		t.Fatalf("%d calls, want 4 (the first and 3 retries)", n)
 	}
@@ -158,7 +159,7 @@ func TestClientErrorsFailAtOnce(t *testing.T) {
 			id := e.start(e.story("The Fox", longStory))
 			w := e.run(e.newWorker(nil))
 
-			s := e.waitStatus(id, "failed")
+			s := e.waitStatus(id, generation.Failed)
 			if n := len(e.el.Calls()); n != 1 {
 				t.Fatalf("%d calls, want 1: %s is not retryable", n, tc.code)
 			}
@@ -215,7 +216,7 @@ func TestCancelMidway(t *testing.T) {
 				t.Errorf("%d calls, want 2: the worker must stop before chunk 3", n)
 			}
 			s := e.state(id)
-			if s.Status != "failed" || !slices.Equal(s.Logs, []string{"claimed", "chunk 1/" + fmt.Sprint(len(chunksOf(longStory))), "canceled"}) {
+			if s.Status != generation.Failed || !slices.Equal(s.Logs, []string{"claimed", "chunk 1/" + fmt.Sprint(len(chunksOf(longStory))), "canceled"}) {
 				t.Errorf("after cancel: status %s, logs %q", s.Status, s.Logs)
 			}
 			if s.Metadata["error"] != nil || s.ResultKey != nil {
@@ -243,7 +244,7 @@ func TestTwoWorkersShareTheQueue(t *testing.T) {
 	e.run(b)
 
 	for _, id := range ids {
-		s := e.waitStatus(id, "completed")
+		s := e.waitStatus(id, generation.Completed)
 		if s.Attempts != 1 || len(s.Logs) != 3 || s.Logs[0] != "claimed" {
 			t.Errorf("generation %s: attempts %d, logs %q", id, s.Attempts, s.Logs)
 		}
@@ -299,13 +300,13 @@ func TestKilledWorkerIsReclaimed(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	if s := e.state(id); s.Status != "in_progress" || s.Progress == 0 {
+	if s := e.state(id); s.Status != generation.InProgress || s.Progress == 0 {
 		t.Fatalf("after the kill: %+v", s)
 	}
 
 	e.el.setHandler(nil)
 	w := e.run(e.newWorker(nil))
-	s := e.waitStatus(id, "completed")
+	s := e.waitStatus(id, generation.Completed)
 
 	chunks := chunksOf(longStory)
 	want := append([]string{"claimed", "chunk 1/" + fmt.Sprint(len(chunks)),
@@ -319,6 +320,14 @@ func TestKilledWorkerIsReclaimed(t *testing.T) {
 	}
 	if s.Attempts != 2 {
 		t.Errorf("attempts %d, want 2", s.Attempts)
+	}
+	// The dead worker's part was dropped with its attempt: the parts are
+	// the second attempt's, one per chunk, stored next to its result.
+	var parts, foreign int
+	e.scanRow(`SELECT count(*), count(*) FILTER (WHERE NOT starts_with(storage_key, $2))
+		FROM generation_parts WHERE generation_id = $1`, []any{id, strings.TrimSuffix(*s.ResultKey, ".mp3") + "/"}, &parts, &foreign)
+	if parts != len(chunks) || foreign != 0 {
+		t.Errorf("%d parts, %d of them not the last attempt's; want %d of the last attempt", parts, foreign, len(chunks))
 	}
 	e.waitOutcome(w, OutcomeCompleted, 1)
 }
@@ -341,7 +350,7 @@ func TestStoryVersionIsRecordedAgainstLaterEdits(t *testing.T) {
 	<-reached
 	e.exec(`UPDATE stories SET title = 'The Wolf', content = 'All new.', version = version + 1 WHERE id = $1`, story)
 	close(release)
-	s := e.waitStatus(id, "completed")
+	s := e.waitStatus(id, generation.Completed)
 	if s.Metadata["story_version"] != float64(1) || s.Metadata["story_title"] != "The Fox" {
 		t.Errorf("metadata = %v, want the version narrated (1)", s.Metadata)
 	}
@@ -392,7 +401,7 @@ func TestShutdown(t *testing.T) {
 			}
 
 			s := e.state(id)
-			if s.Status != "pending" || s.Progress == 0 || s.Attempts != 0 || !slices.Equal(s.Logs, tc.logs) {
+			if s.Status != generation.Pending || s.Progress == 0 || s.Attempts != 0 || !slices.Equal(s.Logs, tc.logs) {
 				t.Errorf("after shutdown: %+v, want pending keeping its progress, with logs %q", s, tc.logs)
 			}
 			if w.outcomes(OutcomeReleased) != 1 {
@@ -414,7 +423,7 @@ func TestGivesUpAfterMaxAttempts(t *testing.T) {
 		lease_expires_at = now() - interval '1 second' WHERE id = $1`, id)
 	e.run(e.newWorker(nil))
 
-	s := e.waitStatus(id, "failed")
+	s := e.waitStatus(id, generation.Failed)
 	if len(e.el.Calls()) != 0 || s.Logs[len(s.Logs)-1] != "failed: gave up after 3 attempts: each worker stopped before finishing" {
 		t.Errorf("calls %d, logs %q", len(e.el.Calls()), s.Logs)
 	}
@@ -427,7 +436,7 @@ func TestUnverifiedVoiceFails(t *testing.T) {
 	e.exec(`UPDATE voice_samples SET verified = false WHERE user_id = $1`, e.user)
 	e.run(e.newWorker(nil))
 
-	s := e.waitStatus(id, "failed")
+	s := e.waitStatus(id, generation.Failed)
 	if len(e.el.Calls()) != 0 || !slices.Equal(s.Logs, []string{"claimed", "failed: the owner has no verified voice sample"}) {
 		t.Errorf("calls %d, logs %q", len(e.el.Calls()), s.Logs)
 	}
@@ -491,7 +500,7 @@ func TestDatabaseOutage(t *testing.T) {
 	w := e.run(e.newWorker(nil))
 
 	<-ended
-	s := e.waitStatus(id, "completed")
+	s := e.waitStatus(id, generation.Completed)
 	t.Logf("outage %v; generation completed %v after the outage began", outage, time.Since(outageStarted).Round(time.Millisecond))
 	chunks := chunksOf(longStory)
 	wantLogs := append(append([]string{"claimed"}, chunkLogs(len(chunks))...), "completed")
@@ -504,7 +513,7 @@ func TestDatabaseOutage(t *testing.T) {
 
 	// The claim loop survived too.
 	next := e.start(story)
-	e.waitStatus(next, "completed")
+	e.waitStatus(next, generation.Completed)
 	e.waitOutcome(w, OutcomeCompleted, 2)
 }
 
@@ -517,7 +526,7 @@ func TestLocalProviderMakesOneWAV(t *testing.T) {
 	provider := local.New(local.Config{ChunkLimit: testChunkLimit, EspeakPath: "-"})
 	e.run(e.newWorker(func(c *Config) { c.Provider = provider }))
 
-	s := e.waitStatus(id, "completed")
+	s := e.waitStatus(id, generation.Completed)
 	data := []byte(e.audio(s))
 	if !strings.HasSuffix(*s.ResultKey, ".wav") || len(data) < 44 || string(data[0:4]) != "RIFF" || string(data[8:12]) != "WAVE" {
 		t.Fatalf("result %q is not a WAV file", *s.ResultKey)
@@ -570,13 +579,14 @@ func TestStoreFailuresAreRetried(t *testing.T) {
 		name     string
 		failures int
 		puts     int
-		status   string
+		status   generation.Status
 		lastLog  string
 		outcome  Outcome
 	}{
-		{name: "passing hiccup", failures: 2, puts: 3, status: "completed", lastLog: "completed", outcome: OutcomeCompleted},
+		// Three Puts for the one part (two failing), one for the final file.
+		{name: "passing hiccup", failures: 2, puts: 4, status: generation.Completed, lastLog: "completed", outcome: OutcomeCompleted},
 		// The test worker retries 3 times: 4 attempts in all.
-		{name: "lasting failure", failures: -1, puts: 4, status: "failed", lastLog: "failed: the audio could not be stored", outcome: OutcomeFailed},
+		{name: "lasting failure", failures: -1, puts: 4, status: generation.Failed, lastLog: "failed: the audio could not be stored", outcome: OutcomeFailed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -619,7 +629,7 @@ func TestCompletionOutcomes(t *testing.T) {
 		// complete wraps the real Complete of generation id; calls counts
 		// the calls so far, this one included.
 		complete  func(e *env, id uuid.UUID, calls int, real func() error) error
-		status    string
+		status    generation.Status
 		logs      []string
 		outcome   Outcome
 		keepAudio bool
@@ -630,7 +640,7 @@ func TestCompletionOutcomes(t *testing.T) {
 				e.cancel(id)
 				return real()
 			},
-			status: "failed", logs: []string{"claimed", "chunk 1/1", "canceled"}, outcome: OutcomeCanceled, keepAudio: false,
+			status: generation.Failed, logs: []string{"claimed", "chunk 1/1", "canceled"}, outcome: OutcomeCanceled, keepAudio: false,
 		},
 		{
 			name: "answer lost after the commit",
@@ -641,7 +651,7 @@ func TestCompletionOutcomes(t *testing.T) {
 				}
 				return err
 			},
-			status: "completed", logs: []string{"claimed", "chunk 1/1", "completed"}, outcome: OutcomeCompleted, keepAudio: true,
+			status: generation.Completed, logs: []string{"claimed", "chunk 1/1", "completed"}, outcome: OutcomeCompleted, keepAudio: true,
 		},
 	}
 	for _, tc := range tests {
@@ -660,9 +670,17 @@ func TestCompletionOutcomes(t *testing.T) {
 			if s.Status != tc.status || !slices.Equal(s.Logs, tc.logs) {
 				t.Errorf("status %s, logs %q; want %s, %q", s.Status, s.Logs, tc.status, tc.logs)
 			}
-			files, err := os.ReadDir(filepath.Join(e.dir, "generations"))
+			entries, err := os.ReadDir(filepath.Join(e.dir, "generations"))
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The part's directory stays with the generation either way;
+			// the final file is what a lost completion must not leave.
+			var files []os.DirEntry
+			for _, f := range entries {
+				if !f.IsDir() {
+					files = append(files, f)
+				}
 			}
 			if kept := len(files) == 1; kept != tc.keepAudio || len(files) > 1 {
 				t.Errorf("%d audio files stored, want the audio kept: %v", len(files), tc.keepAudio)
@@ -693,7 +711,7 @@ func TestBusyAndQueueDepthGauges(t *testing.T) {
 	e.waitFor("one busy slot and two queued", func() bool { b, d := gauges(); return b == 1 && d == 2 })
 	close(release)
 	for _, id := range ids {
-		e.waitStatus(id, "completed")
+		e.waitStatus(id, generation.Completed)
 	}
 	e.waitFor("no busy slot and none queued", func() bool { b, d := gauges(); return b == 0 && d == 0 })
 }

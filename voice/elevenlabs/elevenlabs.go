@@ -1,4 +1,4 @@
-// Package elevenlabs implements voice.Provider with the ElevenLabs HTTP API:
+// Package elevenlabs is a voice provider on the ElevenLabs HTTP API:
 // instant voice cloning, text to speech and speech to text.
 //
 // The client is deliberately thin. It never retries, because the generation
@@ -14,10 +14,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,8 +42,15 @@ const (
 const outputFormat = "mp3_44100_128"
 
 // maxPreviousRequests is the most request ids the text-to-speech endpoint
-// accepts for stitching.
+// accepts for stitching ("A maximum of 3 request_ids can be send").
 const maxPreviousRequests = 3
+
+// unstitchedModels are the models for which request stitching is not
+// available: ElevenLabs documents that eleven_v3 does not support
+// previous_request_ids, so none are sent for it.
+var unstitchedModels = map[string]bool{
+	"eleven_v3": true,
+}
 
 // maxErrorBody bounds how much of an error response is read, since only the
 // JSON detail at its start is of use.
@@ -56,16 +65,24 @@ const maxJSONBody = 8 << 20
 // misbehaving server.
 const maxAudioBody = 200 << 20
 
-// modelChunkLimits are the per-request character limits of models whose
-// limit is known. Other models get fallbackChunkLimit unless
-// Config.ChunkLimit says otherwise.
+// modelChunkLimits are the per-request character limits ElevenLabs
+// documents for its text-to-speech models. A longer text is rejected with a
+// 400 that no retry can fix, so the worker splits stories under the limit.
 var modelChunkLimits = map[string]int{
+	"eleven_v3":              3_000,
+	"eleven_flash_v2_5":      40_000,
+	"eleven_turbo_v2_5":      40_000,
+	"eleven_flash_v2":        30_000,
+	"eleven_turbo_v2":        30_000,
 	"eleven_multilingual_v2": 10_000,
+	"eleven_multilingual_v1": 10_000,
+	"eleven_monolingual_v1":  10_000,
 }
 
-// fallbackChunkLimit is a conservative per-request limit for models missing
-// from modelChunkLimits; every current model accepts at least this much.
-const fallbackChunkLimit = 5_000
+// fallbackChunkLimit is the limit of a model missing from modelChunkLimits:
+// the smallest documented one, which the model is most likely to accept,
+// since a chunk over the real limit fails the whole narration.
+var fallbackChunkLimit = slices.Min(slices.Collect(maps.Values(modelChunkLimits)))
 
 // Config configures a Client.
 type Config struct {
@@ -93,19 +110,18 @@ type Config struct {
 	MaxConcurrent int
 }
 
-// Client is an ElevenLabs voice.Provider. It is safe for concurrent use.
+// Client is the ElevenLabs voice provider. It is safe for concurrent use.
 type Client struct {
 	apiKey     string
 	baseURL    string
 	model      string
 	sttModel   string
 	chunkLimit int
+	stitch     bool
 	http       *http.Client
 	timeout    time.Duration
 	sem        chan struct{}
 }
-
-var _ voice.Provider = (*Client)(nil)
 
 // New returns a Client for cfg.
 func New(cfg Config) (*Client, error) {
@@ -124,6 +140,7 @@ func New(cfg Config) (*Client, error) {
 		model:      model,
 		sttModel:   cmp.Or(cfg.TranscriptionModelID, DefaultTranscriptionModelID),
 		chunkLimit: cmp.Or(max(cfg.ChunkLimit, 0), modelChunkLimits[model], fallbackChunkLimit),
+		stitch:     !unstitchedModels[model],
 		http:       cmp.Or(cfg.HTTPClient, &http.Client{}),
 		timeout:    cmp.Or(max(cfg.Timeout, 0), DefaultTimeout),
 		sem:        make(chan struct{}, cmp.Or(max(cfg.MaxConcurrent, 0), DefaultMaxConcurrent)),
@@ -136,29 +153,29 @@ func (c *Client) Name() string { return "elevenlabs" }
 // ChunkLimit returns the per-request character limit of the configured model.
 func (c *Client) ChunkLimit() int { return c.chunkLimit }
 
-// ChecksTranscripts returns true: Transcribe uses ElevenLabs speech to text.
-func (c *Client) ChecksTranscripts() bool { return true }
-
 // CloneVoice creates an instant voice clone from samples with
-// POST /v1/voices/add.
-func (c *Client) CloneVoice(ctx context.Context, name string, samples []voice.File) (string, error) {
+// POST /v1/voices/add. ElevenLabs may answer requires_verification: the
+// voice then exists but cannot narrate until it is verified at ElevenLabs,
+// which the returned Clone reports.
+func (c *Client) CloneVoice(ctx context.Context, name string, samples []voice.File) (voice.Clone, error) {
 	if len(samples) == 0 {
-		return "", c.badRequest("clone voice: no samples")
+		return voice.Clone{}, c.badRequest("clone voice: no samples")
 	}
 	body, err := newMultipart([]field{{name: "name", value: name}}, "files", samples)
 	if err != nil {
-		return "", fmt.Errorf("clone voice: %w", err)
+		return voice.Clone{}, fmt.Errorf("clone voice: %w", err)
 	}
 	var out struct {
-		VoiceID string `json:"voice_id"`
+		VoiceID              string `json:"voice_id"`
+		RequiresVerification bool   `json:"requires_verification"`
 	}
 	if err := c.doJSON(ctx, http.MethodPost, "/v1/voices/add", nil, body, &out); err != nil {
-		return "", fmt.Errorf("clone voice: %w", err)
+		return voice.Clone{}, fmt.Errorf("clone voice: %w", err)
 	}
 	if out.VoiceID == "" {
-		return "", fmt.Errorf("clone voice: %w", &voice.Error{Provider: c.Name(), Kind: voice.KindOther, Message: "response has no voice_id"})
+		return voice.Clone{}, fmt.Errorf("clone voice: %w", &voice.Error{Provider: c.Name(), Kind: voice.KindOther, Message: "response has no voice_id"})
 	}
-	return out.VoiceID, nil
+	return voice.Clone{VoiceID: out.VoiceID, RequiresVerification: out.RequiresVerification}, nil
 }
 
 // DeleteVoice deletes a voice with DELETE /v1/voices/{voice_id}. A voice
@@ -176,7 +193,7 @@ func (c *Client) DeleteVoice(ctx context.Context, voiceID string) error {
 
 // Synthesize narrates req.Text with POST /v1/text-to-speech/{voice_id} and
 // returns MP3 audio. Only the last three PreviousRequestIDs are sent, the
-// most the API accepts.
+// most the API accepts, and none for models without request stitching.
 func (c *Client) Synthesize(ctx context.Context, req voice.SynthesisRequest) (*voice.Audio, error) {
 	switch {
 	case req.VoiceID == "":
@@ -187,6 +204,9 @@ func (c *Client) Synthesize(ctx context.Context, req voice.SynthesisRequest) (*v
 		return nil, c.badRequest(fmt.Sprintf("synthesize: text longer than %d characters", c.chunkLimit))
 	}
 	prev := req.PreviousRequestIDs
+	if !c.stitch {
+		prev = nil
+	}
 	if len(prev) > maxPreviousRequests {
 		prev = prev[len(prev)-maxPreviousRequests:]
 	}
@@ -225,13 +245,22 @@ func (c *Client) Synthesize(ctx context.Context, req voice.SynthesisRequest) (*v
 	}, nil
 }
 
-// Transcribe returns the text spoken in recording, using
+// Transcribe returns the words spoken in recording, using
 // POST /v1/speech-to-text.
+//
+// Speech to text tags audio events by default, writing "(laughter)" or
+// "(background noise)" into the transcript, which would make a real
+// recording fail the verification phrase check. The request turns tagging
+// off, and the transcript is rebuilt from the words that are not events in
+// case a model tags them anyway.
 func (c *Client) Transcribe(ctx context.Context, recording voice.File) (string, error) {
 	if len(recording.Data) == 0 {
 		return "", c.badRequest("transcribe: empty recording")
 	}
-	body, err := newMultipart([]field{{name: "model_id", value: c.sttModel}}, "file", []voice.File{recording})
+	body, err := newMultipart([]field{
+		{name: "model_id", value: c.sttModel},
+		{name: "tag_audio_events", value: "false"},
+	}, "file", []voice.File{recording})
 	if err != nil {
 		return "", fmt.Errorf("transcribe: %w", err)
 	}
@@ -240,13 +269,39 @@ func (c *Client) Transcribe(ctx context.Context, recording voice.File) (string, 
 	}
 	defer c.release()
 
-	var out struct {
-		Text string `json:"text"`
-	}
+	var out transcript
 	if err := c.doJSON(ctx, http.MethodPost, "/v1/speech-to-text", nil, body, &out); err != nil {
 		return "", fmt.Errorf("transcribe: %w", err)
 	}
-	return out.Text, nil
+	return out.spoken(), nil
+}
+
+// transcript is the part of a speech-to-text response Transcribe reads.
+type transcript struct {
+	Text  string `json:"text"`
+	Words []struct {
+		Text string `json:"text"`
+		// Type is "word", "spacing" or "audio_event".
+		Type string `json:"type"`
+	} `json:"words"`
+}
+
+// spoken returns the transcript without audio events: the words and the
+// spacing between them, or the text when the response lists no words.
+func (t transcript) spoken() string {
+	if len(t.Words) == 0 {
+		return t.Text
+	}
+	var b strings.Builder
+	for _, w := range t.Words {
+		switch w.Type {
+		case "word":
+			b.WriteString(w.Text)
+		case "spacing":
+			b.WriteString(" ")
+		}
+	}
+	return strings.TrimSpace(b.String())
 }
 
 // acquire takes a concurrency slot, waiting until one is free or ctx ends.

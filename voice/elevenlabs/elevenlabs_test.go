@@ -68,12 +68,12 @@ func TestNew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ChunkLimit() != 10_000 || c.Name() != "elevenlabs" || !c.ChecksTranscripts() {
-		t.Errorf("defaults: limit %d name %q checks %v", c.ChunkLimit(), c.Name(), c.ChecksTranscripts())
+	if c.ChunkLimit() != 10_000 || c.Name() != "elevenlabs" {
+		t.Errorf("defaults: limit %d name %q", c.ChunkLimit(), c.Name())
 	}
 	c, _ = New(Config{APIKey: "k", ModelID: "some_future_model"})
-	if c.ChunkLimit() != fallbackChunkLimit {
-		t.Errorf("unknown model limit = %d", c.ChunkLimit())
+	if c.ChunkLimit() != 3_000 {
+		t.Errorf("unknown model limit = %d, want the smallest documented, 3000", c.ChunkLimit())
 	}
 	c, _ = New(Config{APIKey: "k", ChunkLimit: 123})
 	if c.ChunkLimit() != 123 {
@@ -139,12 +139,12 @@ func TestCloneVoice(t *testing.T) {
 		}
 		_, _ = io.WriteString(w, `{"voice_id":"v123","requires_verification":false}`)
 	})
-	id, err := c.CloneVoice(t.Context(), "Alice's voice", samples)
+	clone, err := c.CloneVoice(t.Context(), "Alice's voice", samples)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id != "v123" {
-		t.Errorf("voice id = %q, want v123", id)
+	if clone != (voice.Clone{VoiceID: "v123"}) {
+		t.Errorf("clone = %+v, want v123 needing no verification", clone)
 	}
 }
 
@@ -232,7 +232,9 @@ func TestTranscribe(t *testing.T) {
 			http.Error(w, "file mismatch", http.StatusBadRequest)
 			return
 		}
-		_, _ = io.WriteString(w, `{"language_code":"en","text":"copper garden river","words":[{"text":"copper","type":"word"}]}`)
+		_, _ = io.WriteString(w, `{"language_code":"en","text":"copper garden river","words":[`+
+			`{"text":"copper","type":"word"},{"text":" ","type":"spacing"},{"text":"garden","type":"word"},`+
+			`{"text":" ","type":"spacing"},{"text":"river","type":"word"}]}`)
 	})
 	text, err := c.Transcribe(t.Context(), voice.File{Name: "rec.webm", ContentType: "audio/webm;codecs=opus", Data: []byte("recording")})
 	if err != nil {

@@ -1,5 +1,5 @@
-// Package local implements voice.Provider without any network, for
-// development when no ElevenLabs API key is configured.
+// Package local is a voice provider without any network, for development
+// when no ElevenLabs API key is configured.
 //
 // Synthesize returns real, playable WAV audio so the whole narration flow
 // (chunking, storage, signed links, <audio> playback) can be exercised end
@@ -40,15 +40,13 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Provider is the local development voice.Provider. It is safe for
+// Provider is the local development voice provider. It is safe for
 // concurrent use.
 type Provider struct {
 	chunkLimit int
 	espeak     string
 	log        *slog.Logger
 }
-
-var _ voice.Provider = (*Provider)(nil)
 
 // New returns a Provider for cfg.
 func New(cfg Config) *Provider {
@@ -77,20 +75,16 @@ func (p *Provider) Name() string { return "local" }
 // ChunkLimit returns the configured per-call character limit.
 func (p *Provider) ChunkLimit() int { return p.chunkLimit }
 
-// ChecksTranscripts returns false: Transcribe does not listen to the
-// recording, so callers must not treat its empty answer as a mismatch.
-func (p *Provider) ChecksTranscripts() bool { return false }
-
 // CloneVoice returns a new random voice id starting with "local-". Nothing
 // is stored: the id only seeds the pitch of the synthesised voice.
-func (p *Provider) CloneVoice(ctx context.Context, name string, samples []voice.File) (string, error) {
+func (p *Provider) CloneVoice(ctx context.Context, name string, samples []voice.File) (voice.Clone, error) {
 	if err := ctx.Err(); err != nil {
-		return "", err
+		return voice.Clone{}, err
 	}
 	if len(samples) == 0 {
-		return "", &voice.Error{Provider: p.Name(), Kind: voice.KindBadRequest, Message: "clone voice: no samples"}
+		return voice.Clone{}, &voice.Error{Provider: p.Name(), Kind: voice.KindBadRequest, Message: "clone voice: no samples"}
 	}
-	return "local-" + randomID(), nil
+	return voice.Clone{VoiceID: "local-" + randomID()}, nil
 }
 
 // DeleteVoice does nothing, since local voices have no state.
@@ -98,10 +92,14 @@ func (p *Provider) DeleteVoice(ctx context.Context, voiceID string) error {
 	return ctx.Err()
 }
 
-// Transcribe returns "" without listening: the local provider cannot
-// recognise speech. See ChecksTranscripts.
+// Transcribe does not listen: the local provider cannot recognise speech,
+// so it fails with voice.ErrTranscriptionUnsupported rather than answer
+// with a transcript that could only be taken for a mismatch.
 func (p *Provider) Transcribe(ctx context.Context, recording voice.File) (string, error) {
-	return "", ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	return "", fmt.Errorf("%s: %w", p.Name(), voice.ErrTranscriptionUnsupported)
 }
 
 // Synthesize returns 16-bit mono PCM WAV audio of req.Text, from espeak-ng

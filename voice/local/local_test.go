@@ -162,16 +162,17 @@ func TestSynthesizeAnyText(t *testing.T) {
 func TestProviderBasics(t *testing.T) {
 	t.Parallel()
 	p := New(Config{EspeakPath: "-"})
-	if p.Name() != "local" || p.ChecksTranscripts() || p.ChunkLimit() != DefaultChunkLimit {
-		t.Errorf("name %q checks %v limit %d", p.Name(), p.ChecksTranscripts(), p.ChunkLimit())
+	if p.Name() != "local" || p.ChunkLimit() != DefaultChunkLimit {
+		t.Errorf("name %q limit %d", p.Name(), p.ChunkLimit())
 	}
 	sample := []voice.File{{Name: "a.wav", ContentType: "audio/wav", Data: []byte{1}}}
-	id1, err := p.CloneVoice(t.Context(), "me", sample)
+	c1, err := p.CloneVoice(t.Context(), "me", sample)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id2, _ := p.CloneVoice(t.Context(), "me", sample)
-	if !strings.HasPrefix(id1, "local-") || id1 == id2 {
+	c2, _ := p.CloneVoice(t.Context(), "me", sample)
+	id1, id2 := c1.VoiceID, c2.VoiceID
+	if !strings.HasPrefix(id1, "local-") || id1 == id2 || c1.RequiresVerification {
 		t.Errorf("voice ids %q, %q: want distinct local- ids", id1, id2)
 	}
 	if _, err := p.CloneVoice(t.Context(), "me", nil); voice.KindOf(err) != voice.KindBadRequest {
@@ -181,8 +182,8 @@ func TestProviderBasics(t *testing.T) {
 		t.Error(err)
 	}
 	text, err := p.Transcribe(t.Context(), sample[0])
-	if err != nil || text != "" {
-		t.Errorf("Transcribe() = %q, %v", text, err)
+	if !errors.Is(err, voice.ErrTranscriptionUnsupported) || text != "" {
+		t.Errorf("Transcribe() = %q, %v; want ErrTranscriptionUnsupported", text, err)
 	}
 }
 

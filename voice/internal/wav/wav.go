@@ -16,6 +16,8 @@ type File struct {
 	Format []byte
 	// Data is the sample data.
 	Data []byte
+	// DataOffset is where Data starts in the parsed bytes.
+	DataOffset int
 }
 
 // ErrNotWAV is wrapped by every error Parse returns.
@@ -44,7 +46,7 @@ func Parse(b []byte) (File, error) {
 		case "fmt ":
 			f.Format = b[off:end]
 		case "data":
-			f.Data = b[body:end]
+			f.Data, f.DataOffset = b[body:end], body
 		}
 		off = end + (end-body)%2 // chunks are padded to even sizes
 	}
@@ -57,7 +59,21 @@ func Parse(b []byte) (File, error) {
 // Encode writes a WAV file of the format chunk format (header included)
 // and the sample data data, with every size filled in.
 func Encode(format, data []byte) []byte {
-	out := make([]byte, 0, 12+len(format)+1+8+len(data)+1)
+	out := Header(format, int64(len(data)))
+	out = append(out, data...)
+	if len(data)%2 == 1 {
+		out = append(out, 0)
+	}
+	return out
+}
+
+// Header is the start of a WAV file of the format chunk format (header
+// included) whose sample data, dataLen bytes, follows it, with every size
+// filled in. A file written as the header, the data and, when dataLen is
+// odd, one zero byte of padding is complete, so a file can be streamed
+// without holding its data.
+func Header(format []byte, dataLen int64) []byte {
+	out := make([]byte, 0, 12+len(format)+1+8)
 	out = append(out, "RIFF"...)
 	out = append(out, 0, 0, 0, 0) // RIFF size, set below
 	out = append(out, "WAVE"...)
@@ -66,12 +82,9 @@ func Encode(format, data []byte) []byte {
 		out = append(out, 0)
 	}
 	out = append(out, "data"...)
-	out = binary.LittleEndian.AppendUint32(out, uint32(len(data)))
-	out = append(out, data...)
-	if len(data)%2 == 1 {
-		out = append(out, 0)
-	}
-	binary.LittleEndian.PutUint32(out[4:], uint32(len(out)-8))
+	out = binary.LittleEndian.AppendUint32(out, uint32(dataLen))
+	riff := int64(len(out)) - 8 + dataLen + dataLen%2
+	binary.LittleEndian.PutUint32(out[4:], uint32(riff))
 	return out
 }
 
