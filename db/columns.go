@@ -316,5 +316,6 @@ var voiceSamples = &table[VoiceSample]{columns: []column[VoiceSample]{
 	{name: "elevenlabs_voice_id", dest: func(r *VoiceSample, _ *nulls) any { return &r.ElevenlabsVoiceID }},
 	{name: "verification_phrase", dest: func(r *VoiceSample, _ *nulls) any { return &r.VerificationPhrase }},
 	{name: "verified", dest: func(r *VoiceSample, _ *nulls) any { return &r.Verified }},
+	{name: "provider_verification_required", dest: func(r *VoiceSample, _ *nulls) any { return &r.ProviderVerificationRequired }},
 	{name: "created_at", dest: func(r *VoiceSample, _ *nulls) any { return &r.CreatedAt }},
 }}
