@@ -179,7 +179,8 @@ func NewGraphQL(o Options) *handler.Server {
 // websockets alike. It verifies authorization, an Authorization value
 // ("Bearer <token>", from a header or a websocket's connection_init), and
 // returns ctx carrying the token's viewer, whose database work runs as
-// authenticated with the token's claims, and the verified identity. A
+// authenticated (admins: narrate_admin) with the token's claims, and the
+// verified identity. A
 // blank value is an anonymous caller: ctx as it is and a nil identity.
 // Errors wrap auth.ErrInvalidToken when the token is at fault; any other
 // is the verifier's own failure (keys unreachable).
@@ -192,8 +193,12 @@ func signIn(ctx context.Context, v *auth.Verifier, authorization string) (contex
 	if err != nil {
 		return ctx, nil, err
 	}
+	session := db.UserSession(id.UserID, id.Claims)
+	if id.Admin {
+		session = db.AdminSession(id.UserID, id.Claims)
+	}
 	return graph.WithViewer(ctx, graph.Viewer{
-		Session:   db.UserSession(id.UserID, id.Claims),
+		Session:   session,
 		UserID:    id.UserID,
 		Email:     id.Email,
 		Admin:     id.Admin,

@@ -19,6 +19,7 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/time/rate"
 )
 
@@ -45,6 +46,15 @@ const (
 	// maxTokenLen rejects absurdly large tokens before any parsing work.
 	// Supabase access tokens are around one kilobyte.
 	maxTokenLen = 16 << 10
+
+	// verifiedTokens is how many verified tokens the Verifier remembers, so
+	// that a client sending the same token with every request pays for its
+	// signature and claims once: a few megabytes at most.
+	verifiedTokens = 4096
+	// verifiedTTL is how long a remembered token is trusted without being
+	// checked again: no longer than a JWKS refresh, so a token whose key was
+	// revoked stops working as soon as it would without the cache.
+	verifiedTTL = jwksRefreshInterval
 )
 
 // Config configures a [Verifier]. At least one of Secret and JWKSURL must be
@@ -100,6 +110,17 @@ type Verifier struct {
 	secret []byte
 	jwks   keyfunc.Keyfunc
 	parser *jwt.Parser
+	// now is the clock of the claims checks; tests move it.
+	now func() time.Time
+	// verified remembers tokens that passed, keyed by the whole token: the
+	// same bytes verify the same way, until they expire.
+	verified *lru.Cache[string, verified]
+}
+
+// verified is a remembered token's identity and when it was checked.
+type verified struct {
+	id *Identity
+	at time.Time
 }
 
 // NewVerifier builds a Verifier from cfg.
@@ -120,7 +141,11 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 	leeway := cmp.Or(cfg.Leeway, DefaultLeeway)
 	logger := cmp.Or(cfg.Logger, slog.Default())
 
-	v := &Verifier{leeway: leeway}
+	v := &Verifier{leeway: leeway, now: time.Now}
+	var err error
+	if v.verified, err = lru.New[string, verified](verifiedTokens); err != nil {
+		return nil, fmt.Errorf("new verifier: %w", err)
+	}
 	var methods []string
 	if len(cfg.Secret) > 0 {
 		// Copy so that a caller reusing its slice cannot change the key.
@@ -157,6 +182,7 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 		jwt.WithLeeway(leeway),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
+		jwt.WithTimeFunc(func() time.Time { return v.now() }),
 	}
 	if cfg.Issuer != "" {
 		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
@@ -183,11 +209,32 @@ var (
 
 // Verify checks token's signature and claims and returns the identity it
 // carries. Every failure wraps [ErrInvalidToken] with a client-safe message,
-// except that a cancelled ctx is reported as the context's error.
+// except that a cancelled ctx is reported as the context's error. The
+// identity is shared with other callers of the same token: read it only.
+//
+// A token that passed is remembered for a few minutes and, until it
+// expires, passes again without its signature being checked: a verified
+// token can only become invalid by expiring (nbf and iat only ever become
+// more true) or by its signing key being revoked, which the JWKS refresh
+// would not notice sooner.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) {
 	if len(token) > maxTokenLen {
 		return nil, invalid("token is too large", nil)
 	}
+	now := v.now()
+	if hit, ok := v.verified.Get(token); ok && now.Sub(hit.at) < verifiedTTL && !now.After(hit.id.ValidUntil) {
+		return hit.id, nil
+	}
+	id, err := v.verify(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	v.verified.Add(token, verified{id: id, at: now})
+	return id, nil
+}
+
+// verify checks a token, signature and claims.
+func (v *Verifier) verify(ctx context.Context, token string) (*Identity, error) {
 	var c claims
 	if _, err := v.parser.ParseWithClaims(token, &c, v.keyfunc(ctx)); err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {

@@ -469,6 +469,51 @@ func TestVerifyCustomAudienceAndLeeway(t *testing.T) {
 	}
 }
 
+// TestVerifyRemembersTokens checks that a token verified once is served
+// from memory (the same identity) until it expires or is a few minutes
+// old, and then checked again: expired, it is refused.
+func TestVerifyRemembersTokens(t *testing.T) {
+	t.Parallel()
+	v := newVerifier(t, Config{Secret: testSecret, Leeway: time.Second})
+	start := time.Now()
+	clock := start
+	v.now = func() time.Time { return clock }
+	token := sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(uuid.New(), func(c jwt.MapClaims) {
+		c["exp"] = start.Add(time.Hour).Unix()
+	}))
+
+	first, err := v.Verify(t.Context(), token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := v.Verify(t.Context(), token); err != nil || again != first {
+		t.Fatalf("second Verify = %p, %v; want the remembered %p", again, err, first)
+	}
+	// Past the cache's lifetime, the token is checked again: a new identity.
+	clock = start.Add(verifiedTTL + time.Second)
+	later, err := v.Verify(t.Context(), token)
+	if err != nil || later == first {
+		t.Fatalf("Verify after %s = %p, %v; want a fresh identity", verifiedTTL, later, err)
+	}
+	// Expired while remembered: refused, like any expired token.
+	clock = start.Add(verifiedTTL + 2*time.Second)
+	if _, err := v.Verify(t.Context(), token); err != nil {
+		t.Fatal(err)
+	}
+	clock = start.Add(time.Hour + 2*time.Second)
+	if _, err := v.Verify(t.Context(), token); !errors.Is(err, jwt.ErrTokenExpired) {
+		t.Fatalf("Verify of an expired remembered token: %v, want expired", err)
+	}
+	// A refused token is not remembered as valid: another one, tampered
+	// with, fails every time.
+	forged := token[:len(token)-2] + "xx"
+	for range 2 {
+		if _, err := v.Verify(t.Context(), forged); !errors.Is(err, ErrInvalidToken) {
+			t.Fatalf("forged token: %v", err)
+		}
+	}
+}
+
 // TestVerifierRefreshesOnUnknownKID rotates a new key into the JWKS and
 // checks that the first token signed with it triggers one refresh, while a
 // second unknown kid right after is refused without another fetch.

@@ -3,6 +3,7 @@ package db_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -15,7 +16,7 @@ import (
 var rlsTables = []string{"profiles", "voice_samples", "stories", "story_generations", "generation_logs"}
 
 // apiRoles are the roles requests run as.
-var apiRoles = []string{role.Anon, role.Authenticated}
+var apiRoles = []string{role.Anon, role.Authenticated, role.Admin}
 
 type policy struct {
 	Table     string   `db:"tablename"`
@@ -64,6 +65,47 @@ func checkPolicies(ps []policy) []string {
 }
 
 func isTrue(expr *string) bool { return expr != nil && *expr == "true" }
+
+// adminInUserPolicies reports every policy of authenticated that also
+// serves admins. Admins read through narrate_admin's policies: an admin
+// condition in authenticated's, OR-ed with the owner's, keeps PostgreSQL
+// from using the user_id index for any query that does not name the user
+// itself (see TestRLSOnlyReadUsesIndex).
+func adminInUserPolicies(ps []policy) []string {
+	var bad []string
+	for _, p := range ps {
+		if !slices.Contains(p.Roles, "authenticated") {
+			continue
+		}
+		for _, expr := range []*string{p.Qual, p.WithCheck} {
+			if expr != nil && strings.Contains(*expr, "is_admin") {
+				bad = append(bad, p.Table+"."+p.Name+": authenticated's policy also serves admins")
+				break
+			}
+		}
+	}
+	return bad
+}
+
+func testUserPoliciesAreOwnerOnly(t *testing.T, tdb *testDB) {
+	for _, b := range adminInUserPolicies(loadPolicies(t, context.Background(), tdb.Admin)) {
+		t.Error(b)
+	}
+}
+
+// TestAdminCheckerCatchesSharedPolicies proves the checker above would see
+// the admin read policy this project had before narrate_admin.
+func TestAdminCheckerCatchesSharedPolicies(t *testing.T) {
+	t.Parallel()
+	tdb := newTestDB(t)
+	mustExec(t, tdb.Admin, `CREATE POLICY story_generations_old_admin_read ON public.story_generations
+		FOR SELECT TO authenticated USING ((SELECT public.is_admin()))`)
+	bad := adminInUserPolicies(loadPolicies(t, context.Background(), tdb.Admin))
+	want := []string{"story_generations.story_generations_old_admin_read: authenticated's policy also serves admins"}
+	if !slices.Equal(bad, want) {
+		t.Fatalf("checker found %q, want %q", bad, want)
+	}
+}
 
 func testNoPolicyGrantsEveryRole(t *testing.T, tdb *testDB) {
 	ctx := context.Background()

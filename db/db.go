@@ -44,11 +44,38 @@ func UserSession(userID uuid.UUID, claims json.RawMessage) Session {
 // carries them.
 var serviceClaims, _ = json.Marshal(map[string]string{"role": role.Service})
 
+// AdminSession is the session of a signed-in admin (their verified claims
+// say app_metadata.role = "admin"): the admin policies require both the
+// role and the claim.
+func AdminSession(userID uuid.UUID, claims json.RawMessage) Session {
+	return Session{Role: role.Admin, Claims: claims, UserID: userID}
+}
+
+// claimsArg is the claims as set_config's text argument: the token's bytes
+// as they are (no copy into a string), or ” when there are none, which
+// auth.jwt() reads as no claims.
+func (s Session) claimsArg() any {
+	if len(s.Claims) == 0 {
+		return ""
+	}
+	return []byte(s.Claims)
+}
+
 // setSessionSQL switches role and claims for the current transaction only.
 // SET LOCAL cannot take parameters, set_config can; is_local=true makes both
 // revert at commit or rollback, so a pooled connection never carries one
 // user's identity into the next transaction.
-const setSessionSQL = `SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)`
+//
+// It also has the transaction's prepared statements run their generic
+// plans. PostgreSQL otherwise plans a statement anew for every execution
+// whenever it estimates the generic plan dearer than plans made for the
+// actual values, as it does for the batched lateral listings (it cannot
+// know how many keys an array holds): planning then costs more than
+// running the statement. The statements name only the predicates they use
+// (see statement), so their generic plans are the index scans a custom
+// plan would choose.
+const setSessionSQL = `SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),
+  set_config('plan_cache_mode', 'force_generic_plan', true)`
 
 // Querier is what code running inside a transaction may use.
 type Querier interface {
@@ -111,6 +138,17 @@ func (d *DB) Ping(ctx context.Context) error { return d.Pool.Ping(ctx) }
 // function such as user_emails instead, or use Tx, whose statements are
 // prepared after the switch).
 func (d *DB) Batch(ctx context.Context, s Session, queue func(b *pgx.Batch)) error {
+	return d.send(ctx, s, true, queue)
+}
+
+// send runs a batch under s: in an explicit transaction (BEGIN ... COMMIT)
+// when explicit, else in the implicit transaction PostgreSQL gives the
+// statements of a pipeline up to its Sync, which pgx sends once, at the
+// end of the batch. The implicit one is enough for reads (the settings are
+// transaction-local all the same, and a failing statement rolls back the
+// rest) and spares the server two statements; some statements (LOCK, SET
+// TRANSACTION) require an explicit one.
+func (d *DB) send(ctx context.Context, s Session, explicit bool, queue func(b *pgx.Batch)) error {
 	return d.retryStale(ctx, func() error {
 		conn, err := d.Pool.Acquire(ctx)
 		if err != nil {
@@ -118,9 +156,15 @@ func (d *DB) Batch(ctx context.Context, s Session, queue func(b *pgx.Batch)) err
 		}
 		defer conn.Release()
 
-		b := begin(s)
+		b := &pgx.Batch{}
+		if explicit {
+			b.Queue("BEGIN")
+		}
+		b.Queue(setSessionSQL, s.Role, s.claimsArg())
 		queue(b)
-		b.Queue("COMMIT")
+		if explicit {
+			b.Queue("COMMIT")
+		}
 		if err := conn.SendBatch(ctx, b).Close(); err != nil {
 			abort(ctx, conn)
 			return err
@@ -212,7 +256,7 @@ func abort(ctx context.Context, conn *pgxpool.Conn) {
 func begin(s Session) *pgx.Batch {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	b.Queue(setSessionSQL, s.Role, string(s.Claims))
+	b.Queue(setSessionSQL, s.Role, s.claimsArg())
 	return b
 }
 

@@ -94,8 +94,14 @@ type identity struct {
 	raw bool
 }
 
+// userIdentity is a user's identity as the API sets it: admins switch to
+// narrate_admin.
 func userIdentity(id uuid.UUID, admin bool) identity {
-	return identity{role: "authenticated", claims: string(userClaims(id, admin))}
+	role := "authenticated"
+	if admin {
+		role = "narrate_admin"
+	}
+	return identity{role: role, claims: string(userClaims(id, admin))}
 }
 
 var (
@@ -248,6 +254,10 @@ func (f *fixture) who(actor string) identity {
 		return userIdentity(f.F, false)
 	case "admin":
 		return userIdentity(f.M, true)
+	case "adminclaim":
+		return identity{role: "authenticated", claims: string(userClaims(f.M, true))}
+	case "adminrole":
+		return identity{role: "narrate_admin", claims: string(userClaims(f.M, false))}
 	case "anon":
 		return anonIdentity
 	case "service":

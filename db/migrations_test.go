@@ -149,7 +149,7 @@ func withUser(t *testing.T, rawURL, user string) string {
 func privilegeMatrix(t *testing.T, pool *pgxpool.Pool) []string {
 	t.Helper()
 	rows, _ := pool.Query(context.Background(), `
-		WITH roles(r) AS (VALUES ('anon'), ('authenticated'), ('service_role')),
+		WITH roles(r) AS (VALUES ('anon'), ('authenticated'), ('service_role'), ('narrate_admin')),
 		privs(p) AS (VALUES ('SELECT'), ('INSERT'), ('UPDATE'), ('DELETE'), ('TRUNCATE'), ('REFERENCES'), ('TRIGGER'))
 		SELECT r || ' ' || p || ' ' || c.relname
 		FROM roles, privs, pg_class c

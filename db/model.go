@@ -16,56 +16,56 @@ type User struct {
 
 // Profile is a user's public profile.
 type Profile struct {
-	UserID      uuid.UUID `db:"user_id"`
-	DisplayName *string   `db:"display_name"`
-	AvatarURL   *string   `db:"avatar_url"`
-	CreatedAt   time.Time `db:"created_at"`
-	UpdatedAt   time.Time `db:"updated_at"`
+	UserID      uuid.UUID
+	DisplayName *string
+	AvatarURL   *string
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
 // VoiceSample is a user's cloned voice and its verification state.
 type VoiceSample struct {
-	ID                 uuid.UUID `db:"id"`
-	UserID             uuid.UUID `db:"user_id"`
-	ElevenlabsVoiceID  string    `db:"elevenlabs_voice_id"`
-	VerificationPhrase string    `db:"verification_phrase"`
-	Verified           bool      `db:"verified"`
+	ID                 uuid.UUID
+	UserID             uuid.UUID
+	ElevenlabsVoiceID  string
+	VerificationPhrase string
+	Verified           bool
 	// ProviderVerificationRequired is true while the voice provider holds
 	// the cloned voice back until it is verified there.
-	ProviderVerificationRequired bool      `db:"provider_verification_required"`
-	CreatedAt                    time.Time `db:"created_at"`
+	ProviderVerificationRequired bool
+	CreatedAt                    time.Time
 }
 
 // Story is a catalogue entry.
 type Story struct {
-	ID        uuid.UUID `db:"id"`
-	Title     string    `db:"title"`
-	Slug      string    `db:"slug"`
-	Content   string    `db:"content"`
-	Version   int       `db:"version"`
-	CreatedAt time.Time `db:"created_at"`
-	UpdatedAt time.Time `db:"updated_at"`
+	ID        uuid.UUID
+	Title     string
+	Slug      string
+	Content   string
+	Version   int
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Generation is one narration of a story in a user's voice.
 type Generation struct {
-	ID       uuid.UUID         `db:"id"`
-	UserID   uuid.UUID         `db:"user_id"`
-	StoryID  uuid.UUID         `db:"story_id"`
-	Status   generation.Status `db:"status"`
-	Progress int               `db:"progress"`
+	ID       uuid.UUID
+	UserID   uuid.UUID
+	StoryID  uuid.UUID
+	Status   generation.Status
+	Progress int
 	// ResultKey is the storage key of the finished audio (the result_url
 	// column); clients see a signed URL made from it.
-	ResultKey *string         `db:"result_url"`
-	Metadata  json.RawMessage `db:"metadata"`
-	CreatedAt time.Time       `db:"created_at"`
-	UpdatedAt time.Time       `db:"updated_at"`
+	ResultKey *string
+	Metadata  json.RawMessage
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Log is one event in a generation's history.
 type Log struct {
-	ID           uuid.UUID `db:"id"`
-	GenerationID uuid.UUID `db:"generation_id"`
-	Event        string    `db:"event"`
-	OccurredAt   time.Time `db:"occurred_at"`
+	ID           uuid.UUID
+	GenerationID uuid.UUID
+	Event        string
+	OccurredAt   time.Time
 }

@@ -15,50 +15,6 @@ import (
 	"github.com/narrate/narrate/limit"
 )
 
-const (
-	storyColumns      = `id, title, slug, content, version, created_at, updated_at`
-	generationColumns = `id, user_id, story_id, status, progress, result_url, metadata, created_at, updated_at`
-	logColumns        = `id, generation_id, event, occurred_at`
-	profileColumns    = `user_id, display_name, avatar_url, created_at, updated_at`
-	voiceColumns      = `id, user_id, elevenlabs_voice_id, verification_phrase, verified, provider_verification_required, created_at`
-)
-
-// queryAll runs one statement under s in a single round trip and scans
-// every row into a T by column name.
-func queryAll[T any](ctx context.Context, d *DB, s Session, sql string, args ...any) ([]T, error) {
-	var out []T
-	err := d.Batch(ctx, s, func(b *pgx.Batch) {
-		b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
-			var err error
-			out, err = pgx.CollectRows(rows, pgx.RowToStructByName[T])
-			return err
-		})
-	})
-	return out, classify(err)
-}
-
-// queryOne is queryAll for statements that yield at most one row;
-// ErrNotFound when there is none.
-func queryOne[T any](ctx context.Context, d *DB, s Session, sql string, args ...any) (T, error) {
-	rows, err := queryAll[T](ctx, d, s, sql, args...)
-	if err != nil {
-		var zero T
-		return zero, err
-	}
-	if len(rows) == 0 {
-		var zero T
-		return zero, ErrNotFound
-	}
-	return rows[0], nil
-}
-
-// txOne is queryOne inside a transaction.
-func txOne[T any](ctx context.Context, q Querier, sql string, args ...any) (T, error) {
-	rows, _ := q.Query(ctx, sql, args...)
-	v, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[T])
-	return v, classify(err)
-}
-
 // likePattern makes a case-insensitive substring pattern of s, with LIKE's
 // wildcards in s taken literally.
 func likePattern(s string) string {
@@ -77,42 +33,63 @@ type StoriesParams struct {
 	Limit  int
 	After  *StoryKey
 	Search string
+	// Columns are the optional columns to read.
+	Columns Columns
 }
 
 // Stories lists the catalogue ordered by title (the database collation),
 // then id.
 func (d *DB) Stories(ctx context.Context, s Session, p StoriesParams) ([]Story, error) {
-	var afterTitle *string
-	var afterID *uuid.UUID
-	if p.After != nil {
-		afterTitle, afterID = &p.After.Title, &p.After.ID
-	}
-	var search *string
+	var q statement
+	var where conditions
 	if p.Search != "" {
-		pat := likePattern(p.Search)
-		search = &pat
+		where.and("title ILIKE " + q.arg(likePattern(p.Search)))
 	}
-	return queryAll[Story](ctx, d, s, `
-		SELECT `+storyColumns+` FROM stories
-		WHERE ($1::text IS NULL OR title ILIKE $1)
-		  AND ($2::text IS NULL OR (title, id) > ($2::text, $3::uuid))
+	if p.After != nil {
+		where.and("(title, id) > (" + q.arg(p.After.Title) + "::text, " + q.arg([16]byte(p.After.ID)) + "::uuid)")
+	}
+	return query(ctx, d, s, scanner[Story]{t: stories, cols: p.Columns}, `
+		SELECT `+stories.list(p.Columns, "")+` FROM stories`+where.String()+`
 		ORDER BY title, id
-		LIMIT $4`, search, afterTitle, afterID, p.Limit)
+		LIMIT `+q.arg(p.Limit), q.args...)
 }
 
-// StoriesByID loads stories by id, in no particular order.
-func (d *DB) StoriesByID(ctx context.Context, s Session, ids []uuid.UUID) ([]Story, error) {
-	return queryAll[Story](ctx, d, s, `SELECT `+storyColumns+` FROM stories WHERE id = ANY($1)`, ids)
+// StoriesByID loads the columns cols of stories by id, in no particular
+// order.
+func (d *DB) StoriesByID(ctx context.Context, s Session, ids []uuid.UUID, cols Columns) ([]Story, error) {
+	var out []Story
+	err := d.Read(ctx, s, func(r *Reads) { r.StoriesByID(ids, cols, &out) })
+	return out, err
 }
 
-// StoryBySlug loads one story by its slug.
-func (d *DB) StoryBySlug(ctx context.Context, s Session, slug string) (Story, error) {
-	return queryOne[Story](ctx, d, s, `SELECT `+storyColumns+` FROM stories WHERE slug = $1`, slug)
+// StoriesByID queues DB.StoriesByID, into out.
+func (r *Reads) StoriesByID(ids []uuid.UUID, cols Columns, out *[]Story) {
+	queueRead(r, scanner[Story]{t: stories, cols: cols}, out,
+		`SELECT `+stories.list(cols, "")+` FROM stories WHERE id = ANY($1)`, uuidsArg(ids))
 }
+
+// StoryBySlug loads the columns cols of one story by its slug.
+func (d *DB) StoryBySlug(ctx context.Context, s Session, slug string, cols Columns) (Story, error) {
+	return queryOne(ctx, d, s, scanner[Story]{t: stories, cols: cols},
+		`SELECT `+stories.list(cols, "")+` FROM stories WHERE slug = $1`, slug)
+}
+
+// Whole rows, as writes return them.
+var (
+	allStories     = scanner[Story]{t: stories, cols: AllColumns}
+	allGenerations = scanner[Generation]{t: generations, cols: AllColumns}
+	allProfiles    = scanner[Profile]{t: profiles, cols: AllColumns}
+	allVoices      = scanner[VoiceSample]{t: voiceSamples, cols: AllColumns}
+
+	storyColumns      = stories.list(AllColumns, "")
+	generationColumns = generations.list(AllColumns, "")
+	profileColumns    = profiles.list(AllColumns, "")
+	voiceColumns      = voiceSamples.list(AllColumns, "")
+)
 
 // CreateStory inserts a story at version 1.
 func (d *DB) CreateStory(ctx context.Context, s Session, title, slug, content string) (Story, error) {
-	story, err := queryOne[Story](ctx, d, s, `
+	story, err := queryOne(ctx, d, s, allStories, `
 		INSERT INTO stories (title, slug, content) VALUES ($1, $2, $3)
 		RETURNING `+storyColumns, title, slug, content)
 	return story, slugTaken(err, &slug)
@@ -139,7 +116,7 @@ func (d *DB) UpdateStory(ctx context.Context, s Session, id uuid.UUID, expectedV
 	var story Story
 	err := d.Tx(ctx, s, func(q Querier) error {
 		var err error
-		story, err = txOne[Story](ctx, q, `
+		story, err = txOne(ctx, q, allStories, `
 			UPDATE stories SET
 			  title = coalesce($3, title),
 			  slug = coalesce($4, slug),
@@ -200,6 +177,8 @@ type GenerationFilter struct {
 type PageParams[K any] struct {
 	Limit int
 	After *K
+	// Columns are the optional columns to read.
+	Columns Columns
 }
 
 // GenerationsByOwner lists, for each owner and story pair in keys, a page
@@ -209,42 +188,30 @@ type PageParams[K any] struct {
 // KeyIndex, so one statement serves a whole batch of nested connections.
 func (d *DB) GenerationsByOwner(ctx context.Context, s Session, keys []OwnerKey, f GenerationFilter, p PageParams[GenerationKey]) ([]Keyed[Generation], error) {
 	users := make([]uuid.UUID, len(keys))
-	stories := make([]uuid.UUID, len(keys))
+	storyIDs := make([]uuid.UUID, len(keys))
 	for i, k := range keys {
-		users[i], stories[i] = k.UserID, k.StoryID
+		users[i], storyIDs[i] = k.UserID, k.StoryID
 	}
-	var afterAt *time.Time
-	var afterID *uuid.UUID
-	if p.After != nil {
-		afterAt, afterID = &p.After.CreatedAt, &p.After.ID
-	}
-	var status *string
+	q := statement{args: []any{uuidsArg(users), uuidsArg(storyIDs)}}
+	var where conditions
+	where.and("g.user_id = k.user_id")
+	where.and("(k.story_id = '00000000-0000-0000-0000-000000000000' OR g.story_id = k.story_id)")
 	if f.Status != nil {
-		v := string(*f.Status)
-		status = &v
+		where.and("g.status = " + q.arg(string(*f.Status)) + "::generation_status")
 	}
-	rows, err := queryAll[keyedGeneration](ctx, d, s, `
+	if p.After != nil {
+		at, id := q.arg(p.After.CreatedAt), q.arg([16]byte(p.After.ID))
+		where.and("(g.created_at < " + at + " OR (g.created_at = " + at + " AND g.id > " + id + "))")
+	}
+	return query(ctx, d, s, keyed(keyedGenerations, p.Columns), `
 		SELECT k.ord - 1 AS key_index, g.*
 		FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS k(user_id, story_id, ord)
 		CROSS JOIN LATERAL (
-		  SELECT `+generationColumns+` FROM story_generations g
-		  WHERE g.user_id = k.user_id
-		    AND (k.story_id = '00000000-0000-0000-0000-000000000000' OR g.story_id = k.story_id)
-		    AND ($3::generation_status IS NULL OR g.status = $3::generation_status)
-		    AND ($4::timestamptz IS NULL OR g.created_at < $4 OR (g.created_at = $4 AND g.id > $5))
+		  SELECT `+generations.list(p.Columns, "")+` FROM story_generations g`+where.String()+`
 		  ORDER BY g.created_at DESC, g.id
-		  LIMIT $6
+		  LIMIT `+q.arg(p.Limit)+`
 		) g
-		ORDER BY k.ord, g.created_at DESC, g.id`,
-		users, stories, status, afterAt, afterID, p.Limit)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Keyed[Generation], len(rows))
-	for i, r := range rows {
-		out[i] = Keyed[Generation]{KeyIndex: r.KeyIndex, Row: r.Generation}
-	}
-	return out, nil
+		ORDER BY k.ord, g.created_at DESC, g.id`, q.args...)
 }
 
 // OwnerKey names whose generations, of which story (uuid.Nil: any), to list.
@@ -259,19 +226,23 @@ type Keyed[T any] struct {
 	Row      T
 }
 
-type keyedGeneration struct {
-	KeyIndex int `db:"key_index"`
-	Generation
+// Rows read with the index of the key they answer.
+var (
+	keyedGenerations = nested(generations, func(r *Keyed[Generation]) *Generation { return &r.Row })
+	keyedLogs        = nested(logs, func(r *Keyed[Log]) *Log { return &r.Row })
+)
+
+// keyed reads rows whose first column is the index of the key they answer
+// and whose others are kt's columns in cols.
+func keyed[T any](kt *table[Keyed[T]], cols Columns) scanner[Keyed[T]] {
+	return scanner[Keyed[T]]{t: kt, cols: cols, extra: func(r *Keyed[T]) any { return &r.KeyIndex }}
 }
 
-type keyedLog struct {
-	KeyIndex int `db:"key_index"`
-	Log
-}
-
-// GenerationsByID loads generations by id; invisible ones are absent.
-func (d *DB) GenerationsByID(ctx context.Context, s Session, ids []uuid.UUID) ([]Generation, error) {
-	return queryAll[Generation](ctx, d, s, `SELECT `+generationColumns+` FROM story_generations WHERE id = ANY($1)`, ids)
+// GenerationsByID loads the columns cols of generations by id; invisible
+// ones are absent.
+func (d *DB) GenerationsByID(ctx context.Context, s Session, ids []uuid.UUID, cols Columns) ([]Generation, error) {
+	return query(ctx, d, s, scanner[Generation]{t: generations, cols: cols},
+		`SELECT `+generations.list(cols, "")+` FROM story_generations WHERE id = ANY($1)`, uuidsArg(ids))
 }
 
 // SessionRead is one session's part of GenerationsForSessions.
@@ -296,11 +267,11 @@ func (d *DB) GenerationsForSessions(ctx context.Context, reads []SessionRead) ([
 	err := d.Batch(ctx, reads[0].Session, func(b *pgx.Batch) {
 		for i, r := range reads {
 			if i > 0 {
-				b.Queue(setSessionSQL, r.Session.Role, string(r.Session.Claims))
+				b.Queue(setSessionSQL, r.Session.Role, r.Session.claimsArg())
 			}
-			b.Queue(`SELECT `+generationColumns+` FROM story_generations WHERE id = ANY($1)`, r.IDs).Query(func(rows pgx.Rows) error {
+			b.Queue(`SELECT `+generationColumns+` FROM story_generations WHERE id = ANY($1)`, uuidsArg(r.IDs)).Query(func(rows pgx.Rows) error {
 				var err error
-				out[i], err = pgx.CollectRows(rows, pgx.RowToStructByName[Generation])
+				out[i], err = allGenerations.collect(rows)
 				return err
 			})
 		}
@@ -321,51 +292,61 @@ type LogKey struct {
 // LogsByGeneration lists, for each generation in ids, a page of its log
 // events oldest first.
 func (d *DB) LogsByGeneration(ctx context.Context, s Session, ids []uuid.UUID, p PageParams[LogKey]) ([]Keyed[Log], error) {
-	var afterAt *time.Time
-	var afterID *uuid.UUID
+	var out []Keyed[Log]
+	err := d.Read(ctx, s, func(r *Reads) { r.LogsByGeneration(ids, p, &out) })
+	return out, err
+}
+
+// LogsByGeneration queues DB.LogsByGeneration, into out.
+func (r *Reads) LogsByGeneration(ids []uuid.UUID, p PageParams[LogKey], out *[]Keyed[Log]) {
+	q := statement{args: []any{uuidsArg(ids)}}
+	var where conditions
+	where.and("l.generation_id = k.generation_id")
 	if p.After != nil {
-		afterAt, afterID = &p.After.OccurredAt, &p.After.ID
+		where.and("(l.occurred_at, l.id) > (" + q.arg(p.After.OccurredAt) + "::timestamptz, " + q.arg([16]byte(p.After.ID)) + "::uuid)")
 	}
-	rows, err := queryAll[keyedLog](ctx, d, s, `
+	queueRead(r, keyed(keyedLogs, p.Columns), out, `
 		SELECT k.ord - 1 AS key_index, l.*
 		FROM unnest($1::uuid[]) WITH ORDINALITY AS k(generation_id, ord)
 		CROSS JOIN LATERAL (
-		  SELECT `+logColumns+` FROM generation_logs l
-		  WHERE l.generation_id = k.generation_id
-		    AND ($2::timestamptz IS NULL OR (l.occurred_at, l.id) > ($2::timestamptz, $3::uuid))
+		  SELECT `+logs.list(p.Columns, "")+` FROM generation_logs l`+where.String()+`
 		  ORDER BY l.occurred_at, l.id
-		  LIMIT $4
+		  LIMIT `+q.arg(p.Limit)+`
 		) l
-		ORDER BY k.ord, l.occurred_at, l.id`, ids, afterAt, afterID, p.Limit)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Keyed[Log], len(rows))
-	for i, r := range rows {
-		out[i] = Keyed[Log]{KeyIndex: r.KeyIndex, Row: r.Log}
-	}
-	return out, nil
+		ORDER BY k.ord, l.occurred_at, l.id`, q.args...)
 }
 
 // GenerationPart is a stored audio part of a generation.
 type GenerationPart struct {
-	GenerationID uuid.UUID `db:"generation_id"`
-	Index        int       `db:"index"`
-	StorageKey   string    `db:"storage_key"`
-	ContentType  string    `db:"content_type"`
-	ByteSize     int       `db:"byte_size"`
-	DurationMS   *int      `db:"duration_ms"`
-	StartChar    int       `db:"char_start"`
-	EndChar      int       `db:"char_end"`
-	CreatedAt    time.Time `db:"created_at"`
+	GenerationID uuid.UUID
+	Index        int
+	StorageKey   string
+	ContentType  string
+	ByteSize     int
+	DurationMS   *int
+	StartChar    int
+	EndChar      int
+	CreatedAt    time.Time
 }
+
+var parts = scanner[GenerationPart]{cols: AllColumns, t: &table[GenerationPart]{columns: []column[GenerationPart]{
+	{name: "generation_id", dest: func(r *GenerationPart, _ *nulls) any { return (*[16]byte)(&r.GenerationID) }},
+	{name: "index", dest: func(r *GenerationPart, _ *nulls) any { return &r.Index }},
+	{name: "storage_key", dest: func(r *GenerationPart, _ *nulls) any { return &r.StorageKey }},
+	{name: "content_type", dest: func(r *GenerationPart, _ *nulls) any { return &r.ContentType }},
+	{name: "byte_size", dest: func(r *GenerationPart, _ *nulls) any { return &r.ByteSize }},
+	{name: "duration_ms", dest: func(r *GenerationPart, _ *nulls) any { return &r.DurationMS }},
+	{name: "char_start", dest: func(r *GenerationPart, _ *nulls) any { return &r.StartChar }},
+	{name: "char_end", dest: func(r *GenerationPart, _ *nulls) any { return &r.EndChar }},
+	{name: "created_at", dest: func(r *GenerationPart, _ *nulls) any { return &r.CreatedAt }},
+}}}
 
 // PartsByGeneration loads the stored parts of the generations in ids, in
 // order; row-level security shows owners their own only.
 func (d *DB) PartsByGeneration(ctx context.Context, s Session, ids []uuid.UUID) ([]GenerationPart, error) {
-	return queryAll[GenerationPart](ctx, d, s, `
-		SELECT generation_id, index, storage_key, content_type, byte_size, duration_ms, char_start, char_end, created_at
-		FROM generation_parts WHERE generation_id = ANY($1) ORDER BY generation_id, index`, ids)
+	return query(ctx, d, s, parts, `
+		SELECT `+parts.t.list(AllColumns, "")+`
+		FROM generation_parts WHERE generation_id = ANY($1) ORDER BY generation_id, index`, uuidsArg(ids))
 }
 
 // ErrVoiceNotVerified: the user has no voice sample, or has not verified it.
@@ -403,7 +384,7 @@ func (d *DB) StartGeneration(ctx context.Context, s Session, storyID uuid.UUID, 
 		case held:
 			return ErrVoiceProviderUnverified
 		}
-		g, err = txOne[Generation](ctx, q, `
+		g, err = txOne(ctx, q, allGenerations, `
 			INSERT INTO story_generations (user_id, story_id, metadata, idempotency_key)
 			SELECT $1, s.id, jsonb_build_object('requested_story_version', s.version), $3
 			FROM stories s WHERE s.id = $2
@@ -424,7 +405,7 @@ func (d *DB) StartGeneration(ctx context.Context, s Session, storyID uuid.UUID, 
 // GenerationByIdempotencyKey finds the session user's generation started
 // with key; ErrNotFound when there is none.
 func (d *DB) GenerationByIdempotencyKey(ctx context.Context, s Session, key string) (Generation, error) {
-	return queryOne[Generation](ctx, d, s, `SELECT `+generationColumns+`
+	return queryOne(ctx, d, s, allGenerations, `SELECT `+generationColumns+`
 		FROM story_generations WHERE user_id = $1 AND idempotency_key = $2`, s.UserID, key)
 }
 
@@ -435,7 +416,7 @@ func (d *DB) CancelGeneration(ctx context.Context, s Session, id uuid.UUID) (Gen
 	var g Generation
 	err := d.Tx(ctx, s, func(q Querier) error {
 		var err error
-		g, err = txOne[Generation](ctx, q, `
+		g, err = txOne(ctx, q, allGenerations, `
 			UPDATE story_generations SET status = 'failed'
 			WHERE id = $1 AND status IN ('pending', 'in_progress')
 			RETURNING `+generationColumns, id)
@@ -457,9 +438,10 @@ func (d *DB) CancelGeneration(ctx context.Context, s Session, id uuid.UUID) (Gen
 	return g, err
 }
 
-// ProfilesByUser loads profiles by user id.
-func (d *DB) ProfilesByUser(ctx context.Context, s Session, ids []uuid.UUID) ([]Profile, error) {
-	return queryAll[Profile](ctx, d, s, `SELECT `+profileColumns+` FROM profiles WHERE user_id = ANY($1)`, ids)
+// ProfilesByUser loads the columns cols of profiles by user id.
+func (d *DB) ProfilesByUser(ctx context.Context, s Session, ids []uuid.UUID, cols Columns) ([]Profile, error) {
+	return query(ctx, d, s, scanner[Profile]{t: profiles, cols: cols},
+		`SELECT `+profiles.list(cols, "")+` FROM profiles WHERE user_id = ANY($1)`, uuidsArg(ids))
 }
 
 // ProfilePatch holds the profile fields an update sets; a field whose Set
@@ -471,7 +453,7 @@ type ProfilePatch struct {
 
 // UpsertProfile creates or updates the session user's profile.
 func (d *DB) UpsertProfile(ctx context.Context, s Session, p ProfilePatch) (Profile, error) {
-	return queryOne[Profile](ctx, d, s, `
+	return queryOne(ctx, d, s, allProfiles, `
 		INSERT INTO profiles AS p (user_id, display_name, avatar_url)
 		VALUES ($1, $2, $3)
 		ON CONFLICT (user_id) DO UPDATE SET
@@ -483,18 +465,33 @@ func (d *DB) UpsertProfile(ctx context.Context, s Session, p ProfilePatch) (Prof
 
 // VoiceSamplesByUser loads voice samples by user id.
 func (d *DB) VoiceSamplesByUser(ctx context.Context, s Session, ids []uuid.UUID) ([]VoiceSample, error) {
-	return queryAll[VoiceSample](ctx, d, s, `SELECT `+voiceColumns+` FROM voice_samples WHERE user_id = ANY($1)`, ids)
+	return query(ctx, d, s, allVoices, `SELECT `+voiceColumns+` FROM voice_samples WHERE user_id = ANY($1)`, uuidsArg(ids))
 }
 
 // UserEmail is an auth.users email the session may see.
 type UserEmail struct {
-	ID    uuid.UUID `db:"id"`
-	Email *string   `db:"email"`
+	ID    uuid.UUID
+	Email *string
 }
+
+var userEmails = scanner[UserEmail]{cols: AllColumns, t: &table[UserEmail]{
+	columns: []column[UserEmail]{
+		{name: "id", dest: func(r *UserEmail, _ *nulls) any { return (*[16]byte)(&r.ID) }},
+		{name: "email", dest: func(_ *UserEmail, n *nulls) any { return &n.text[0] }},
+	},
+	set: func(r *UserEmail, n *nulls) { r.Email = n.string(0) },
+}}
 
 // UserEmails loads the emails the session may see (its own; admins: any).
 func (d *DB) UserEmails(ctx context.Context, s Session, ids []uuid.UUID) ([]UserEmail, error) {
-	return queryAll[UserEmail](ctx, d, s, `SELECT id, email FROM public.user_emails($1)`, ids)
+	var out []UserEmail
+	err := d.Read(ctx, s, func(r *Reads) { r.UserEmails(ids, &out) })
+	return out, err
+}
+
+// UserEmails queues DB.UserEmails, into out.
+func (r *Reads) UserEmails(ids []uuid.UUID, out *[]UserEmail) {
+	queueRead(r, userEmails, out, `SELECT id, email FROM public.user_emails($1)`, uuidsArg(ids))
 }
 
 // GenerationEvents reads, as the service role, the state of the
@@ -502,9 +499,9 @@ func (d *DB) UserEmails(ctx context.Context, s Session, ids []uuid.UUID) ([]User
 // updated since a time, as change events: what the notification listener
 // re-reads after a reconnect (it is a realtime.StateReader).
 func (d *DB) GenerationEvents(ctx context.Context, ids, users []uuid.UUID, since time.Time) ([]generation.Event, error) {
-	rows, err := queryAll[Generation](ctx, d, Service(), `
-		SELECT `+generationColumns+` FROM story_generations
-		WHERE id = ANY($1) OR (user_id = ANY($2) AND updated_at >= $3)`, ids, users, since)
+	rows, err := query(ctx, d, Service(), scanner[Generation]{t: generations, cols: GenerationProgress}, `
+		SELECT `+generations.list(GenerationProgress, "")+` FROM story_generations
+		WHERE id = ANY($1) OR (user_id = ANY($2) AND updated_at >= $3)`, uuidsArg(ids), uuidsArg(users), since)
 	if err != nil {
 		return nil, err
 	}

@@ -18,7 +18,7 @@ import (
 	"github.com/narrate/narrate/limit"
 )
 
-func adminSession(f *fixture) db.Session { return db.UserSession(f.M, userClaims(f.M, true)) }
+func adminSession(f *fixture) db.Session { return db.AdminSession(f.M, userClaims(f.M, true)) }
 func sessionOf(id uuid.UUID) db.Session  { return db.UserSession(id, userClaims(id, false)) }
 
 func storyTitles(stories []db.Story) []string {
@@ -57,7 +57,7 @@ func TestStoriesSearchTakesWildcardsLiterally(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.search, func(t *testing.T) {
 			t.Parallel()
-			got, err := d.Stories(ctx, db.Anonymous(), db.StoriesParams{Limit: 100, Search: tc.search})
+			got, err := d.Stories(ctx, db.Anonymous(), db.StoriesParams{Limit: 100, Search: tc.search, Columns: db.AllColumns})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -105,7 +105,7 @@ func TestStoriesKeysetWithEqualTitles(t *testing.T) {
 					if page > len(titles) {
 						t.Fatalf("pagination does not end: %v", got)
 					}
-					stories, err := d.Stories(ctx, db.Anonymous(), db.StoriesParams{Limit: limit, After: after, Search: tc.search})
+					stories, err := d.Stories(ctx, db.Anonymous(), db.StoriesParams{Limit: limit, After: after, Search: tc.search, Columns: db.AllColumns})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -247,7 +247,7 @@ func testGenerationsByOwnerBatches(t *testing.T, tdb *testDB) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := d.GenerationsByOwner(ctx, tc.session, keys, db.GenerationFilter{Status: tc.status}, db.PageParams[db.GenerationKey]{Limit: tc.limit, After: tc.after})
+			got, err := d.GenerationsByOwner(ctx, tc.session, keys, db.GenerationFilter{Status: tc.status}, db.PageParams[db.GenerationKey]{Limit: tc.limit, After: tc.after, Columns: db.AllColumns})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -329,7 +329,7 @@ func testLogsByGenerationBatches(t *testing.T, tdb *testDB) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := d.LogsByGeneration(ctx, tc.session, ids, db.PageParams[db.LogKey]{Limit: 2, After: tc.after})
+			got, err := d.LogsByGeneration(ctx, tc.session, ids, db.PageParams[db.LogKey]{Limit: 2, After: tc.after, Columns: db.AllColumns})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -395,7 +395,7 @@ func testStoryWrites(t *testing.T, tdb *testDB) {
 	if err := d.DeleteStory(ctx, adm, s.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.StoryBySlug(ctx, db.Anonymous(), s.Slug); !errors.Is(err, db.ErrNotFound) {
+	if _, err := d.StoryBySlug(ctx, db.Anonymous(), s.Slug, db.AllColumns); !errors.Is(err, db.ErrNotFound) {
 		t.Fatalf("deleted story: %v, want ErrNotFound", err)
 	}
 }

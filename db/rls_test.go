@@ -27,9 +27,12 @@ type policyCase struct {
 
 // policyCases covers every table x operation x actor. A is the owner of the
 // rows under test, B another user, F a user without any rows, admin a user
-// whose token says app_metadata.role = admin, anon a request without a
-// token, service the worker's role, and login the application's login role
-// before it switches to any API role.
+// whose token says app_metadata.role = admin (the API runs admins as
+// narrate_admin), anon a request without a token, service the worker's
+// role, and login the application's login role before it switches to any
+// API role. Admin access needs both the role and the claim: adminclaim is
+// an admin's token used as plain authenticated (supabase-js without a
+// token hook), adminrole is narrate_admin with a plain user's token.
 var policyCases = []policyCase{
 	// profiles
 	{table: "profiles", op: "select", actor: "A", name: "own only", sql: `SELECT 1 FROM profiles WHERE user_id = ANY({users})`, rows: 1},
@@ -38,7 +41,10 @@ var policyCases = []policyCase{
 	{table: "profiles", op: "select", actor: "anon", sql: `SELECT 1 FROM profiles`, code: codeDenied},
 	{table: "profiles", op: "select", actor: "login", sql: `SELECT 1 FROM profiles`, code: codeDenied},
 	{table: "profiles", op: "select", actor: "service", sql: `SELECT 1 FROM profiles WHERE user_id = ANY({users})`, rows: 2},
+	{table: "profiles", op: "select", actor: "adminclaim", name: "everyone's", sql: `SELECT 1 FROM profiles WHERE user_id = ANY({users})`, rows: 0},
+	{table: "profiles", op: "select", actor: "adminrole", name: "everyone's", sql: `SELECT 1 FROM profiles WHERE user_id = ANY({users})`, rows: 0},
 	{table: "profiles", op: "insert", actor: "F", name: "own", sql: `INSERT INTO profiles (user_id, display_name) VALUES ({F}, 'Fresh')`, rows: 1, changes: true},
+	{table: "profiles", op: "insert", actor: "admin", name: "own", sql: `INSERT INTO profiles (user_id, display_name) VALUES ({M}, 'Admin')`, rows: 1, changes: true},
 	{table: "profiles", op: "insert", actor: "B", name: "for A", sql: `INSERT INTO profiles (user_id) VALUES ({A})`, code: codeDenied},
 	{table: "profiles", op: "insert", actor: "B", name: "for F", sql: `INSERT INTO profiles (user_id) VALUES ({F})`, code: codeDenied},
 	{table: "profiles", op: "insert", actor: "admin", name: "for F", sql: `INSERT INTO profiles (user_id) VALUES ({F})`, code: codeDenied},
@@ -60,6 +66,8 @@ var policyCases = []policyCase{
 	{table: "voice_samples", op: "select", actor: "A", name: "own only", sql: `SELECT 1 FROM voice_samples WHERE user_id = ANY({users})`, rows: 1},
 	{table: "voice_samples", op: "select", actor: "B", name: "A's", sql: `SELECT 1 FROM voice_samples WHERE user_id = {A}`, rows: 0},
 	{table: "voice_samples", op: "select", actor: "admin", name: "everyone's", sql: `SELECT 1 FROM voice_samples WHERE user_id = ANY({users})`, rows: 2},
+	{table: "voice_samples", op: "select", actor: "adminclaim", name: "everyone's", sql: `SELECT 1 FROM voice_samples WHERE user_id = ANY({users})`, rows: 0},
+	{table: "voice_samples", op: "select", actor: "adminrole", name: "everyone's", sql: `SELECT 1 FROM voice_samples WHERE user_id = ANY({users})`, rows: 0},
 	{table: "voice_samples", op: "select", actor: "anon", sql: `SELECT 1 FROM voice_samples`, code: codeDenied},
 	{table: "voice_samples", op: "select", actor: "service", sql: `SELECT 1 FROM voice_samples WHERE user_id = ANY({users})`, rows: 2},
 	// Only the server writes voice samples: a user could otherwise name
@@ -92,21 +100,28 @@ var policyCases = []policyCase{
 	{table: "stories", op: "insert", actor: "A", sql: `INSERT INTO stories (title, slug, content) VALUES ('T', '{p}-a', 'c')`, code: codeDenied},
 	{table: "stories", op: "insert", actor: "anon", sql: `INSERT INTO stories (title, slug, content) VALUES ('T', '{p}-a', 'c')`, code: codeDenied},
 	{table: "stories", op: "insert", actor: "admin", sql: `INSERT INTO stories (title, slug, content) VALUES ('T', '{p}-a', 'c')`, rows: 1, changes: true},
+	{table: "stories", op: "insert", actor: "adminclaim", sql: `INSERT INTO stories (title, slug, content) VALUES ('T', '{p}-a', 'c')`, code: codeDenied},
+	{table: "stories", op: "insert", actor: "adminrole", sql: `INSERT INTO stories (title, slug, content) VALUES ('T', '{p}-a', 'c')`, code: codeDenied},
 	{table: "stories", op: "insert", actor: "admin", name: "with version", sql: `INSERT INTO stories (title, slug, content, version) VALUES ('T', '{p}-a', 'c', 7)`, code: codeDenied},
 	{table: "stories", op: "insert", actor: "service", sql: `INSERT INTO stories (title, slug, content) VALUES ('T', '{p}-a', 'c')`, rows: 1, changes: true},
 	{table: "stories", op: "update", actor: "A", sql: `UPDATE stories SET title = 'Mine' WHERE id = {S}`, rows: 0},
 	{table: "stories", op: "update", actor: "anon", sql: `UPDATE stories SET title = 'Mine' WHERE id = {S}`, code: codeDenied},
 	{table: "stories", op: "update", actor: "admin", sql: `UPDATE stories SET title = 'Edited', version = version + 1 WHERE id = {S}`, rows: 1, changes: true},
+	{table: "stories", op: "update", actor: "adminclaim", sql: `UPDATE stories SET title = 'Edited' WHERE id = {S}`, rows: 0},
+	{table: "stories", op: "update", actor: "adminrole", sql: `UPDATE stories SET title = 'Edited' WHERE id = {S}`, rows: 0},
 	{table: "stories", op: "update", actor: "admin", name: "created_at", sql: `UPDATE stories SET created_at = now() WHERE id = {S}`, code: codeDenied},
 	{table: "stories", op: "delete", actor: "A", sql: `DELETE FROM stories WHERE id = {S}`, rows: 0},
 	{table: "stories", op: "delete", actor: "anon", sql: `DELETE FROM stories WHERE id = {S}`, code: codeDenied},
 	{table: "stories", op: "delete", actor: "admin", sql: `DELETE FROM stories WHERE id = {S}`, rows: 1, changes: true},
+	{table: "stories", op: "delete", actor: "adminclaim", sql: `DELETE FROM stories WHERE id = {S}`, rows: 0},
 
 	// story_generations
 	{table: "story_generations", op: "select", actor: "A", name: "own only", sql: `SELECT 1 FROM story_generations WHERE user_id = ANY({users})`, rows: 4},
 	{table: "story_generations", op: "select", actor: "B", name: "A's by owner", sql: `SELECT 1 FROM story_generations WHERE user_id = {A}`, rows: 0},
 	{table: "story_generations", op: "select", actor: "B", name: "A's by id", sql: `SELECT 1 FROM story_generations WHERE id = ANY({agens})`, rows: 0},
 	{table: "story_generations", op: "select", actor: "admin", name: "everyone's", sql: `SELECT 1 FROM story_generations WHERE user_id = ANY({users})`, rows: 5},
+	{table: "story_generations", op: "select", actor: "adminclaim", name: "everyone's", sql: `SELECT 1 FROM story_generations WHERE user_id = ANY({users})`, rows: 0},
+	{table: "story_generations", op: "select", actor: "adminrole", name: "everyone's", sql: `SELECT 1 FROM story_generations WHERE user_id = ANY({users})`, rows: 0},
 	{table: "story_generations", op: "select", actor: "anon", sql: `SELECT 1 FROM story_generations`, code: codeDenied},
 	{table: "story_generations", op: "select", actor: "service", sql: `SELECT 1 FROM story_generations WHERE user_id = ANY({users})`, rows: 5},
 	{table: "story_generations", op: "insert", actor: "A", name: "own, verified voice", sql: `INSERT INTO story_generations (user_id, story_id) VALUES ({A}, {S})`, rows: 1, changes: true},
@@ -133,6 +148,8 @@ var policyCases = []policyCase{
 	{table: "story_generations", op: "update", actor: "A", name: "give own to B", sql: `UPDATE story_generations SET user_id = {B} WHERE id = {gP}`, code: codeDenied},
 	{table: "story_generations", op: "update", actor: "B", name: "cancel A's", sql: `UPDATE story_generations SET status = 'failed' WHERE id = ANY({agens})`, rows: 0},
 	{table: "story_generations", op: "update", actor: "admin", name: "cancel A's", sql: `UPDATE story_generations SET status = 'failed' WHERE id = {gP}`, rows: 1, changes: true},
+	{table: "story_generations", op: "update", actor: "adminclaim", name: "cancel A's", sql: `UPDATE story_generations SET status = 'failed' WHERE id = {gP}`, rows: 0},
+	{table: "story_generations", op: "update", actor: "adminrole", name: "cancel A's", sql: `UPDATE story_generations SET status = 'failed' WHERE id = {gP}`, rows: 0},
 	{table: "story_generations", op: "update", actor: "anon", sql: `UPDATE story_generations SET status = 'failed'`, code: codeDenied},
 	{table: "story_generations", op: "update", actor: "service", name: "complete", sql: `UPDATE story_generations SET status = 'completed', progress = 100, result_url = 'audio/r.mp3' WHERE id = {gR}`, rows: 1, changes: true},
 	{table: "story_generations", op: "delete", actor: "A", name: "own", sql: `DELETE FROM story_generations WHERE id = {gP}`, code: codeDenied},
@@ -145,6 +162,8 @@ var policyCases = []policyCase{
 	{table: "generation_logs", op: "select", actor: "A", name: "own only", sql: `SELECT 1 FROM generation_logs WHERE generation_id = ANY({gens})`, rows: 2},
 	{table: "generation_logs", op: "select", actor: "B", name: "A's", sql: `SELECT 1 FROM generation_logs WHERE generation_id = ANY({agens})`, rows: 0},
 	{table: "generation_logs", op: "select", actor: "admin", name: "everyone's", sql: `SELECT 1 FROM generation_logs WHERE generation_id = ANY({gens})`, rows: 3},
+	{table: "generation_logs", op: "select", actor: "adminclaim", name: "everyone's", sql: `SELECT 1 FROM generation_logs WHERE generation_id = ANY({gens})`, rows: 0},
+	{table: "generation_logs", op: "select", actor: "adminrole", name: "everyone's", sql: `SELECT 1 FROM generation_logs WHERE generation_id = ANY({gens})`, rows: 0},
 	{table: "generation_logs", op: "select", actor: "anon", sql: `SELECT 1 FROM generation_logs`, code: codeDenied},
 	{table: "generation_logs", op: "select", actor: "service", sql: `SELECT 1 FROM generation_logs WHERE generation_id = ANY({gens})`, rows: 3},
 	{table: "generation_logs", op: "insert", actor: "A", name: "canceled on own failed", sql: `INSERT INTO generation_logs (generation_id, event) VALUES ({gF}, 'canceled')`, rows: 1, changes: true},
@@ -153,6 +172,9 @@ var policyCases = []policyCase{
 	{table: "generation_logs", op: "insert", actor: "A", name: "backdated", sql: `INSERT INTO generation_logs (generation_id, event, occurred_at) VALUES ({gF}, 'canceled', now() - interval '1 day')`, code: codeDenied},
 	{table: "generation_logs", op: "insert", actor: "B", name: "canceled on A's failed", sql: `INSERT INTO generation_logs (generation_id, event) VALUES ({gF}, 'canceled')`, code: codeDenied},
 	{table: "generation_logs", op: "insert", actor: "admin", name: "canceled on A's pending", sql: `INSERT INTO generation_logs (generation_id, event) VALUES ({gP}, 'canceled')`, code: codeDenied},
+	{table: "generation_logs", op: "insert", actor: "admin", name: "canceled on A's failed", sql: `INSERT INTO generation_logs (generation_id, event) VALUES ({gF}, 'canceled')`, rows: 1, changes: true},
+	{table: "generation_logs", op: "insert", actor: "adminclaim", name: "canceled on A's failed", sql: `INSERT INTO generation_logs (generation_id, event) VALUES ({gF}, 'canceled')`, code: codeDenied},
+	{table: "generation_logs", op: "insert", actor: "adminrole", name: "canceled on A's failed", sql: `INSERT INTO generation_logs (generation_id, event) VALUES ({gF}, 'canceled')`, code: codeDenied},
 	{table: "generation_logs", op: "insert", actor: "admin", name: "other event on A's failed", sql: `INSERT INTO generation_logs (generation_id, event) VALUES ({gF}, 'completed')`, code: codeDenied},
 	{table: "generation_logs", op: "insert", actor: "anon", sql: `INSERT INTO generation_logs (generation_id, event) VALUES ({gF}, 'canceled')`, code: codeDenied},
 	{table: "generation_logs", op: "insert", actor: "service", sql: `INSERT INTO generation_logs (generation_id, event) VALUES ({gR}, 'chunk 1 of 3 done')`, rows: 1, changes: true},

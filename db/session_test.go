@@ -228,7 +228,7 @@ func testPooledConnectionForgetsIdentity(t *testing.T, tdb *testDB) {
 	if got := backendPID(t, d, db.Anonymous()); got != pid {
 		t.Fatalf("pool of one used backends %d and %d", pid, got)
 	}
-	_, denied := d.GenerationsByID(ctx, db.Anonymous(), f.aGenerations())
+	_, denied := d.GenerationsByID(ctx, db.Anonymous(), f.aGenerations(), db.AllColumns)
 	if !errors.Is(denied, db.ErrForbidden) {
 		t.Fatalf("anon reading generations after A: err = %v, want ErrForbidden", denied)
 	}
@@ -242,7 +242,7 @@ func testPooledConnectionForgetsIdentity(t *testing.T, tdb *testDB) {
 			s    db.Session
 			want int
 		}{{sessA, 4}, {sessB, 0}} {
-			rows, err := d.GenerationsByID(ctx, tc.s, f.aGenerations())
+			rows, err := d.GenerationsByID(ctx, tc.s, f.aGenerations(), db.AllColumns)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -452,5 +452,68 @@ func testBatchCallbackErrorDoesNotRollBack(t *testing.T, tdb *testDB) {
 	}
 	if state, err := stateVia(d, db.Anonymous()); err != nil || state.CurrentUser != "anon" || state.UID != nil {
 		t.Fatalf("next batch: %+v, %v", state, err)
+	}
+}
+
+// testReadImplicitTransaction pins what Read relies on: the statements of
+// one Read share PostgreSQL's implicit transaction up to the pipeline's
+// Sync, so the session applies to every one of them and ends with them,
+// and a failing statement rolls back those before it.
+func testReadImplicitTransaction(t *testing.T, tdb *testDB) {
+	f := newFixture(t, tdb.Admin)
+	d := openDB(t, tdb.AppURL, 1)
+	ctx := context.Background()
+	pid := backendPID(t, d, db.Anonymous())
+
+	// Every statement of a Read runs as its session. (Statements new to
+	// the connection are prepared as the login, before the switch: this
+	// one names nothing in schema auth, which the login may not use.)
+	const stateSQL = `SELECT current_user::text, coalesce(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub', '')`
+	type state struct{ user, sub string }
+	var states [2]state
+	err := d.Read(ctx, sessionOf(f.A), func(r *db.Reads) {
+		for i := range states {
+			r.QueueForTest(stateSQL).QueryRow(func(row pgx.Row) error { return row.Scan(&states[i].user, &states[i].sub) })
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, st := range states {
+		if st.sub != f.A.String() || st.user != "authenticated" {
+			t.Fatalf("statement %d of a Read as A runs as %+v", i, st)
+		}
+	}
+
+	// A failing statement undoes the ones before it.
+	var afterRan bool
+	err = d.Read(ctx, db.Service(), func(r *db.Reads) {
+		r.QueueForTest(insertStorySQL, "read-failed")
+		r.QueueForTest(`SELECT 1 / 0`)
+		r.QueueForTest(`SELECT 1`).Exec(func(pgconn.CommandTag) error { afterRan = true; return nil })
+	})
+	if sqlState(err) != "22012" {
+		t.Fatalf("Read error = %v, want division_by_zero", err)
+	}
+	if afterRan {
+		t.Fatal("a statement after the failing one ran")
+	}
+	if n := storyCount(t, tdb, "read-failed"); n != 0 {
+		t.Fatalf("%d stories committed by a failed Read, want 0", n)
+	}
+
+	// And the next Read on the same connection has no trace of either.
+	var next state
+	err = d.Read(ctx, db.Anonymous(), func(r *db.Reads) {
+		r.QueueForTest(stateSQL).QueryRow(func(row pgx.Row) error { return row.Scan(&next.user, &next.sub) })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next != (state{user: "anon"}) {
+		t.Fatalf("anon Read after A's runs as %+v", next)
+	}
+	if got := backendPID(t, d, db.Anonymous()); got != pid {
+		t.Fatalf("backend changed from %d to %d: the test did not reuse one connection", pid, got)
 	}
 }

@@ -10,7 +10,7 @@ import (
 // VoiceSample loads the session user's voice sample; ErrNotFound when the
 // user has none.
 func (d *DB) VoiceSample(ctx context.Context, s Session) (VoiceSample, error) {
-	return queryOne[VoiceSample](ctx, d, s, `SELECT `+voiceColumns+` FROM voice_samples WHERE user_id = $1`, s.UserID)
+	return queryOne(ctx, d, s, allVoices, `SELECT `+voiceColumns+` FROM voice_samples WHERE user_id = $1`, s.UserID)
 }
 
 // ReplaceVoiceSample deletes the user's voice sample, if there is one, and
@@ -34,7 +34,7 @@ func (d *DB) ReplaceVoiceSample(ctx context.Context, userID uuid.UUID, voiceID s
 	err := d.Batch(ctx, Service(), func(b *pgx.Batch) {
 		b.Queue(`DELETE FROM voice_samples WHERE user_id = $1 RETURNING `+voiceColumns, userID).
 			Query(func(rows pgx.Rows) error {
-				old, err := pgx.CollectRows(rows, pgx.RowToStructByName[VoiceSample])
+				old, err := allVoices.collect(rows)
 				if err != nil {
 					return err
 				}
@@ -47,7 +47,7 @@ func (d *DB) ReplaceVoiceSample(ctx context.Context, userID uuid.UUID, voiceID s
 			VALUES ($1, $2, $3, $4) RETURNING `+voiceColumns, userID, voiceID, phrase, providerHeld).
 			Query(func(rows pgx.Rows) error {
 				var err error
-				sample, err = pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[VoiceSample])
+				sample, err = allVoices.one(rows)
 				return err
 			})
 	})
@@ -64,7 +64,7 @@ func (d *DB) ReplaceVoiceSample(ctx context.Context, userID uuid.UUID, voiceID s
 // it meanwhile: then, or when the user has no sample, it fails with
 // ErrNotFound.
 func (d *DB) VerifyVoiceSample(ctx context.Context, userID, id uuid.UUID) (VoiceSample, error) {
-	return queryOne[VoiceSample](ctx, d, Service(), `
+	return queryOne(ctx, d, Service(), allVoices, `
 		UPDATE voice_samples SET verified = true
 		WHERE id = $1 AND user_id = $2
 		RETURNING `+voiceColumns, id, userID)
@@ -74,7 +74,7 @@ func (d *DB) VerifyVoiceSample(ctx context.Context, userID, id uuid.UUID) (Voice
 // it; ErrNotFound when the user has no sample with that id (none at all, or
 // one that replaced it meanwhile).
 func (d *DB) DeleteVoiceSample(ctx context.Context, s Session, id uuid.UUID) (VoiceSample, error) {
-	return queryOne[VoiceSample](ctx, d, s, `
+	return queryOne(ctx, d, s, allVoices, `
 		DELETE FROM voice_samples WHERE id = $1 AND user_id = $2
 		RETURNING `+voiceColumns, id, s.UserID)
 }

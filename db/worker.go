@@ -67,7 +67,7 @@ const maxEventLen = 2000
 // over, and returns their keys for the worker to delete from storage. A
 // reclaimed generation starts over but keeps the progress it had shown:
 // clients' progress bars never move backwards (Progress only raises it).
-const claimSQL = `
+var claimSQL = `
 WITH next AS (
   SELECT g.id FROM story_generations g
   WHERE g.status = 'pending'
@@ -84,8 +84,7 @@ WITH next AS (
     metadata = g.metadata || jsonb_build_object('story_version', s.version, 'story_title', s.title, 'parts', 0)
   FROM next, stories s
   WHERE g.id = next.id AND s.id = g.story_id
-  RETURNING g.id, g.user_id, g.story_id, g.status, g.progress, g.result_url, g.metadata, g.created_at,
-    g.updated_at, g.attempts, s.title AS story_title, s.version AS story_version, s.content,
+  RETURNING ` + generations.list(AllColumns, "g") + `, g.attempts, s.title AS story_title, s.version AS story_version, s.content,
     coalesce((SELECT v.elevenlabs_voice_id FROM voice_samples v WHERE v.user_id = g.user_id AND v.verified
       AND NOT v.provider_verification_required), '') AS voice_id
 ), logged AS (
@@ -100,20 +99,35 @@ WITH next AS (
 SELECT claimed.*, ARRAY(SELECT storage_key FROM dropped) AS stale_parts FROM claimed`
 
 type claimRow struct {
-	Generation
-	Attempts     int      `db:"attempts"`
-	StoryTitle   string   `db:"story_title"`
-	StoryVersion int      `db:"story_version"`
-	Content      string   `db:"content"`
-	VoiceID      string   `db:"voice_id"`
-	StaleParts   []string `db:"stale_parts"`
+	Generation   Generation
+	Attempts     int
+	StoryTitle   string
+	StoryVersion int
+	Content      string
+	VoiceID      string
+	StaleParts   []string
 }
+
+// claimRows reads what claimSQL returns: a whole generation, then the
+// claim's own columns.
+var claimRows = func() scanner[claimRow] {
+	t := nested(generations, func(r *claimRow) *Generation { return &r.Generation })
+	t.columns = append(t.columns,
+		column[claimRow]{name: "attempts", dest: func(r *claimRow, _ *nulls) any { return &r.Attempts }},
+		column[claimRow]{name: "story_title", dest: func(r *claimRow, _ *nulls) any { return &r.StoryTitle }},
+		column[claimRow]{name: "story_version", dest: func(r *claimRow, _ *nulls) any { return &r.StoryVersion }},
+		column[claimRow]{name: "content", dest: func(r *claimRow, _ *nulls) any { return &r.Content }},
+		column[claimRow]{name: "voice_id", dest: func(r *claimRow, _ *nulls) any { return &r.VoiceID }},
+		column[claimRow]{name: "stale_parts", dest: func(r *claimRow, _ *nulls) any { return &r.StaleParts }},
+	)
+	return scanner[claimRow]{t: t, cols: AllColumns}
+}()
 
 // Claim takes the oldest PENDING generation, or an IN_PROGRESS one whose
 // lease expired, for owner until now+lease. ok is false when there is
 // nothing to claim.
 func (d *DB) Claim(ctx context.Context, owner string, lease time.Duration) (job Job, ok bool, err error) {
-	rows, err := queryAll[claimRow](ctx, d, Service(), claimSQL, owner, lease)
+	rows, err := query(ctx, d, Service(), claimRows, claimSQL, owner, lease)
 	if err != nil {
 		return Job{}, false, fmt.Errorf("claim generation: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/google/uuid"
 
 	"github.com/narrate/narrate/db"
@@ -88,19 +89,26 @@ func (r *Resolver) generations(ctx context.Context, owner db.OwnerKey, first *in
 	if err != nil {
 		return nil, err
 	}
+	edges := selects(ctx, "edges")
 	if owner.UserID == uuid.Nil {
 		// Anonymous viewers have no generations.
-		return generationConnection(nil, size), nil
+		return generationConnection(nil, size, edges), nil
 	}
 	key := pageKey[db.OwnerKey]{Parent: owner, Limit: size + 1, After: deref(after)}
 	if status != nil {
 		key.Status = *status
 	}
-	rows, err := r.loaders(ctx).generations.Load(ctx, key)()
+	var rows []db.Generation
+	if fc := graphql.GetFieldContext(ctx); fc != nil && !inList(fc) {
+		// Only one such connection per field: batching would only wait.
+		rows, err = r.loaders(ctx).generationPage(ctx, key)
+	} else {
+		rows, err = r.loaders(ctx).generations.Load(ctx, key)()
+	}
 	if err != nil {
 		return nil, err
 	}
-	conn := generationConnection(rows, size)
+	conn := generationConnection(rows, size, edges)
 	r.primeGenerations(ctx, conn.Nodes)
 	return conn, nil
 }

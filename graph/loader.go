@@ -34,6 +34,11 @@ type pageKey[K comparable] struct {
 // one response only: a websocket's later events never see stale rows and
 // one viewer's rows are never served to another.
 type Loaders struct {
+	db      *db.DB
+	session db.Session
+	// cols are the columns the operation's reads fetch.
+	cols columns
+
 	story       lazyLoader[uuid.UUID, *db.Story]
 	generation  lazyLoader[uuid.UUID, *db.Generation]
 	profile     lazyLoader[uuid.UUID, *db.Profile]
@@ -63,18 +68,16 @@ func (z *lazyLoader[K, V]) Load(ctx context.Context, key K) dataloader.Thunk[V] 
 	return z.get().Load(ctx, key)
 }
 
-// NewLoaders makes the loaders of one response, reading as s.
-func NewLoaders(d *db.DB, s db.Session) *Loaders {
-	l := &Loaders{}
+// NewLoaders makes the loaders of one response, reading the columns cols
+// as s.
+func NewLoaders(d *db.DB, s db.Session, cols columns) *Loaders {
+	l := &Loaders{db: d, session: s, cols: cols}
 	l.story.batch = byID(func(ctx context.Context, ids []uuid.UUID) ([]db.Story, error) {
-		return d.StoriesByID(ctx, s, ids)
-	}, func(v db.Story) uuid.UUID { return v.ID })
+		return d.StoriesByID(ctx, s, ids, cols.story)
+	}, storyID)
 	l.email.batch = func(ctx context.Context, ids []uuid.UUID) []*dataloader.Result[*string] {
 		rows, err := d.UserEmails(ctx, s, ids)
-		found := make(map[uuid.UUID]*string, len(rows))
-		for _, r := range rows {
-			found[r.ID] = r.Email
-		}
+		found := emailsByID(rows)
 		return results(ids, err, func(id uuid.UUID) *string { return found[id] })
 	}
 	l.logs.batch = pages(func(ctx context.Context, parents []uuid.UUID, limit int, after string, _ generation.Status) ([]db.Keyed[db.Log], error) {
@@ -82,7 +85,7 @@ func NewLoaders(d *db.DB, s db.Session) *Loaders {
 		if err != nil {
 			return nil, err
 		}
-		return d.LogsByGeneration(ctx, s, parents, db.PageParams[db.LogKey]{Limit: limit, After: key})
+		return d.LogsByGeneration(ctx, s, parents, db.PageParams[db.LogKey]{Limit: limit, After: key, Columns: cols.log})
 	})
 	l.parts.batch = func(ctx context.Context, ids []uuid.UUID) []*dataloader.Result[[]db.GenerationPart] {
 		rows, err := d.PartsByGeneration(ctx, s, ids)
@@ -93,26 +96,49 @@ func NewLoaders(d *db.DB, s db.Session) *Loaders {
 		return results(ids, err, func(id uuid.UUID) []db.GenerationPart { return byGeneration[id] })
 	}
 	l.generation.batch = byID(func(ctx context.Context, ids []uuid.UUID) ([]db.Generation, error) {
-		return d.GenerationsByID(ctx, s, ids)
+		return d.GenerationsByID(ctx, s, ids, cols.generation)
 	}, func(v db.Generation) uuid.UUID { return v.ID })
 	l.profile.batch = byID(func(ctx context.Context, ids []uuid.UUID) ([]db.Profile, error) {
-		return d.ProfilesByUser(ctx, s, ids)
+		return d.ProfilesByUser(ctx, s, ids, cols.profile)
 	}, func(v db.Profile) uuid.UUID { return v.UserID })
 	l.voiceSample.batch = byID(func(ctx context.Context, ids []uuid.UUID) ([]db.VoiceSample, error) {
 		return d.VoiceSamplesByUser(ctx, s, ids)
 	}, func(v db.VoiceSample) uuid.UUID { return v.UserID })
-	l.generations.batch = pages(func(ctx context.Context, owners []db.OwnerKey, limit int, after string, status generation.Status) ([]db.Keyed[db.Generation], error) {
-		key, err := decodeCursor[db.GenerationKey](cursorGeneration, nonEmpty(after))
-		if err != nil {
-			return nil, err
-		}
-		var f db.GenerationFilter
-		if status != "" {
-			f.Status = &status
-		}
-		return d.GenerationsByOwner(ctx, s, owners, f, db.PageParams[db.GenerationKey]{Limit: limit, After: key})
-	})
+	l.generations.batch = pages(l.generationPages)
 	return l
+}
+
+// generationPages reads a page of generations for each owner.
+func (l *Loaders) generationPages(ctx context.Context, owners []db.OwnerKey, limit int, after string, status generation.Status) ([]db.Keyed[db.Generation], error) {
+	key, err := decodeCursor[db.GenerationKey](cursorGeneration, nonEmpty(after))
+	if err != nil {
+		return nil, err
+	}
+	var f db.GenerationFilter
+	if status != "" {
+		f.Status = &status
+	}
+	return l.db.GenerationsByOwner(ctx, l.session, owners, f, db.PageParams[db.GenerationKey]{Limit: limit, After: key, Columns: l.cols.generation})
+}
+
+// generationPage reads the page k asks for at once, without the loader's
+// wait: for a connection that is not one of many.
+func (l *Loaders) generationPage(ctx context.Context, k pageKey[db.OwnerKey]) ([]db.Generation, error) {
+	rows, err := l.generationPages(ctx, []db.OwnerKey{k.Parent}, k.Limit, k.After, k.Status)
+	if err != nil {
+		return nil, err
+	}
+	return byKeyIndex(rows, 1)[0], nil
+}
+
+func storyID(s db.Story) uuid.UUID { return s.ID }
+
+func emailsByID(rows []db.UserEmail) map[uuid.UUID]*string {
+	found := make(map[uuid.UUID]*string, len(rows))
+	for _, r := range rows {
+		found[r.ID] = r.Email
+	}
+	return found
 }
 
 func newLoader[K comparable, V any](fn dataloader.BatchFunc[K, V]) *dataloader.Loader[K, V] {
@@ -127,12 +153,18 @@ func newLoader[K comparable, V any](fn dataloader.BatchFunc[K, V]) *dataloader.L
 func byID[V any](fetch func(context.Context, []uuid.UUID) ([]V, error), idOf func(V) uuid.UUID) dataloader.BatchFunc[uuid.UUID, *V] {
 	return func(ctx context.Context, ids []uuid.UUID) []*dataloader.Result[*V] {
 		rows, err := fetch(ctx, ids)
-		found := make(map[uuid.UUID]*V, len(rows))
-		for i := range rows {
-			found[idOf(rows[i])] = &rows[i]
-		}
+		found := index(rows, idOf)
 		return results(ids, err, func(id uuid.UUID) *V { return found[id] })
 	}
+}
+
+// index maps the rows by id.
+func index[V any](rows []V, idOf func(V) uuid.UUID) map[uuid.UUID]*V {
+	found := make(map[uuid.UUID]*V, len(rows))
+	for i := range rows {
+		found[idOf(rows[i])] = &rows[i]
+	}
+	return found
 }
 
 // pages makes a batch function for nested connections: keys asking for the
@@ -156,16 +188,22 @@ func pages[P comparable, V any](fetch func(ctx context.Context, parents []P, lim
 				parents[j] = keys[i].Parent
 			}
 			rows, err := fetch(ctx, parents, s.limit, s.after, s.status)
-			byKey := make([][]V, len(idx))
-			for _, r := range rows {
-				byKey[r.KeyIndex] = append(byKey[r.KeyIndex], r.Row)
-			}
+			byKey := byKeyIndex(rows, len(idx))
 			for j, i := range idx {
 				out[i] = &dataloader.Result[[]V]{Data: byKey[j], Error: err}
 			}
 		}
 		return out
 	}
+}
+
+// byKeyIndex groups the rows of a batched query by the key they answer.
+func byKeyIndex[V any](rows []db.Keyed[V], keys int) [][]V {
+	byKey := make([][]V, keys)
+	for _, r := range rows {
+		byKey[r.KeyIndex] = append(byKey[r.KeyIndex], r.Row)
+	}
+	return byKey
 }
 
 func results[K comparable, V any](keys []K, err error, get func(K) V) []*dataloader.Result[V] {
@@ -201,11 +239,15 @@ func (r *Resolver) loaders(ctx context.Context) *Loaders {
 	if l, ok := ctx.Value(loadersKey{}).(*Loaders); ok {
 		return l
 	}
-	return NewLoaders(r.DB, ViewerFrom(ctx).Session)
+	return NewLoaders(r.DB, ViewerFrom(ctx).Session, columnsOf(ctx))
 }
 
 // LoaderMiddleware gives every response, including every event of a
 // subscription, fresh loaders reading as the response's viewer.
 func (r *Resolver) LoaderMiddleware(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
-	return next(WithLoaders(ctx, NewLoaders(r.DB, ViewerFrom(ctx).Session)))
+	cols := allColumns
+	if graphql.HasOperationContext(ctx) {
+		cols = operationColumns(graphql.GetOperationContext(ctx).Operation)
+	}
+	return next(WithLoaders(ctx, NewLoaders(r.DB, ViewerFrom(ctx).Session, cols)))
 }

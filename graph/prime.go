@@ -2,11 +2,10 @@ package graph
 
 import (
 	"context"
-	"sync"
+	"slices"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/google/uuid"
-	"github.com/graph-gophers/dataloader/v7"
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/narrate/narrate/db"
@@ -14,8 +13,10 @@ import (
 
 // primeGenerations loads, before a page of generations is returned, what
 // the operation asks of its nodes through loaders (story, logs and
-// user.email), in one statement per field, and caches the rows in the
-// response's loaders, where the nodes' resolvers then find them.
+// user.email), all in one transaction and one round trip, and caches the
+// rows in the response's loaders, where the nodes' resolvers then find
+// them. A page of generations with its nested fields thus costs two round
+// trips: the page, then everything under it.
 //
 // Left to the loaders alone, every node asks on a goroutine of its own, and
 // under load the keys that arrive after the loader's short wait go in a
@@ -33,42 +34,85 @@ func (r *Resolver) primeGenerations(ctx context.Context, rows []db.Generation) {
 	}
 	opCtx := graphql.GetOperationContext(ctx)
 	l := r.loaders(ctx)
-	var wg sync.WaitGroup
-	seen := map[any]bool{}
-	once := func(key any, load func()) {
-		if !seen[key] {
-			seen[key] = true
-			wg.Go(load)
-		}
+
+	// What to read: each nested field once, each shape of logs page once.
+	type logPage struct {
+		size  int
+		after string
+		key   *db.LogKey
+		rows  []db.Keyed[db.Log]
 	}
+	var (
+		storyIDs, userIDs []uuid.UUID
+		logPages          []*logPage
+		stories           []db.Story
+		emails            []db.UserEmail
+	)
 	for _, f := range nodeFields(opCtx, fc.Field.Selections) {
 		switch f.Name {
 		case "story":
-			once("story", func() {
-				prime(ctx, l.story.get(), l.story.batch, distinct(rows, func(g db.Generation) uuid.UUID { return g.StoryID }))
-			})
+			if storyIDs == nil {
+				storyIDs = distinct(rows, func(g db.Generation) uuid.UUID { return g.StoryID })
+			}
 		case "logs":
 			size, after, ok := logPageArgs(f, opCtx.Variables)
-			if !ok {
-				// The resolver reports the bad arguments.
+			if !ok || slices.ContainsFunc(logPages, func(p *logPage) bool { return p.size == size && p.after == after }) {
+				// Bad arguments are the resolver's to report.
 				continue
 			}
-			keys := make([]pageKey[uuid.UUID], len(rows))
-			for i, g := range rows {
-				keys[i] = pageKey[uuid.UUID]{Parent: g.ID, Limit: size + 1, After: after}
+			key, err := decodeCursor[db.LogKey](cursorLog, nonEmpty(after))
+			if err != nil {
+				continue
 			}
-			once(pageKey[uuid.UUID]{Limit: size, After: after}, func() { prime(ctx, l.logs.get(), l.logs.batch, keys) })
+			logPages = append(logPages, &logPage{size: size, after: after, key: key})
 		case "user":
 			for _, uf := range graphql.CollectFields(opCtx, f.Selections, []string{"User"}) {
-				if uf.Name == "email" {
-					once("email", func() {
-						prime(ctx, l.email.get(), l.email.batch, distinct(rows, func(g db.Generation) uuid.UUID { return g.UserID }))
-					})
+				if uf.Name == "email" && userIDs == nil {
+					userIDs = distinct(rows, func(g db.Generation) uuid.UUID { return g.UserID })
 				}
 			}
 		}
 	}
-	wg.Wait()
+	if storyIDs == nil && logPages == nil && userIDs == nil {
+		return
+	}
+	genIDs := make([]uuid.UUID, len(rows))
+	for i, g := range rows {
+		genIDs[i] = g.ID
+	}
+	err := l.db.Read(ctx, l.session, func(q *db.Reads) {
+		if storyIDs != nil {
+			q.StoriesByID(storyIDs, l.cols.story, &stories)
+		}
+		for _, p := range logPages {
+			q.LogsByGeneration(genIDs, db.PageParams[db.LogKey]{Limit: p.size + 1, After: p.key, Columns: l.cols.log}, &p.rows)
+		}
+		if userIDs != nil {
+			q.UserEmails(userIDs, &emails)
+		}
+	})
+	if err != nil {
+		// The resolvers load what they need themselves, and report the
+		// error if it persists.
+		return
+	}
+	if storyIDs != nil {
+		found := index(stories, storyID)
+		for _, id := range storyIDs {
+			l.story.get().Prime(ctx, id, found[id])
+		}
+	}
+	for _, p := range logPages {
+		for i, page := range byKeyIndex(p.rows, len(genIDs)) {
+			l.logs.get().Prime(ctx, pageKey[uuid.UUID]{Parent: genIDs[i], Limit: p.size + 1, After: p.after}, page)
+		}
+	}
+	if userIDs != nil {
+		found := emailsByID(emails)
+		for _, id := range userIDs {
+			l.email.get().Prime(ctx, id, found[id])
+		}
+	}
 }
 
 // inList reports whether the field is resolved once per element of a list.
@@ -126,17 +170,6 @@ func logPageArgs(f graphql.CollectedField, vars map[string]any) (size int, after
 		return 0, "", false
 	}
 	return size, after, true
-}
-
-// prime runs fn for keys at once and caches the results in l. Failed keys
-// are left out, so their resolvers load them again and report the error.
-func prime[K comparable, V any](ctx context.Context, l *dataloader.Loader[K, V], fn dataloader.BatchFunc[K, V], keys []K) {
-	res := fn(ctx, keys)
-	for i, k := range keys {
-		if i < len(res) && res[i] != nil && res[i].Error == nil {
-			l.Prime(ctx, k, res[i].Data)
-		}
-	}
 }
 
 // distinct returns the distinct values of key over rows, in order.

@@ -178,7 +178,7 @@ func (r *queryResolver) Stories(ctx context.Context, first *int, after *string, 
 	if err != nil {
 		return nil, err
 	}
-	params := db.StoriesParams{Limit: size + 1, After: key}
+	params := db.StoriesParams{Limit: size + 1, After: key, Columns: columnsOf(ctx).story}
 	if search != nil {
 		params.Search = *search
 	}
@@ -186,7 +186,7 @@ func (r *queryResolver) Stories(ctx context.Context, first *int, after *string, 
 	if err != nil {
 		return nil, err
 	}
-	return storyConnection(rows, size), nil
+	return storyConnection(rows, size, selects(ctx, "edges")), nil
 }
 
 // Story is the resolver for the story field.
@@ -197,7 +197,7 @@ func (r *queryResolver) Story(ctx context.Context, id *uuid.UUID, slug *string) 
 	case id != nil:
 		return r.loaders(ctx).story.Load(ctx, *id)()
 	}
-	s, err := r.DB.StoryBySlug(ctx, ViewerFrom(ctx).Session, *slug)
+	s, err := r.DB.StoryBySlug(ctx, ViewerFrom(ctx).Session, *slug, columnsOf(ctx).story)
 	if errors.Is(err, db.ErrNotFound) {
 		return nil, nil
 	}
@@ -259,7 +259,7 @@ func (r *storyGenerationResolver) Logs(ctx context.Context, obj *db.Generation, 
 	if err != nil {
 		return nil, err
 	}
-	return logConnection(rows, size), nil
+	return logConnection(rows, size, selects(ctx, "edges")), nil
 }
 
 // Parts is the resolver for the parts field.

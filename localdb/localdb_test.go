@@ -87,7 +87,7 @@ func migrateRolesAndTable(ctx context.Context, url string) error {
 DO $$
 DECLARE r text;
 BEGIN
-  FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
+  FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role', 'narrate_admin'] LOOP
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
       EXECUTE format('CREATE ROLE %I NOLOGIN', r);
     END IF;
@@ -348,7 +348,7 @@ func TestProvisionPrivileges(t *testing.T) {
 // and then the table through the given URL.
 func migrateRolesAndTableAs(super *pgx.Conn) func(ctx context.Context, url string) error {
 	return func(ctx context.Context, url string) error {
-		if _, err := super.Exec(ctx, "CREATE ROLE anon; CREATE ROLE authenticated; CREATE ROLE service_role"); err != nil {
+		if _, err := super.Exec(ctx, "CREATE ROLE anon; CREATE ROLE authenticated; CREATE ROLE service_role; CREATE ROLE narrate_admin"); err != nil {
 			return err
 		}
 		conn, err := pgx.Connect(ctx, url)

@@ -16,6 +16,11 @@ const (
 	// Service is the server's own privileged work: the worker, the
 	// notification listener's resync, the catalogue seeding.
 	Service = "service_role"
+	// Admin is the role of admins' requests: authenticated's privileges
+	// and policies, and the admin policies besides, so that
+	// authenticated's own are owner-only and use the tables' indexes
+	// (migrations/00020_admin_role.sql).
+	Admin = "narrate_admin"
 )
 
 // Login is the non-superuser role the application logs in as. Like
@@ -24,4 +29,4 @@ const (
 const Login = "authenticator"
 
 // API returns the roles Login may switch to.
-func API() []string { return []string{Anon, Authenticated, Service} }
+func API() []string { return []string{Anon, Authenticated, Service, Admin} }

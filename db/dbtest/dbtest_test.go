@@ -28,7 +28,7 @@ func migrate(ctx context.Context, url string) error {
 DO $$
 DECLARE r text;
 BEGIN
-  FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
+  FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role', 'narrate_admin'] LOOP
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
       EXECUTE format('CREATE ROLE %I NOLOGIN', r);
     END IF;

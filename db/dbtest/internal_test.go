@@ -78,7 +78,7 @@ func TestFallbackWithoutRolePrivilege(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer super.Close(ctx)
-	if _, err := super.Exec(ctx, "CREATE ROLE anon; CREATE ROLE authenticated; CREATE ROLE service_role; CREATE ROLE creator LOGIN CREATEDB"); err != nil {
+	if _, err := super.Exec(ctx, "CREATE ROLE anon; CREATE ROLE authenticated; CREATE ROLE service_role; CREATE ROLE narrate_admin; CREATE ROLE creator LOGIN CREATEDB"); err != nil {
 		t.Fatal(err)
 	}
 	creatorURL := strings.Replace(cluster.AdminURL("postgres"), "postgres@", "creator@", 1)
