@@ -98,7 +98,11 @@ func New(o Options) http.Handler {
 		graphqlHandler = o.Sockets.track(graphqlHandler)
 	}
 	mux.Handle("/graphql", graphqlHandler)
-	mux.Handle("GET /graphql/schema.graphql", schemaFile())
+	if o.Limits.Introspection {
+		// The schema file tells what introspection would: with
+		// INTROSPECTION=false it is not served either.
+		mux.Handle("GET /graphql/schema.graphql", schemaFile())
+	}
 	mux.Handle("GET /{$}", graphiqlPage(o.DevToken))
 	mux.Handle("GET "+graphiqlPath, graphiqlFiles())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

@@ -189,6 +189,10 @@ func TestIntrospectionSwitch(t *testing.T) {
 	if out.Typename != "Query" {
 		t.Errorf("__typename = %q", out.Typename)
 	}
+	// The schema file would tell what introspection does not.
+	if res, _ := e.Do(http.MethodGet, "/graphql/schema.graphql", nil); res.StatusCode == http.StatusOK {
+		t.Errorf("GET /graphql/schema.graphql = %d with introspection off", res.StatusCode)
+	}
 }
 
 func TestBadTextIsBadUserInput(t *testing.T) {
