@@ -89,10 +89,10 @@ func (r *Resolver) generations(ctx context.Context, owner db.OwnerKey, first *in
 	if err != nil {
 		return nil, err
 	}
-	edges := selects(ctx, "edges")
+	sh := shapeOf(ctx)
 	if owner.UserID == uuid.Nil {
 		// Anonymous viewers have no generations.
-		return generationConnection(nil, size, edges), nil
+		return generationConnection(nil, size, sh), nil
 	}
 	key := pageKey[db.OwnerKey]{Parent: owner, Limit: size + 1, After: deref(after)}
 	if status != nil {
@@ -108,7 +108,7 @@ func (r *Resolver) generations(ctx context.Context, owner db.OwnerKey, first *in
 	if err != nil {
 		return nil, err
 	}
-	conn := generationConnection(rows, size, edges)
+	conn := generationConnection(rows, size, sh)
 	r.primeGenerations(ctx, conn.Nodes)
 	return conn, nil
 }

@@ -186,7 +186,7 @@ func (r *queryResolver) Stories(ctx context.Context, first *int, after *string, 
 	if err != nil {
 		return nil, err
 	}
-	return storyConnection(rows, size, selects(ctx, "edges")), nil
+	return storyConnection(rows, size, shapeOf(ctx)), nil
 }
 
 // Story is the resolver for the story field.
@@ -259,7 +259,7 @@ func (r *storyGenerationResolver) Logs(ctx context.Context, obj *db.Generation, 
 	if err != nil {
 		return nil, err
 	}
-	return logConnection(rows, size, selects(ctx, "edges")), nil
+	return logConnection(rows, size, shapeOf(ctx)), nil
 }
 
 // Parts is the resolver for the parts field.
