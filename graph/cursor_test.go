@@ -219,7 +219,7 @@ func TestConnectionPage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			conn := storyConnection(rows[:tt.rows], tt.size, shape{edges: true, pageInfo: true})
+			conn := storyConnection(rows[:tt.rows], tt.size, pageShape{edges: true, pageInfo: true})
 			kept := min(tt.rows, tt.size)
 			if len(conn.Nodes) != kept || len(conn.Edges) != kept {
 				t.Fatalf("%d nodes and %d edges, want %d", len(conn.Nodes), len(conn.Edges), kept)
