@@ -36,15 +36,7 @@ func (ev sseEvent) progress(t *testing.T) string {
 // connections mode) and returns a function that waits for its next event.
 func subscribeSSE(t *testing.T, baseURL, token, query string, vars map[string]any) func() sseEvent {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
-	req, _ := http.NewRequest(http.MethodPost, baseURL+"/graphql", strings.NewReader(string(body)))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := apptest.OpenEventStream(t, baseURL, token, query, vars)
 	t.Cleanup(func() { _ = res.Body.Close() })
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("HTTP %d", res.StatusCode)

@@ -88,13 +88,11 @@ type App struct {
 	stopErr   error
 	// served receives the HTTP server's result; running parts are joined
 	// through their done channels.
-	served        chan error
-	listenerDone  chan struct{}
-	workerDone    chan struct{}
-	cancelListen  context.CancelFunc
-	cancelWorker  context.CancelFunc
-	listenStarted bool
-	workerStarted bool
+	served       chan error
+	listenerDone chan struct{}
+	workerDone   chan struct{}
+	cancelListen context.CancelFunc
+	cancelWorker context.CancelFunc
 }
 
 // Voice is what the server needs of a voice provider: the worker
@@ -354,7 +352,7 @@ func (a *App) Start() {
 		// Shutdown stops each at its turn.
 		if a.Listener != nil {
 			ctx, cancel := context.WithCancel(context.Background())
-			a.cancelListen, a.listenerDone, a.listenStarted = cancel, make(chan struct{}), true
+			a.cancelListen, a.listenerDone = cancel, make(chan struct{})
 			go func() {
 				defer close(a.listenerDone)
 				_ = a.Listener.Run(ctx)
@@ -362,7 +360,7 @@ func (a *App) Start() {
 		}
 		if a.Worker != nil {
 			ctx, cancel := context.WithCancel(context.Background())
-			a.cancelWorker, a.workerDone, a.workerStarted = cancel, make(chan struct{}), true
+			a.cancelWorker, a.workerDone = cancel, make(chan struct{})
 			go func() {
 				defer close(a.workerDone)
 				if err := a.Worker.Run(ctx); err != nil {
@@ -431,12 +429,12 @@ func (a *App) shutdown(ctx context.Context) error {
 		}
 	}
 	// 3. The worker.
-	if a.workerStarted {
+	if a.workerDone != nil { // started
 		a.cancelWorker()
 		<-a.workerDone
 	}
 	// 4. The listener.
-	if a.listenStarted {
+	if a.listenerDone != nil { // started
 		a.cancelListen()
 		<-a.listenerDone
 	}

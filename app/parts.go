@@ -43,12 +43,11 @@ func JWTSecret(cfg config.Config, logger *slog.Logger) ([]byte, error) {
 	if cfg.JWKSURL != "" {
 		return nil, nil
 	}
-	layout := Layout{DataDir: cfg.DataDir}
-	secret, err := auth.SecretFile(layout.JWTSecretFile())
+	secret, err := auth.DevSecret(cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("development JWT secret: %w", err)
 	}
-	logger.Info("JWT_SECRET and JWKS_URL are not set: using the development secret", "file", layout.JWTSecretFile())
+	logger.Info("JWT_SECRET and JWKS_URL are not set: using the development secret", "file", Layout{DataDir: cfg.DataDir}.JWTSecretFile())
 	return secret, nil
 }
 

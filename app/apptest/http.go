@@ -198,6 +198,13 @@ func (s *Server) PostAuth(authorization, query string) Response {
 
 func postAuth(t testing.TB, baseURL, authorization, query string, vars map[string]any) Response {
 	t.Helper()
+	return Send(t, graphQLRequest(t, baseURL, authorization, query, vars))
+}
+
+// graphQLRequest is a JSON POST of query to the server at baseURL, with a
+// raw Authorization header ("" for none).
+func graphQLRequest(t testing.TB, baseURL, authorization, query string, vars map[string]any) *http.Request {
+	t.Helper()
 	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
 	req, err := http.NewRequest(http.MethodPost, baseURL+"/graphql", bytes.NewReader(body))
 	if err != nil {
@@ -207,7 +214,7 @@ func postAuth(t testing.TB, baseURL, authorization, query string, vars map[strin
 	if authorization != "" {
 		req.Header.Set("Authorization", authorization)
 	}
-	return Send(t, req)
+	return req
 }
 
 // Get sends a GraphQL request as a GET with its parameters in the URL.
@@ -278,16 +285,12 @@ func (s *Server) Do(method, path string, header http.Header) (*http.Response, st
 // whose body is the stream; the caller closes it.
 func OpenEventStream(t testing.TB, baseURL, token, query string, vars map[string]any) *http.Response {
 	t.Helper()
-	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
-	req, err := http.NewRequest(http.MethodPost, baseURL+"/graphql", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "text/event-stream")
+	authorization := ""
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		authorization = "Bearer " + token
 	}
+	req := graphQLRequest(t, baseURL, authorization, query, vars)
+	req.Header.Set("Accept", "text/event-stream")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
