@@ -701,6 +701,30 @@ func TestVerifyVoiceSampleWithLocalProvider(t *testing.T) {
 	}
 }
 
+// TestVoiceOperationsWithoutProvider: a production server started without
+// ELEVENLABS_API_KEY (config's VoiceNone) serves everything else and
+// refuses cloning, verification and deletion with NOT_IMPLEMENTED and a
+// message saying what to configure, never falling back to a provider that
+// accepts any recording.
+func TestVoiceOperationsWithoutProvider(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withVoice(voice.Unconfigured{}))
+	alice := e.NewUser("alice@example.com", false)
+
+	e.createSample(alice.Token, "", audio("a.mp3", "audio/mpeg")).WantError(t, graph.CodeNotImplemented, "ELEVENLABS_API_KEY")
+	e.Exec(`INSERT INTO voice_samples (user_id, elevenlabs_voice_id, verification_phrase) VALUES ($1, 'v-1', 'a b c')`, alice.ID)
+	e.verifySample(alice.Token, audio("phrase.webm", "audio/webm")).WantError(t, graph.CodeNotImplemented, "ELEVENLABS_API_KEY")
+	if s := e.dbSample(alice); s.Verified {
+		t.Error("a server without a voice provider verified a sample")
+	}
+	e.Post(alice.Token, `mutation { deleteVoiceSample }`, nil).WantError(t, graph.CodeNotImplemented, "voice features are not available")
+	var out struct{ Viewer struct{ Email string } }
+	e.Post(alice.Token, `{ viewer { email } }`, nil).Decode(t, &out)
+	if out.Viewer.Email != "alice@example.com" {
+		t.Errorf("viewer = %+v, want alice's", out.Viewer)
+	}
+}
+
 func TestVoiceSampleMutationsNeedSignIn(t *testing.T) {
 	t.Parallel()
 	fake := newFakeElevenLabs(t)

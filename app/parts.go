@@ -15,6 +15,7 @@ import (
 	"github.com/narrate/narrate/config"
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/storage"
+	"github.com/narrate/narrate/voice"
 	"github.com/narrate/narrate/voice/elevenlabs"
 	"github.com/narrate/narrate/voice/local"
 )
@@ -97,10 +98,15 @@ func trustDocuments(ctx context.Context, pool *db.DB, path string, logger *slog.
 	return nil
 }
 
-// newProvider is ElevenLabs or the local development provider, which needs
-// no network, as the configuration chose (config refuses the local one
-// outside development unless VOICE_PROVIDER=local asks for it).
+// newProvider is ElevenLabs, the local development provider, which needs
+// no network, or none, as the configuration chose (config gives a
+// production server without ELEVENLABS_API_KEY none, unless
+// VOICE_PROVIDER=local asks for the local one).
 func newProvider(cfg config.Config, logger *slog.Logger) (Voice, error) {
+	if cfg.VoiceProvider == config.VoiceNone {
+		logger.Warn("no voice provider: cloning, verification and narration are refused (set ELEVENLABS_API_KEY, or VOICE_PROVIDER=local for the local provider)")
+		return voice.Unconfigured{}, nil
+	}
 	// A configuration not read by config.Parse may leave the choice
 	// empty: then the key decides.
 	if cfg.VoiceProvider == config.VoiceLocal || cfg.VoiceProvider == "" && cfg.ElevenLabsAPIKey == "" {

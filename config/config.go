@@ -71,10 +71,11 @@ type Config struct {
 	// StorageS3 locates S3-compatible audio storage. Audio is kept there
 	// when its Bucket is set, and under DataDir otherwise.
 	StorageS3 S3Storage
-	// VoiceProvider is "elevenlabs" or "local": ElevenLabs when
-	// ELEVENLABS_API_KEY is set, the local development provider otherwise,
-	// which a production server (one given a DATABASE_URL) accepts only
-	// when VOICE_PROVIDER=local says so.
+	// VoiceProvider is "elevenlabs", "local" or "none": ElevenLabs when
+	// ELEVENLABS_API_KEY is set; otherwise the local development provider
+	// in local development, and none (every voice operation refused with
+	// a clear error) on a production server (one given a DATABASE_URL)
+	// unless VOICE_PROVIDER=local asks for the local one.
 	VoiceProvider string
 	// Limits bound what every caller may use; see the README's "Limits
 	// and security".
@@ -102,6 +103,10 @@ type SocketLimits struct {
 const (
 	VoiceElevenLabs = "elevenlabs"
 	VoiceLocal      = "local"
+	// VoiceNone refuses every voice operation: what a production server
+	// without ELEVENLABS_API_KEY gets, rather than the local provider,
+	// which accepts any verification recording.
+	VoiceNone = "none"
 )
 
 // S3Storage is the STORAGE_S3_* settings.
@@ -249,21 +254,25 @@ func Parse(getenv func(string) string) (Config, error) {
 	if c.Limits, err = parseLimits(getenv); err != nil {
 		return c, err
 	}
-	if c.VoiceProvider, err = voiceProvider(getenv("VOICE_PROVIDER"), c.ElevenLabsAPIKey); err != nil {
-		return c, err
-	}
-	if err := productionGuard(c, getenv("VOICE_PROVIDER") == VoiceLocal); err != nil {
+	if c.VoiceProvider, err = voiceProvider(getenv("VOICE_PROVIDER"), c.ElevenLabsAPIKey, c.DatabaseURL != ""); err != nil {
 		return c, err
 	}
 	return c, nil
 }
 
 // voiceProvider picks the provider from VOICE_PROVIDER and the API key.
-func voiceProvider(v, apiKey string) (string, error) {
+// Without either, local development gets the local provider and a
+// production server (given a DATABASE_URL) none: the local provider
+// accepts any verification recording, so it is used there only when asked
+// for by name.
+func voiceProvider(v, apiKey string, production bool) (string, error) {
 	switch v {
 	case "":
 		if apiKey != "" {
 			return VoiceElevenLabs, nil
+		}
+		if production {
+			return VoiceNone, nil
 		}
 		return VoiceLocal, nil
 	case VoiceElevenLabs:
@@ -271,28 +280,23 @@ func voiceProvider(v, apiKey string) (string, error) {
 			return "", errors.New("VOICE_PROVIDER=elevenlabs needs ELEVENLABS_API_KEY")
 		}
 		return v, nil
-	case VoiceLocal:
+	case VoiceLocal, VoiceNone:
 		return v, nil
 	}
-	return "", fmt.Errorf("VOICE_PROVIDER: %q is neither elevenlabs nor local", v)
+	return "", fmt.Errorf("VOICE_PROVIDER: %q is none of elevenlabs, local and none", v)
 }
 
-// productionGuard refuses the development conveniences outside local
-// development, which is what a DATABASE_URL signals: a random JWT secret
-// (every real token would then fail) and the local voice provider (which
-// accepts any verification recording) unless VOICE_PROVIDER=local asks for
-// it explicitly.
-func productionGuard(c Config, localAskedFor bool) error {
-	if c.DatabaseURL == "" {
-		return nil
-	}
-	if c.JWTSecret == "" && c.JWKSURL == "" {
-		return errors.New("DATABASE_URL is set but neither JWT_SECRET nor JWKS_URL is: " +
-			"set the project's JWT secret or its JWKS URL (the development secret is only for the local database)")
-	}
-	if c.VoiceProvider == VoiceLocal && !localAskedFor {
-		return errors.New("DATABASE_URL is set but ELEVENLABS_API_KEY is not: set it, or set VOICE_PROVIDER=local " +
-			"to use the local provider, which does not check verification recordings")
+// ErrNoTokenKey is returned by RequireTokenKey.
+var ErrNoTokenKey = errors.New("DATABASE_URL is set but neither JWT_SECRET nor JWKS_URL is: " +
+	"set the project's JWT secret or its JWKS URL (the development secret is only for the local database)")
+
+// RequireTokenKey refuses a production configuration (one with a
+// DATABASE_URL) that has no way to verify tokens: the random development
+// secret would fail every real token. The commands that verify or sign
+// tokens call it; migrate, which needs only the database, does not.
+func (c Config) RequireTokenKey() error {
+	if c.DatabaseURL != "" && c.JWTSecret == "" && c.JWKSURL == "" {
+		return ErrNoTokenKey
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"maps"
 	"path/filepath"
 	"slices"
@@ -245,16 +246,19 @@ func TestProductionGuard(t *testing.T) {
 		vars     map[string]string
 		provider string
 		err      string
+		// noTokenKey: RequireTokenKey refuses the configuration.
+		noTokenKey bool
 	}{
 		{name: "local development needs nothing", vars: nil, provider: VoiceLocal},
-		{name: "database without a token key", vars: map[string]string{"DATABASE_URL": dbURL, "ELEVENLABS_API_KEY": "k"}, err: "neither JWT_SECRET nor JWKS_URL"},
+		{name: "database without a token key", vars: map[string]string{"DATABASE_URL": dbURL, "ELEVENLABS_API_KEY": "k"}, provider: VoiceElevenLabs, noTokenKey: true},
 		{name: "database with JWT_SECRET", vars: map[string]string{"DATABASE_URL": dbURL, "JWT_SECRET": "s", "ELEVENLABS_API_KEY": "k"}, provider: VoiceElevenLabs},
 		{name: "database with JWKS_URL", vars: map[string]string{"DATABASE_URL": dbURL, "JWKS_URL": "https://ref.supabase.co/jwks", "ELEVENLABS_API_KEY": "k"}, provider: VoiceElevenLabs},
-		{name: "database without a voice key", vars: map[string]string{"DATABASE_URL": dbURL, "JWT_SECRET": "s"}, err: "VOICE_PROVIDER=local"},
+		{name: "database without a voice key gets none", vars: map[string]string{"DATABASE_URL": dbURL, "JWT_SECRET": "s"}, provider: VoiceNone},
+		{name: "none asked for in development", vars: map[string]string{"VOICE_PROVIDER": "none"}, provider: VoiceNone},
 		{name: "database with the local provider asked for", vars: map[string]string{"DATABASE_URL": dbURL, "JWT_SECRET": "s", "VOICE_PROVIDER": "local"}, provider: VoiceLocal},
 		{name: "local provider asked for despite a key", vars: map[string]string{"ELEVENLABS_API_KEY": "k", "VOICE_PROVIDER": "local"}, provider: VoiceLocal},
 		{name: "elevenlabs without a key", vars: map[string]string{"VOICE_PROVIDER": "elevenlabs"}, err: "needs ELEVENLABS_API_KEY"},
-		{name: "unknown provider", vars: map[string]string{"VOICE_PROVIDER": "espeak"}, err: "neither elevenlabs nor local"},
+		{name: "unknown provider", vars: map[string]string{"VOICE_PROVIDER": "espeak"}, err: "none of elevenlabs, local and none"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -271,6 +275,9 @@ func TestProductionGuard(t *testing.T) {
 			}
 			if c.VoiceProvider != tt.provider {
 				t.Errorf("VoiceProvider = %q, want %q", c.VoiceProvider, tt.provider)
+			}
+			if err := c.RequireTokenKey(); tt.noTokenKey != errors.Is(err, ErrNoTokenKey) {
+				t.Errorf("RequireTokenKey() = %v, want ErrNoTokenKey: %v", err, tt.noTokenKey)
 			}
 		})
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/voice"
 )
 
 // The error codes of the contract, carried in extensions.code.
@@ -112,6 +113,13 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 			return presented
 		}
 		if errors.As(err, &gqlErr) && gqlErr.Extensions["code"] != nil {
+			return presented
+		}
+		if errors.Is(err, voice.ErrNotConfigured) {
+			// A server without a voice provider: what the client and the
+			// operator need to know, not an internal failure.
+			presented.Message = "voice features are not available on this server: " + voice.ErrNotConfigured.Error()
+			presented.Extensions = map[string]any{"code": CodeNotImplemented}
 			return presented
 		}
 		if errors.Is(err, context.Canceled) {

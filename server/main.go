@@ -70,6 +70,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logger := newLogger(stderr)
 	slog.SetDefault(logger)
 	cfg, err := config.FromEnv()
+	if err == nil && cmd != "migrate" && cmd != "worker" {
+		// Serving verifies tokens and token signs one; migrating and
+		// narrating need neither.
+		err = cfg.RequireTokenKey()
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "configuration:", err)
 		return 2

@@ -152,6 +152,22 @@ func serveEndToEnd(t *testing.T, tmp, dataDir string) {
 		t.Fatalf("token printed %q, want the token alone", out)
 	}
 
+	// migrate needs nothing but DATABASE_URL (the shared bench harness runs
+	// it so): no token key, no voice key.
+	_, port, ok := localdb.Running(app.Layout{DataDir: dataDir}.ClusterDir())
+	if !ok {
+		_, port, ok = localdb.Running(app.Layout{DataDir: dataDir}.FallbackClusterDir())
+	}
+	if !ok {
+		t.Fatal("no running local cluster found under DATA_DIR")
+	}
+	migrateCmd := exec.Command(bin, "migrate")
+	migrateCmd.Env = append(os.Environ(), "DATABASE_URL=postgres://postgres@127.0.0.1:"+strconv.Itoa(port)+"/"+app.LocalDatabase+"?sslmode=disable",
+		"JWT_SECRET=", "JWKS_URL=", "ELEVENLABS_API_KEY=", "VOICE_PROVIDER=")
+	if out, err := migrateCmd.CombinedOutput(); err != nil {
+		t.Fatalf("migrate with DATABASE_URL alone: %v\n%s", err, out)
+	}
+
 	var res struct {
 		Data struct {
 			Viewer  struct{ Email string }
