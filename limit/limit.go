@@ -50,7 +50,10 @@ type Settings struct {
 	// RequestsPerUser and RequestsPerAddress cap concurrent HTTP requests
 	// of one user and of one client address; StreamsPerUser and
 	// StreamsPerAddress cap concurrent server-sent event streams. 0 turns
-	// a cap off.
+	// a cap off. A browser sends a handful of requests at once; the
+	// per-user default leaves room for a server-side client or a load
+	// test signed in as one user (the shared peer comparison runs 64 at
+	// once), which the per-address cap and the query budget still bound.
 	RequestsPerUser    int
 	RequestsPerAddress int
 	StreamsPerUser     int
@@ -88,7 +91,7 @@ func Defaults() Settings {
 		ReadHeaderTimeout:  10 * time.Second,
 		BodyTimeout:        30 * time.Second,
 		IdleTimeout:        2 * time.Minute,
-		RequestsPerUser:    32,
+		RequestsPerUser:    128,
 		RequestsPerAddress: 256,
 		StreamsPerUser:     8,
 		StreamsPerAddress:  64,
