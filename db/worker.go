@@ -66,7 +66,7 @@ const maxEventLen = 2000
 // deletes the parts an earlier attempt stored, since the narration starts
 // over, and returns their keys for the worker to delete from storage. A
 // reclaimed generation starts over but keeps the progress it had shown:
-// clients' progress bars never move backwards (Progress only raises it).
+// clients' progress bars never move backwards (RecordPart only raises it).
 var claimSQL = `
 WITH next AS (
   SELECT g.id FROM story_generations g
@@ -175,19 +175,6 @@ func (d *DB) execLeased(ctx context.Context, what string, sql string, args ...an
 func (d *DB) RenewLease(ctx context.Context, id uuid.UUID, owner string, lease time.Duration) error {
 	return d.execLeased(ctx, "renew lease",
 		`UPDATE story_generations SET lease_expires_at = now() + $3::interval WHERE `+leaseHeld, id, owner, lease)
-}
-
-// Progress records progress (0-100) and, unless event is empty, appends
-// event to the generation's log, both only while owner holds the lease.
-func (d *DB) Progress(ctx context.Context, id uuid.UUID, owner string, progress int, event string) error {
-	return d.execLeased(ctx, "record progress", `
-		WITH updated AS (
-		  UPDATE story_generations SET progress = greatest(progress, $3) WHERE `+leaseHeld+` RETURNING id
-		), logged AS (
-		  INSERT INTO generation_logs (generation_id, event)
-		  SELECT id, $4::text FROM updated WHERE $4::text <> ''
-		)
-		SELECT 1 FROM updated`, id, owner, min(max(progress, 0), 100), clip(event))
 }
 
 // NewPart is an audio part of a generation, stored by its worker.

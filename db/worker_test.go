@@ -92,6 +92,15 @@ func (f *queueFixture) claim(t *testing.T, owner string, lease time.Duration) db
 	return job
 }
 
+// recordPart records part index of generation id under owner's lease,
+// with progress and a log event ("" for none), as the worker records each
+// chunk it narrated.
+func (f *queueFixture) recordPart(ctx context.Context, id uuid.UUID, owner string, index, progress int, event string) error {
+	return f.d.RecordPart(ctx, id, owner, db.NewPart{
+		Index: index, StorageKey: fmt.Sprintf("generations/%s/part-%04d.mp3", id, index+1), ContentType: "audio/mpeg", ByteSize: 1, CharEnd: 1,
+	}, progress, event)
+}
+
 // expireLease makes a lease look lapsed without waiting for it.
 func (f *queueFixture) expireLease(t *testing.T, id uuid.UUID) {
 	t.Helper()
@@ -152,7 +161,7 @@ func TestClaimReclaimsOnlyExpiredLeases(t *testing.T) {
 	if _, ok, err := f.d.Claim(ctx, "w2", time.Minute); ok || err != nil {
 		t.Fatalf("claim under a live lease = ok %v, err %v; want nothing", ok, err)
 	}
-	if err := f.d.Progress(ctx, id, "crashed", 40, "chunk 1/2"); err != nil {
+	if err := f.recordPart(ctx, id, "crashed", 0, 40, "chunk 1/2"); err != nil {
 		t.Fatal(err)
 	}
 	f.expireLease(t, id)
@@ -162,7 +171,7 @@ func TestClaimReclaimsOnlyExpiredLeases(t *testing.T) {
 		t.Fatalf("reclaim = %+v, want %s at attempt 2 keeping progress 40", job, id)
 	}
 	// The restarted work's progress never moves the bar backwards.
-	if err := f.d.Progress(ctx, id, "w2", 20, ""); err != nil {
+	if err := f.recordPart(ctx, id, "w2", 0, 20, ""); err != nil {
 		t.Fatal(err)
 	}
 	if p := f.state(t, id).Progress; p != 40 {
@@ -187,8 +196,7 @@ func TestClaimReclaimsOnlyExpiredLeases(t *testing.T) {
 // leasedWrites are every write a worker makes under a lease.
 func leasedWrites(id uuid.UUID, owner string) map[string]func(context.Context, *db.DB) error {
 	return map[string]func(context.Context, *db.DB) error{
-		"renew":    func(ctx context.Context, d *db.DB) error { return d.RenewLease(ctx, id, owner, time.Minute) },
-		"progress": func(ctx context.Context, d *db.DB) error { return d.Progress(ctx, id, owner, 50, "chunk 2/4") },
+		"renew": func(ctx context.Context, d *db.DB) error { return d.RenewLease(ctx, id, owner, time.Minute) },
 		"part": func(ctx context.Context, d *db.DB) error {
 			return d.RecordPart(ctx, id, owner, db.NewPart{StorageKey: "generations/x/part-0001.mp3", ContentType: "audio/mpeg", ByteSize: 1, CharEnd: 1}, 50, "chunk 2/4")
 		},
@@ -235,10 +243,10 @@ func TestCompleteFailRelease(t *testing.T) {
 		f := newQueueFixture(t, 1)
 		id := f.claim(t, "w1", time.Minute).Generation.ID
 		key := "generations/" + id.String() + ".mp3"
-		if err := f.d.Progress(ctx, id, "w1", 50, "chunk 1/2"); err != nil {
+		if err := f.recordPart(ctx, id, "w1", 0, 50, "chunk 1/2"); err != nil {
 			t.Fatal(err)
 		}
-		if err := f.d.Progress(ctx, id, "w1", 99, ""); err != nil {
+		if err := f.recordPart(ctx, id, "w1", 1, 99, ""); err != nil {
 			t.Fatal(err)
 		}
 		if err := f.d.Complete(ctx, id, "w1", key, map[string]any{"chunks": 2}); err != nil {
@@ -280,7 +288,7 @@ func TestCompleteFailRelease(t *testing.T) {
 		t.Parallel()
 		f := newQueueFixture(t, 1)
 		id := f.claim(t, "w1", time.Minute).Generation.ID
-		if err := f.d.Progress(ctx, id, "w1", 30, ""); err != nil {
+		if err := f.recordPart(ctx, id, "w1", 0, 30, ""); err != nil {
 			t.Fatal(err)
 		}
 		if err := f.d.Release(ctx, id, "w1", "worker shutting down"); err != nil {
@@ -426,7 +434,7 @@ func TestLeaseRenewalIsInvisible(t *testing.T) {
 	if !after.LeaseExpires.After(before.LeaseExpires.Add(time.Minute)) {
 		t.Fatalf("lease not extended: %v -> %v", before.LeaseExpires, after.LeaseExpires)
 	}
-	if err := f.d.Progress(ctx, id, "w1", 42, ""); err != nil {
+	if err := f.recordPart(ctx, id, "w1", 0, 42, ""); err != nil {
 		t.Fatal(err)
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
