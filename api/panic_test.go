@@ -52,7 +52,14 @@ func TestPanicInStreamEndsThatStreamOnly(t *testing.T) {
 	if p := decodeProgress(t, c.NextEvent("bad", 5*time.Second), "generationProgress"); p.Progress != poisonedProgress {
 		t.Fatalf("got %s, want progress %d", p, poisonedProgress)
 	}
-	wantInternalError(t, c.NextEvent("bad", 5*time.Second).Errors)
+	if ev := c.NextEvent("bad", 5*time.Second); ev.Kind != "error" {
+		t.Fatalf("after the poisoned event: %+v, want the error", ev)
+	} else {
+		wantInternalError(t, ev.Errors)
+	}
+	if ev := c.NextEvent("bad", 5*time.Second); ev.Kind != "complete" {
+		t.Fatalf("after the error: %+v, want complete", ev)
+	}
 
 	e.setProgress(good, generation.InProgress, 50)
 	if p := decodeProgress(t, c.NextEvent("good", 5*time.Second), "generationProgress"); p.Progress != 50 {

@@ -91,6 +91,11 @@ type stream struct {
 	// ending: the terminal event is pending, close out after it;
 	// stopped: the subscription ended.
 	ending, stopped, outClosed bool
+	// owesEnd: the stream failed, and EndStreamsWithErrors turns the
+	// close of out into two responses, the error's result and then the
+	// end: the transport takes the end on one more ready, once it has
+	// taken the error.
+	owesEnd bool
 	// last is what was last handed over per generation, to drop events
 	// already reflected in what the client has: in lastOne for a single
 	// generation's stream, which needs no map. Only the stream's current
@@ -285,7 +290,12 @@ func (s *stream) taken() {
 	}()
 	s.mu.Lock()
 	if s.stopped {
+		owed := s.owesEnd
+		s.owesEnd = false
 		s.mu.Unlock()
+		if owed {
+			s.ready()
+		}
 		return
 	}
 	s.inFlight = false
@@ -305,6 +315,9 @@ func (s *stream) fail(v any) {
 		Err: err, Message: "internal server error", Path: graphql.GetPath(s.ctx),
 		Extensions: map[string]any{"code": CodeInternal},
 	})
+	s.mu.Lock()
+	s.owesEnd = !s.stopped
+	s.mu.Unlock()
 	s.stop()
 	s.ready()
 }
