@@ -13,6 +13,7 @@ import (
 	"github.com/narrate/narrate/auth"
 	"github.com/narrate/narrate/config"
 	"github.com/narrate/narrate/graph"
+	"github.com/narrate/narrate/recovery"
 	"github.com/narrate/narrate/socket"
 )
 
@@ -43,6 +44,7 @@ type Sockets struct {
 	verifier *auth.Verifier
 	origins  []string
 	metrics  *SocketMetrics
+	panics   *recovery.Metrics
 	logger   *slog.Logger
 
 	once   sync.Once
@@ -60,13 +62,15 @@ type Sockets struct {
 type eventStream struct{ cancel context.CancelFunc }
 
 // NewSockets makes the realtime side of the API. origins are the browser
-// origins allowed besides the server's own (empty: any).
-func NewSockets(verifier *auth.Verifier, origins []string, metrics *SocketMetrics, logger *slog.Logger) *Sockets {
+// origins allowed besides the server's own (empty: any); panics counts the
+// panics the sockets recover.
+func NewSockets(verifier *auth.Verifier, origins []string, metrics *SocketMetrics, panics *recovery.Metrics, logger *slog.Logger) *Sockets {
 	return &Sockets{
 		KeepAlive: socket.DefaultKeepAlive,
 		verifier:  verifier,
 		origins:   origins,
 		metrics:   metrics,
+		panics:    panics,
 		logger:    logger,
 		streams:   map[*eventStream]struct{}{},
 	}
@@ -85,6 +89,7 @@ func (s *Sockets) Transport() *socket.Server {
 			Limits:       s.Limits,
 			Logger:       s.logger,
 			Metrics:      s.metrics,
+			Panics:       s.panics,
 			// A socket keeps only its request id from the upgrade's
 			// context, not the request's whole chain of values.
 			BaseContext: func(r *http.Request) context.Context {

@@ -310,7 +310,7 @@ func (a *App) buildHTTP(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.Sockets = api.NewSockets(verifier, a.cfg.CORSOrigins, socketMetrics, a.logger)
+	a.Sockets = api.NewSockets(verifier, a.cfg.CORSOrigins, socketMetrics, a.Panics, a.logger)
 	a.Sockets.Limits = api.SocketLimits(a.cfg.Sockets)
 	if a.set.keepAlive > 0 {
 		a.Sockets.KeepAlive = a.set.keepAlive

@@ -11,6 +11,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/recovery"
 	"github.com/narrate/narrate/voice"
 )
 
@@ -113,6 +114,13 @@ func ErrorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 			return presented
 		}
 		if errors.As(err, &gqlErr) && gqlErr.Extensions["code"] != nil {
+			return presented
+		}
+		if errors.Is(err, recovery.ErrPanic) {
+			// A panic a transport recovered, logged with its stack and
+			// counted there.
+			presented.Message = "internal server error"
+			presented.Extensions = map[string]any{"code": CodeInternal}
 			return presented
 		}
 		if errors.Is(err, voice.ErrNotConfigured) {

@@ -16,6 +16,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/recovery"
 )
 
 // newLogBuffer returns a debug-level logger writing JSON lines to the
@@ -143,6 +144,10 @@ func TestErrorPresenter(t *testing.T) {
 		{"validation error", validation, "GRAPHQL_VALIDATION_FAILED", `Cannot query field "nope" on type "Query".`, "", ""},
 		{"canceled request", fmt.Errorf("query stories: %s: %w", secretSQL, context.Canceled),
 			CodeInternal, "request canceled", "", ""},
+		// A transport's recovered panic was logged, with its stack, where
+		// it was recovered: it is not logged again.
+		{"panic a transport recovered", gqlerror.WrapPath(nil, &recovery.Error{Where: "websocket", Value: "boom: " + secretSQL}),
+			CodeInternal, "internal server error", "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"github.com/narrate/narrate/backoff"
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/generation"
+	"github.com/narrate/narrate/recovery"
 )
 
 // DefaultEventReaders is how many event reads run at once when
@@ -40,6 +41,7 @@ type eventSource interface {
 type eventReader struct {
 	db      eventSource
 	logger  *slog.Logger
+	panics  *recovery.Metrics
 	workers int
 
 	mu        sync.Mutex
@@ -63,7 +65,7 @@ func (r *Resolver) events() *eventReader {
 		if logger == nil {
 			logger = slog.Default()
 		}
-		r.reader = &eventReader{db: r.DB, logger: logger, workers: workers, flights: map[flightKey]*flight{}}
+		r.reader = &eventReader{db: r.DB, logger: logger, panics: r.Panics, workers: workers, flights: map[flightKey]*flight{}}
 	})
 	return r.reader
 }
@@ -247,12 +249,20 @@ func (er *eventReader) read(batch []*stream) {
 		mine   []ownedFlight
 		reads  []db.SessionRead
 		groups = map[readerKey]int{}
+		// beginning is the stream whose begin runs, released too should
+		// it panic.
+		beginning *stream
 	)
 	defer func() {
 		// Every stream begun is released and every flight owned is
-		// finished, even after a panic: nothing may wait for good.
-		if p := recover(); p != nil {
-			er.logger.Error("subscription event read panicked; its events are dropped", "panic", p)
+		// finished, even after a panic, which is logged and counted like
+		// a stream's: nothing may wait for good. The batch's events are
+		// dropped; the streams serve the next ones.
+		if v := recover(); v != nil {
+			er.panics.Recovered(context.Background(), er.logger.With("streams", len(batch)), "subscription", v)
+			if beginning != nil {
+				beginning.loaded()
+			}
 		}
 		er.finish(mine)
 		for _, w := range todo {
@@ -260,33 +270,39 @@ func (er *eventReader) read(batch []*stream) {
 		}
 	}()
 	now := time.Now()
-	er.mu.Lock()
-	er.purgeLocked(now)
-	for _, s := range batch {
-		events, ok := s.begin()
-		if !ok {
-			continue
-		}
-		w := work{s: s, events: events, flights: make([]*flight, len(events))}
-		key := readerKey{user: s.viewer.UserID, admin: s.viewer.Admin}
-		for i, e := range events {
-			f, own := er.flightFor(flightKey{viewer: key, gen: e.GenerationID, at: e.UpdatedAt.UnixMicro()}, now)
-			w.flights[i] = f
-			if !own {
+	func() {
+		// Unlocked even when a stream's begin panics, before the release
+		// above (which locks) runs.
+		er.mu.Lock()
+		defer er.mu.Unlock()
+		er.purgeLocked(now)
+		for _, s := range batch {
+			beginning = s
+			events, ok := s.begin()
+			beginning = nil
+			if !ok {
 				continue
 			}
-			g, found := groups[key]
-			if !found {
-				g = len(reads)
-				groups[key] = g
-				reads = append(reads, db.SessionRead{Session: s.viewer.Session})
+			w := work{s: s, events: events, flights: make([]*flight, len(events))}
+			key := readerKey{user: s.viewer.UserID, admin: s.viewer.Admin}
+			for i, e := range events {
+				f, own := er.flightFor(flightKey{viewer: key, gen: e.GenerationID, at: e.UpdatedAt.UnixMicro()}, now)
+				w.flights[i] = f
+				if !own {
+					continue
+				}
+				g, found := groups[key]
+				if !found {
+					g = len(reads)
+					groups[key] = g
+					reads = append(reads, db.SessionRead{Session: s.viewer.Session})
+				}
+				reads[g].IDs = append(reads[g].IDs, e.GenerationID)
+				mine = append(mine, ownedFlight{f: f, group: g, gen: e.GenerationID})
 			}
-			reads[g].IDs = append(reads[g].IDs, e.GenerationID)
-			mine = append(mine, ownedFlight{f: f, group: g, gen: e.GenerationID})
+			todo = append(todo, w)
 		}
-		todo = append(todo, w)
-	}
-	er.mu.Unlock()
+	}()
 
 	if len(reads) > 0 {
 		streams := make([]*stream, len(todo))

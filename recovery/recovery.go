@@ -1,6 +1,7 @@
 // Package recovery contains panics at the boundaries of the goroutines that
 // run job or request code: the worker's jobs, subscription streams, the
-// notification listener's callbacks, HTTP handlers. One bad job or event
+// websockets' operations, the notification listener's callbacks, HTTP
+// handlers. One bad job or event
 // must cost that job or that stream, never the whole process.
 //
 // recover only stops a panic when a deferred function calls it directly, so
@@ -61,7 +62,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{panics: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "narrate_panics_total",
-		Help: "Panics recovered at a goroutine boundary, by boundary (worker, subscription, graphql, listener, http); each cost one job, stream, event or request.",
+		Help: "Panics recovered at a goroutine boundary, by boundary (worker, subscription, graphql, websocket, listener, http); each cost one job, stream, event or request.",
 	}, []string{"where"})}
 	if err := reg.Register(m.panics); err != nil {
 		return nil, fmt.Errorf("register panic metrics: %w", err)

@@ -152,10 +152,12 @@ func (c *conn) run() {
 	}
 }
 
+// handleSafely handles a message and contains a panic in its handling:
+// with no operation to pin it on, the socket closes with 4500.
 func (c *conn) handleSafely(data []byte) {
 	defer func() {
-		if r := recover(); r != nil {
-			c.s.cfg.Logger.ErrorContext(c.base, "websocket message handler panicked", "panic", r)
+		if v := recover(); v != nil {
+			c.s.cfg.Panics.Recovered(c.base, c.s.cfg.Logger, panicWhere, v)
 			c.close(CloseInternalError, "internal error")
 		}
 	}()
@@ -313,8 +315,8 @@ func (c *conn) start(id string, payload json.RawMessage) {
 	var ok bool
 	func() {
 		defer func() {
-			if r := recover(); r != nil {
-				c.fail(op, gqlerror.List{presentPanic(ctx, rc, r)})
+			if v := recover(); v != nil {
+				c.panicked(ctx, op, v)
 			}
 		}()
 		op.next, op.ctx = c.exec.DispatchOperation(ctx, rc)
@@ -336,8 +338,8 @@ func (c *conn) start(id string, payload json.RawMessage) {
 // mutations, and subscriptions whose resolver took no Driver.
 func (c *conn) drain(op *operation, rc *graphql.OperationContext, ctx context.Context) {
 	defer func() {
-		if r := recover(); r != nil {
-			c.fail(op, gqlerror.List{presentPanic(ctx, rc, r)})
+		if v := recover(); v != nil {
+			c.panicked(ctx, op, v)
 		}
 	}()
 	next := op.next
@@ -354,13 +356,20 @@ func (c *conn) drain(op *operation, rc *graphql.OperationContext, ctx context.Co
 	c.end(op, ctx.Err() == nil)
 }
 
-func presentPanic(ctx context.Context, rc *graphql.OperationContext, r any) *gqlerror.Error {
-	err := rc.Recover(ctx, r)
-	var gqlErr *gqlerror.Error
-	if !errors.As(err, &gqlErr) {
-		gqlErr = &gqlerror.Error{Message: "internal system error"}
-	}
-	return gqlErr
+// panicWhere labels the panics a socket recovers in narrate_panics_total.
+const panicWhere = "websocket"
+
+// panicked ends operation op after a panic in its code (v, as recover
+// returned it, still on the goroutine that panicked, whose stack is
+// logged): the panic is logged and counted (Config.Panics), and the
+// operation ends as an execution error ends it, with a last result
+// carrying the error the executor presents for it (an internal error,
+// with this server's presenter) and then complete. The socket and its
+// other operations live on.
+func (c *conn) panicked(ctx context.Context, op *operation, v any) {
+	err := c.s.cfg.Panics.Recovered(ctx, c.s.cfg.Logger, panicWhere, v)
+	c.enqueueResponse(op.id, c.exec.DispatchError(ctx, gqlerror.List{gqlerror.WrapPath(graphql.GetPath(ctx), err)}))
+	c.end(op, true)
 }
 
 // stop ends operation id at the client's request.
@@ -505,9 +514,8 @@ func (c *conn) writeNext(op *operation) (err error) {
 	var resp *graphql.Response
 	func() {
 		defer func() {
-			if r := recover(); r != nil {
-				c.s.cfg.Logger.ErrorContext(c.base, "subscription response panicked", "panic", r)
-				c.fail(op, gqlerror.List{{Message: "internal system error"}})
+			if v := recover(); v != nil {
+				c.panicked(op.ctx, op, v)
 				resp = nil
 			}
 		}()

@@ -37,6 +37,8 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/gorilla/websocket"
+
+	"github.com/narrate/narrate/recovery"
 )
 
 // Subprotocols.
@@ -167,6 +169,10 @@ type Config struct {
 	Limits         Limits
 	Logger         *slog.Logger
 	Metrics        Metrics
+	// Panics logs, with its stack, and counts every panic recovered in a
+	// socket's goroutines (narrate_panics_total{where="websocket"}); nil
+	// logs them without counting.
+	Panics *recovery.Metrics
 	// BaseContext makes a socket's context from its upgrade request: it
 	// should carry what logs need (a request id) and no more, since every
 	// socket keeps it for its whole life. Nil keeps the request's
