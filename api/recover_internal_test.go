@@ -7,18 +7,13 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/narrate/narrate/graph"
-	"github.com/narrate/narrate/recovery"
+	"github.com/narrate/narrate/recovery/recoverytest"
 )
 
 func TestRecoverPanics(t *testing.T) {
 	t.Parallel()
-	panics, err := recovery.NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	panics := recoverytest.Metrics(t)
 	h := recoverPanics(panics, slog.New(slog.DiscardHandler), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/abort" {
 			panic(http.ErrAbortHandler)

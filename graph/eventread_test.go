@@ -4,9 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/narrate/narrate/recovery"
+	"github.com/narrate/narrate/recovery/recoverytest"
 )
 
 // TestEventReadPanicIsContained: a panic while the event reader takes a
@@ -15,17 +13,13 @@ import (
 // the stream, so that neither waits for good.
 func TestEventReadPanicIsContained(t *testing.T) {
 	t.Parallel()
-	panics, err := recovery.NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
 	logger, logs := newLogBuffer()
-	r := &Resolver{Logger: logger, Panics: panics}
+	r := &Resolver{Logger: logger, Panics: recoverytest.Metrics(t)}
 	broken := r.newStream(Viewer{}, true)
 	broken.loading = false
 
 	r.events().read([]*stream{broken})
-	if got := panics.Count("subscription"); got != 1 {
+	if got := r.Panics.Count("subscription"); got != 1 {
 		t.Errorf("narrate_panics_total{where=subscription} = %v, want 1", got)
 	}
 	if logged := logs.String(); !strings.Contains(logged, `"stack":"goroutine`) {

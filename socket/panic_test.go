@@ -12,12 +12,12 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/narrate/narrate/app/apptest"
 	"github.com/narrate/narrate/recovery"
+	"github.com/narrate/narrate/recovery/recoverytest"
 	"github.com/narrate/narrate/socket"
 )
 
@@ -131,10 +131,7 @@ func (x *scriptedExecutor) DispatchError(_ context.Context, list gqlerror.List) 
 // connection_init's payload {"panic": true} making authentication panic.
 func startScripted(t *testing.T, x *scriptedExecutor) (url string, panics *recovery.Metrics) {
 	t.Helper()
-	panics, err := recovery.NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
+	panics = recoverytest.Metrics(t)
 	s := socket.NewServer(socket.Config{
 		Logger: slog.New(slog.DiscardHandler),
 		Panics: panics,

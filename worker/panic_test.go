@@ -7,10 +7,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/narrate/narrate/generation"
-	"github.com/narrate/narrate/recovery"
+	"github.com/narrate/narrate/recovery/recoverytest"
 	"github.com/narrate/narrate/voice"
 )
 
@@ -79,10 +77,7 @@ func TestPanicInJobIsContained(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			panics, err := recovery.NewMetrics(prometheus.NewRegistry())
-			if err != nil {
-				t.Fatal(err)
-			}
+			panics := recoverytest.Metrics(t)
 			synth := &panickySynthesizer{Synthesizer: e.el.client(t), panicOn: tt.panicOn}
 			w := e.run(e.newWorker(func(c *Config) { c.Provider, c.Panics = synth, panics }))
 			id := e.start(e.story("The Fox", longStory))
