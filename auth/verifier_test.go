@@ -11,13 +11,14 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
+
+	"github.com/narrate/narrate/db/dbtest"
 )
 
 var testSecret = []byte("super-secret-jwt-token-with-at-least-32-characters-long")
@@ -553,24 +554,6 @@ func TestVerifierRefreshesOnUnknownKID(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the refresh goroutine's logging.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestVerifierJWKSUnavailableAtStart checks that a JWKS outage at boot is
 // logged rather than fatal, and that keys are picked up once it recovers.
 func TestVerifierJWKSUnavailableAtStart(t *testing.T) {
@@ -581,7 +564,7 @@ func TestVerifierJWKSUnavailableAtStart(t *testing.T) {
 	srv.fail = true
 	srv.mu.Unlock()
 
-	var logs syncBuffer
+	var logs dbtest.Buffer
 	v := newVerifier(t, Config{
 		JWKSURL:    srv.URL,
 		HTTPClient: srv.Client(),

@@ -3,14 +3,12 @@ package db_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/narrate/narrate/db"
@@ -57,6 +55,14 @@ func newPool(t *testing.T, url string, maxConns int32) *pgxpool.Pool {
 	return pool
 }
 
+// fixtureAndDB inserts a fixture of the test's own and opens the db
+// package's pool on the application login, of at most maxConns
+// connections (0: the pool's default).
+func (tdb *testDB) fixtureAndDB(t *testing.T, maxConns int32) (*fixture, *db.DB) {
+	t.Helper()
+	return newFixture(t, tdb.Admin), openDB(t, tdb.AppURL, maxConns)
+}
+
 // openDB opens the db package's pool on the application login.
 func openDB(t *testing.T, url string, maxConns int32) *db.DB {
 	t.Helper()
@@ -66,15 +72,6 @@ func openDB(t *testing.T, url string, maxConns int32) *db.DB {
 	}
 	t.Cleanup(d.Close)
 	return d
-}
-
-// sqlState returns err's SQLSTATE, or "" when err is not from PostgreSQL.
-func sqlState(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Code
-	}
-	return ""
 }
 
 func userClaims(id uuid.UUID, admin bool) json.RawMessage {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/db/dbtest"
 	"github.com/narrate/narrate/localdb"
 	"github.com/narrate/narrate/migrations"
 )
@@ -258,19 +259,19 @@ func testMigrationsOnSupabase(t *testing.T, tdb *testDB) {
 	if err != nil || n != 1 {
 		t.Fatalf("A sees %d profiles (err %v), want 1", n, err)
 	}
-	if _, err := execAs(ctx, app, anonIdentity, `SELECT * FROM public.user_emails(ARRAY[$1::uuid])`, a); sqlState(err) != codeDenied {
+	if _, err := execAs(ctx, app, anonIdentity, `SELECT * FROM public.user_emails(ARRAY[$1::uuid])`, a); dbtest.SQLState(err) != codeDenied {
 		t.Fatalf("anon calling user_emails: %v, want permission denied", err)
 	}
-	if _, err := execAs(ctx, app, anonIdentity, `SELECT 1 FROM goose_db_version`); sqlState(err) != codeDenied {
+	if _, err := execAs(ctx, app, anonIdentity, `SELECT 1 FROM goose_db_version`); dbtest.SQLState(err) != codeDenied {
 		t.Fatalf("anon reading the migration table: %v, want permission denied", err)
 	}
 	// As on Supabase, the service role may not read auth.users, and no API
 	// role may ask which emails have accounts.
-	if _, err := execAs(ctx, app, serviceIdentity, `SELECT 1 FROM auth.users`); sqlState(err) != codeDenied {
+	if _, err := execAs(ctx, app, serviceIdentity, `SELECT 1 FROM auth.users`); dbtest.SQLState(err) != codeDenied {
 		t.Fatalf("service role reading auth.users: %v, want permission denied", err)
 	}
 	for _, who := range []identity{anonIdentity, userIdentity(a, false)} {
-		if _, err := execAs(ctx, app, who, `SELECT public.auth_user_id('a@example.com')`); sqlState(err) != codeDenied {
+		if _, err := execAs(ctx, app, who, `SELECT public.auth_user_id('a@example.com')`); dbtest.SQLState(err) != codeDenied {
 			t.Fatalf("%v calling auth_user_id: %v, want permission denied", who, err)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+
+	"github.com/narrate/narrate/db/dbtest"
 )
 
 // TestPersistedOperationsOnlyForTheServer: the API roles (and so, on
@@ -40,7 +42,7 @@ func TestPersistedOperationsOnlyForTheServer(t *testing.T) {
 			`INSERT INTO persisted_operations (hash, query) VALUES (repeat('a', 64), '{ __typename }')`,
 			`UPDATE persisted_operations SET query = '{ __typename }'`,
 		} {
-			if _, err := execAs(ctx, tdb.App, who, sql); sqlState(err) != codeDenied {
+			if _, err := execAs(ctx, tdb.App, who, sql); dbtest.SQLState(err) != codeDenied {
 				t.Errorf("%s: %s: err %v, want permission denied", name, sql, err)
 			}
 		}

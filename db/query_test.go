@@ -177,8 +177,7 @@ func groupByKey[T any](n int, rows []db.Keyed[T], id func(T) uuid.UUID) ([][]uui
 }
 
 func testGenerationsByOwnerBatches(t *testing.T, tdb *testDB) {
-	f := newFixture(t, tdb.Admin)
-	d := openDB(t, tdb.AppURL, 0)
+	f, d := tdb.fixtureAndDB(t, 0)
 	ctx := context.Background()
 
 	// The fixture's own generations are all created "now"; these are in
@@ -277,8 +276,7 @@ func testGenerationsByOwnerBatches(t *testing.T, tdb *testDB) {
 }
 
 func testLogsByGenerationBatches(t *testing.T, tdb *testDB) {
-	f := newFixture(t, tdb.Admin)
-	d := openDB(t, tdb.AppURL, 0)
+	f, d := tdb.fixtureAndDB(t, 0)
 	ctx := context.Background()
 
 	// GenPending has 'queued' (now) from the fixture; GenRunning gets four
@@ -347,8 +345,7 @@ func testLogsByGenerationBatches(t *testing.T, tdb *testDB) {
 }
 
 func testStoryWrites(t *testing.T, tdb *testDB) {
-	f := newFixture(t, tdb.Admin)
-	d := openDB(t, tdb.AppURL, 0)
+	f, d := tdb.fixtureAndDB(t, 0)
 	ctx := context.Background()
 	adm := adminSession(f)
 
@@ -401,8 +398,7 @@ func testStoryWrites(t *testing.T, tdb *testDB) {
 }
 
 func testGenerationWrites(t *testing.T, tdb *testDB) {
-	f := newFixture(t, tdb.Admin)
-	d := openDB(t, tdb.AppURL, 0)
+	f, d := tdb.fixtureAndDB(t, 0)
 	ctx := context.Background()
 	mustExec(t, tdb.Admin, `UPDATE stories SET version = 3 WHERE id = $1`, f.Story)
 
@@ -460,8 +456,7 @@ func testGenerationWrites(t *testing.T, tdb *testDB) {
 }
 
 func testUpsertProfile(t *testing.T, tdb *testDB) {
-	f := newFixture(t, tdb.Admin)
-	d := openDB(t, tdb.AppURL, 0)
+	f, d := tdb.fixtureAndDB(t, 0)
 	ctx := context.Background()
 	s := sessionOf(f.F)
 	name, avatar := "Fresh", "https://example.com/a.png"

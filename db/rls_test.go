@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/narrate/narrate/db/dbtest"
 )
 
 // policyCase is one statement run by one actor against the fixture,
@@ -212,7 +214,7 @@ func testPolicies(t *testing.T, tdb *testDB) {
 			rows, err := execAs(ctx, tdb.App, f.who(tc.actor), f.expand(tc.sql))
 			switch {
 			case tc.code != "":
-				if got := sqlState(err); got != tc.code {
+				if got := dbtest.SQLState(err); got != tc.code {
 					t.Fatalf("error = %v (SQLSTATE %q), want SQLSTATE %s", err, got, tc.code)
 				}
 			case err != nil:
@@ -297,7 +299,7 @@ func testUserEmails(t *testing.T, tdb *testDB) {
 				return rows.Err()
 			})
 			if tc.code != "" {
-				if sqlState(err) != tc.code {
+				if dbtest.SQLState(err) != tc.code {
 					t.Fatalf("error = %v, want SQLSTATE %s", err, tc.code)
 				}
 				return

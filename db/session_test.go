@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/db/dbtest"
 )
 
 // sessionState is what the auth shim and the server report about the
@@ -38,11 +39,7 @@ func readState(ctx context.Context, q interface {
 
 func testShimReadsTransactionLocalClaims(t *testing.T, tdb *testDB) {
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, tdb.AppURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	conn := dbtest.Connect(t, tdb.AppURL)
 
 	loginUser, loginClaims := loginState(t, conn)
 	if loginClaims != "" {
@@ -194,8 +191,7 @@ func backendPID(t *testing.T, d *db.DB, s db.Session) uint32 {
 }
 
 func testPooledConnectionForgetsIdentity(t *testing.T, tdb *testDB) {
-	f := newFixture(t, tdb.Admin)
-	d := openDB(t, tdb.AppURL, 1)
+	f, d := tdb.fixtureAndDB(t, 1)
 	ctx := context.Background()
 	sessA, sessB := sessionOf(f.A), sessionOf(f.B)
 	pid := backendPID(t, d, db.Anonymous())
@@ -321,7 +317,7 @@ func testTxRollsBackOnError(t *testing.T, tdb *testDB) {
 				_, err := q.Exec(ctx, `SELECT 1 / 0`)
 				return err
 			},
-			want: func(err error) bool { return sqlState(err) == "22012" },
+			want: func(err error) bool { return dbtest.SQLState(err) == "22012" },
 		},
 		{
 			// fn ignores a failed statement and returns nil: the
@@ -343,7 +339,7 @@ func testTxRollsBackOnError(t *testing.T, tdb *testDB) {
 				_, err := q.Exec(ctx, insertStorySQL, slug)
 				return err
 			},
-			want: func(err error) bool { return sqlState(err) == codeDenied },
+			want: func(err error) bool { return dbtest.SQLState(err) == codeDenied },
 		},
 	}
 	for i, tc := range tests {
@@ -393,6 +389,22 @@ func stateVia(d *db.DB, s db.Session) (sessionState, error) {
 	return st, err
 }
 
+// wantRolledBack checks how a pipeline of three statements (what) ended
+// whose second divided by zero: with that error, without running the third
+// and without committing the first, which inserted a story under slug.
+func wantRolledBack(t *testing.T, tdb *testDB, what string, err error, thirdRan bool, slug string) {
+	t.Helper()
+	if dbtest.SQLState(err) != "22012" {
+		t.Fatalf("%s error = %v, want division_by_zero", what, err)
+	}
+	if thirdRan {
+		t.Fatal("a statement after the failing one ran")
+	}
+	if n := storyCount(t, tdb, slug); n != 0 {
+		t.Fatalf("%d stories committed by a failed %s, want 0", n, what)
+	}
+}
+
 func testBatchFailingStatementRollsBack(t *testing.T, tdb *testDB) {
 	d := openDB(t, tdb.AppURL, 1)
 	ctx := context.Background()
@@ -404,15 +416,7 @@ func testBatchFailingStatementRollsBack(t *testing.T, tdb *testDB) {
 		b.Queue(`SELECT 1 / 0`)
 		b.Queue(`SELECT 1`).Exec(func(pgconn.CommandTag) error { afterRan = true; return nil })
 	})
-	if sqlState(err) != "22012" {
-		t.Fatalf("Batch error = %v, want division_by_zero", err)
-	}
-	if afterRan {
-		t.Fatal("a statement after the failing one ran")
-	}
-	if n := storyCount(t, tdb, "batch-failed"); n != 0 {
-		t.Fatalf("%d stories committed by a failed batch, want 0", n)
-	}
+	wantRolledBack(t, tdb, "Batch", err, afterRan, "batch-failed")
 
 	// The next batch on the same connection works, under its own identity.
 	state, err := stateVia(d, db.Anonymous())
@@ -460,8 +464,7 @@ func testBatchCallbackErrorDoesNotRollBack(t *testing.T, tdb *testDB) {
 // Sync, so the session applies to every one of them and ends with them,
 // and a failing statement rolls back those before it.
 func testReadImplicitTransaction(t *testing.T, tdb *testDB) {
-	f := newFixture(t, tdb.Admin)
-	d := openDB(t, tdb.AppURL, 1)
+	f, d := tdb.fixtureAndDB(t, 1)
 	ctx := context.Background()
 	pid := backendPID(t, d, db.Anonymous())
 
@@ -492,15 +495,7 @@ func testReadImplicitTransaction(t *testing.T, tdb *testDB) {
 		r.QueueForTest(`SELECT 1 / 0`)
 		r.QueueForTest(`SELECT 1`).Exec(func(pgconn.CommandTag) error { afterRan = true; return nil })
 	})
-	if sqlState(err) != "22012" {
-		t.Fatalf("Read error = %v, want division_by_zero", err)
-	}
-	if afterRan {
-		t.Fatal("a statement after the failing one ran")
-	}
-	if n := storyCount(t, tdb, "read-failed"); n != 0 {
-		t.Fatalf("%d stories committed by a failed Read, want 0", n)
-	}
+	wantRolledBack(t, tdb, "Read", err, afterRan, "read-failed")
 
 	// And the next Read on the same connection has no trace of either.
 	var next state

@@ -31,8 +31,7 @@ func voiceRowOf(t *testing.T, tdb *testDB, user uuid.UUID) voiceRow {
 }
 
 func testReplaceVoiceSample(t *testing.T, tdb *testDB) {
-	f := newFixture(t, tdb.Admin)
-	d := openDB(t, tdb.AppURL, 0)
+	f, d := tdb.fixtureAndDB(t, 0)
 	ctx := context.Background()
 
 	tests := []struct {
@@ -70,8 +69,7 @@ func testReplaceVoiceSample(t *testing.T, tdb *testDB) {
 }
 
 func testVerifyAndDeleteVoiceSampleByID(t *testing.T, tdb *testDB) {
-	f := newFixture(t, tdb.Admin)
-	d := openDB(t, tdb.AppURL, 0)
+	f, d := tdb.fixtureAndDB(t, 0)
 	ctx := context.Background()
 	sessionB, sessionF := sessionOf(f.B), sessionOf(f.F)
 
@@ -130,8 +128,7 @@ func testVerifyAndDeleteVoiceSampleByID(t *testing.T, tdb *testDB) {
 func TestConcurrentReplaceVoiceSampleConflicts(t *testing.T) {
 	t.Parallel()
 	tdb := newTestDB(t)
-	f := newFixture(t, tdb.Admin)
-	d := openDB(t, tdb.AppURL, 0)
+	f, d := tdb.fixtureAndDB(t, 0)
 	ctx := context.Background()
 
 	// The first replacement holds its transaction open over the old row.

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/db/dbtest"
 	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/limit"
 )
@@ -99,6 +100,14 @@ func (f *queueFixture) recordPart(ctx context.Context, id uuid.UUID, owner strin
 	return f.d.RecordPart(ctx, id, owner, db.NewPart{
 		Index: index, StorageKey: fmt.Sprintf("generations/%s/part-%04d.mp3", id, index+1), ContentType: "audio/mpeg", ByteSize: 1, CharEnd: 1,
 	}, progress, event)
+}
+
+// newClaimedFixture is a fixture whose one generation w1 has claimed for
+// a minute.
+func newClaimedFixture(t *testing.T) (*queueFixture, uuid.UUID) {
+	t.Helper()
+	f := newQueueFixture(t, 1)
+	return f, f.claim(t, "w1", time.Minute).Generation.ID
 }
 
 // expireLease makes a lease look lapsed without waiting for it.
@@ -209,9 +218,8 @@ func leasedWrites(id uuid.UUID, owner string) map[string]func(context.Context, *
 
 func TestLeasedWritesAfterCancelAreLost(t *testing.T) {
 	t.Parallel()
-	f := newQueueFixture(t, 1)
+	f, id := newClaimedFixture(t)
 	ctx := context.Background()
-	id := f.claim(t, "w1", time.Minute).Generation.ID
 
 	if _, err := f.d.CancelGeneration(ctx, f.session(), id); err != nil {
 		t.Fatalf("cancel: %v", err)
@@ -240,8 +248,7 @@ func TestCompleteFailRelease(t *testing.T) {
 
 	t.Run("complete", func(t *testing.T) {
 		t.Parallel()
-		f := newQueueFixture(t, 1)
-		id := f.claim(t, "w1", time.Minute).Generation.ID
+		f, id := newClaimedFixture(t)
 		key := "generations/" + id.String() + ".mp3"
 		if err := f.recordPart(ctx, id, "w1", 0, 50, "chunk 1/2"); err != nil {
 			t.Fatal(err)
@@ -271,8 +278,7 @@ func TestCompleteFailRelease(t *testing.T) {
 	})
 	t.Run("fail", func(t *testing.T) {
 		t.Parallel()
-		f := newQueueFixture(t, 1)
-		id := f.claim(t, "w1", time.Minute).Generation.ID
+		f, id := newClaimedFixture(t)
 		if err := f.d.Fail(ctx, id, "w1", "voice not found"); err != nil {
 			t.Fatal(err)
 		}
@@ -286,8 +292,7 @@ func TestCompleteFailRelease(t *testing.T) {
 	})
 	t.Run("release", func(t *testing.T) {
 		t.Parallel()
-		f := newQueueFixture(t, 1)
-		id := f.claim(t, "w1", time.Minute).Generation.ID
+		f, id := newClaimedFixture(t)
 		if err := f.recordPart(ctx, id, "w1", 0, 30, ""); err != nil {
 			t.Fatal(err)
 		}
@@ -312,9 +317,8 @@ func TestCompleteFailRelease(t *testing.T) {
 // log accepts are shortened, on a rune boundary, rather than refused.
 func TestLongEventsAreClipped(t *testing.T) {
 	t.Parallel()
-	f := newQueueFixture(t, 1)
+	f, id := newClaimedFixture(t)
 	ctx := context.Background()
-	id := f.claim(t, "w1", time.Minute).Generation.ID
 	long := strings.Repeat("é", 3000)
 	if err := f.d.Log(ctx, id, "w1", long); err != nil {
 		t.Fatalf("log a long event: %v", err)
@@ -415,14 +419,8 @@ func TestLeaseRenewalIsInvisible(t *testing.T) {
 	id := f.claim(t, "w1", time.Second).Generation.ID
 	before := f.state(t, id)
 
-	conn, err := pgx.Connect(ctx, f.tdb.AdminURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	if _, err := conn.Exec(ctx, `LISTEN generation_changes`); err != nil {
-		t.Fatal(err)
-	}
+	conn := dbtest.Connect(t, f.tdb.AdminURL)
+	dbtest.Exec(t, conn, `LISTEN generation_changes`)
 
 	if err := f.d.RenewLease(ctx, id, "w1", time.Hour); err != nil {
 		t.Fatal(err)
@@ -473,7 +471,7 @@ func TestUsersCannotSeeOrWriteLeases(t *testing.T) {
 		`UPDATE story_generations SET lease_owner = 'me', lease_expires_at = now()`,
 		`UPDATE story_generations SET attempts = 0`,
 	} {
-		if _, err := execAs(ctx, f.tdb.App, user, sql); sqlState(err) != codeDenied {
+		if _, err := execAs(ctx, f.tdb.App, user, sql); dbtest.SQLState(err) != codeDenied {
 			t.Errorf("%s: err = %v, want SQLSTATE %s", sql, err, codeDenied)
 		}
 	}

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/narrate/narrate/db/dbtest"
 	"github.com/narrate/narrate/localdb"
 	"github.com/narrate/narrate/role"
 )
@@ -58,54 +58,12 @@ func startClusterWith(t *testing.T, opts localdb.Options) *localdb.Cluster {
 	return c
 }
 
-func connect(t *testing.T, url string) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), url)
-	if err != nil {
-		t.Fatalf("connect %s: %v", url, err)
-	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	return conn
-}
-
-func exec(t *testing.T, conn *pgx.Conn, sql string) {
-	t.Helper()
-	if _, err := conn.Exec(context.Background(), sql); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-}
-
 // migrateRolesAndTable stands in for the project's migrations: it creates the
 // API roles when absent and one table only authenticated may read.
-func migrateRolesAndTable(ctx context.Context, url string) error {
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, `
-DO $$
-DECLARE r text;
-BEGIN
-  FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role', 'narrate_admin'] LOOP
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
-      EXECUTE format('CREATE ROLE %I NOLOGIN', r);
-    END IF;
-  END LOOP;
-END $$;
+var migrateRolesAndTable = dbtest.SQLMigration(dbtest.APIRolesSQL + `
 CREATE TABLE IF NOT EXISTS notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);
 GRANT SELECT, INSERT ON notes TO authenticated;
 `)
-	return err
-}
-
-func pgCode(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Code
-	}
-	return ""
-}
 
 func TestStartAndProvision(t *testing.T) {
 	t.Parallel()
@@ -116,7 +74,7 @@ func TestStartAndProvision(t *testing.T) {
 		t.Fatalf("Port() = %d", c.Port())
 	}
 
-	admin := connect(t, c.AdminURL("postgres"))
+	admin := dbtest.Connect(t, c.AdminURL("postgres"))
 	var user string
 	var super bool
 	if err := admin.QueryRow(ctx, "SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&user, &super); err != nil {
@@ -150,7 +108,7 @@ func TestStartAndProvision(t *testing.T) {
 		t.Fatalf("migrate ran %d times, want 2", got)
 	}
 
-	app := connect(t, appURL)
+	app := dbtest.Connect(t, appURL)
 	var db string
 	if err := app.QueryRow(ctx, "SELECT current_user::text, current_database()::text, rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&user, &db, &super); err != nil {
 		t.Fatal(err)
@@ -159,16 +117,16 @@ func TestStartAndProvision(t *testing.T) {
 		t.Fatalf("app login = %q on %q (superuser %v), want non-superuser %q on app", user, db, super, role.Login)
 	}
 	// NOINHERIT: the login itself cannot read what authenticated may.
-	if _, err := app.Exec(ctx, "SELECT * FROM notes"); pgCode(err) != "42501" {
+	if _, err := app.Exec(ctx, "SELECT * FROM notes"); dbtest.SQLState(err) != "42501" {
 		t.Fatalf("select as %s: err = %v, want insufficient_privilege", role.Login, err)
 	}
 	for _, r := range role.API() {
-		exec(t, app, "SET ROLE "+r)
+		dbtest.Exec(t, app, "SET ROLE "+r)
 	}
-	exec(t, app, "SET ROLE authenticated")
-	exec(t, app, "INSERT INTO notes (body) VALUES ('hello')")
-	exec(t, app, "RESET ROLE")
-	if _, err := app.Exec(ctx, "SET ROLE postgres"); pgCode(err) != "42501" {
+	dbtest.Exec(t, app, "SET ROLE authenticated")
+	dbtest.Exec(t, app, "INSERT INTO notes (body) VALUES ('hello')")
+	dbtest.Exec(t, app, "RESET ROLE")
+	if _, err := app.Exec(ctx, "SET ROLE postgres"); dbtest.SQLState(err) != "42501" {
 		t.Fatalf("SET ROLE postgres: err = %v, want insufficient_privilege", err)
 	}
 }
@@ -187,7 +145,7 @@ func TestRestartReusesDataDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exec(t, conn, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('survives')")
+	dbtest.Exec(t, conn, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('survives')")
 	_ = conn.Close(ctx)
 	if err := first.Stop(ctx); err != nil {
 		t.Fatalf("Stop: %v", err)
@@ -198,7 +156,7 @@ func TestRestartReusesDataDir(t *testing.T) {
 
 	second := startCluster(t, dir)
 	var v string
-	if err := connect(t, second.AdminURL("postgres")).QueryRow(ctx, "SELECT v FROM kept").Scan(&v); err != nil {
+	if err := dbtest.Connect(t, second.AdminURL("postgres")).QueryRow(ctx, "SELECT v FROM kept").Scan(&v); err != nil {
 		t.Fatalf("read after restart: %v", err)
 	}
 	if v != "survives" {
@@ -221,7 +179,7 @@ func TestStartStopsServerLeftRunning(t *testing.T) {
 	if c.Port() == orphan.Port() {
 		t.Fatalf("new cluster reused port %d while the old server held it", c.Port())
 	}
-	exec(t, connect(t, c.AdminURL("postgres")), "SELECT 1")
+	dbtest.Exec(t, dbtest.Connect(t, c.AdminURL("postgres")), "SELECT 1")
 	shortCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if conn, err := pgx.Connect(shortCtx, orphan.AdminURL("postgres")); err == nil {
@@ -238,7 +196,7 @@ func TestReuse(t *testing.T) {
 	ctx := context.Background()
 	dir := clusterDir(t, "localdb-reuse-*")
 	owner := startClusterWith(t, localdb.Options{Dir: dir, Reuse: true})
-	exec(t, connect(t, owner.AdminURL("postgres")), "SELECT 1")
+	dbtest.Exec(t, dbtest.Connect(t, owner.AdminURL("postgres")), "SELECT 1")
 
 	attached, err := localdb.Start(ctx, localdb.Options{Dir: dir, Reuse: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -250,7 +208,7 @@ func TestReuse(t *testing.T) {
 	if err := attached.Stop(ctx); err != nil {
 		t.Fatalf("Stop of the attached cluster: %v", err)
 	}
-	exec(t, connect(t, owner.AdminURL("postgres")), "SELECT 1")
+	dbtest.Exec(t, dbtest.Connect(t, owner.AdminURL("postgres")), "SELECT 1")
 }
 
 func TestStartFailureIncludesLogTail(t *testing.T) {
@@ -312,8 +270,8 @@ func TestProvisionPrivileges(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	c := startCluster(t, clusterDir(t, "localdb-priv-*"))
-	admin := connect(t, c.AdminURL("postgres"))
-	exec(t, admin, "CREATE ROLE creator LOGIN CREATEDB")
+	admin := dbtest.Connect(t, c.AdminURL("postgres"))
+	dbtest.Exec(t, admin, "CREATE ROLE creator LOGIN CREATEDB")
 	creatorURL := strings.Replace(c.AdminURL("postgres"), "postgres@", "creator@", 1)
 
 	// Without the API roles the login role cannot be set up.
@@ -340,7 +298,7 @@ func TestProvisionPrivileges(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Provision as creator with the login role in place: %v", err)
 	}
-	exec(t, connect(t, appURL), "SET ROLE anon")
+	dbtest.Exec(t, dbtest.Connect(t, appURL), "SET ROLE anon")
 }
 
 // migrateRolesAndTableAs returns a migrate func that creates the API roles
@@ -348,16 +306,10 @@ func TestProvisionPrivileges(t *testing.T) {
 // and then the table through the given URL.
 func migrateRolesAndTableAs(super *pgx.Conn) func(ctx context.Context, url string) error {
 	return func(ctx context.Context, url string) error {
-		if _, err := super.Exec(ctx, "CREATE ROLE anon; CREATE ROLE authenticated; CREATE ROLE service_role; CREATE ROLE narrate_admin"); err != nil {
+		if _, err := super.Exec(ctx, dbtest.APIRolesSQL); err != nil {
 			return err
 		}
-		conn, err := pgx.Connect(ctx, url)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, "CREATE TABLE notes (body text)")
-		return err
+		return dbtest.SQLMigration("CREATE TABLE notes (body text)")(ctx, url)
 	}
 }
 

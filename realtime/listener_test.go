@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,7 +24,7 @@ import (
 	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/localdb"
 	"github.com/narrate/narrate/realtime"
-	"github.com/narrate/narrate/recovery"
+	"github.com/narrate/narrate/recovery/recoverytest"
 )
 
 // waitTimeout only keeps a broken listener from hanging the test run; no
@@ -108,21 +107,11 @@ func testDatabase(t *testing.T) string {
 	defer shared.dbMu.Unlock()
 	shared.dbCount++
 	name := fmt.Sprintf("listener_%d", shared.dbCount)
-	conn := connect(t, shared.cluster.AdminURL("postgres"))
+	conn := dbtest.Connect(t, shared.cluster.AdminURL("postgres"))
 	if _, err := conn.Exec(t.Context(), "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("create database: %v", err)
 	}
 	return shared.cluster.AdminURL(name)
-}
-
-func connect(t *testing.T, connString string) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(t.Context(), connString)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	return conn
 }
 
 func newPool(t *testing.T, connString string) *pgxpool.Pool {
@@ -244,7 +233,7 @@ func TestListenerDeliversEvents(t *testing.T) {
 				Logger:     slog.New(slog.DiscardHandler),
 			})
 			runListener(t, l)
-			conn := connect(t, dbURL)
+			conn := dbtest.Connect(t, dbURL)
 
 			notify(t, conn, "some_other_channel", payload(newEvent(1)))
 			notify(t, conn, tt.notify, `{"not":"an event"}`)
@@ -357,11 +346,7 @@ func TestListenerSurvivesPanickingCallbacks(t *testing.T) {
 	dbURL := testDatabase(t)
 	appName := "realtime-listener-" + uuid.NewString()[:8]
 	pool := newPool(t, dbURL)
-	reg := prometheus.NewRegistry()
-	panics, err := recovery.NewMetrics(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	panics := recoverytest.Metrics(t)
 	const poisoned = 13
 	events := make(chan generation.Event, 16)
 	reconnected := make(chan struct{}, 1)
@@ -398,8 +383,8 @@ func TestListenerSurvivesPanickingCallbacks(t *testing.T) {
 	later := newEvent(2)
 	notify(t, pool, realtime.DefaultChannel, payload(later))
 	receive(t, events, later)
-	if got := gather(t, reg, "narrate_panics_total"); got != 2 {
-		t.Fatalf("narrate_panics_total = %v, want 2", got)
+	if got := panics.Count("listener"); got != 2 {
+		t.Fatalf("narrate_panics_total{where=listener} = %v, want 2", got)
 	}
 }
 
@@ -454,7 +439,7 @@ func TestListenerSurvivesOutage(t *testing.T) {
 	}
 	waitConnected(t, l)
 	want := newEvent(7)
-	notify(t, connect(t, dbURL), realtime.DefaultChannel, payload(want))
+	notify(t, dbtest.Connect(t, dbURL), realtime.DefaultChannel, payload(want))
 	receive(t, events, want)
 	// The listener marks itself connected before it calls OnReconnect, and
 	// delivers notifications only after OnReconnect returns: counting

@@ -12,12 +12,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/narrate/narrate/app"
+	"github.com/narrate/narrate/db/dbtest"
 	"github.com/narrate/narrate/localdb"
 )
 
@@ -116,7 +116,7 @@ func serveEndToEnd(t *testing.T, tmp, dataDir string) {
 
 	srv := exec.Command(bin)
 	srv.Env = env
-	logs := &syncBuffer{}
+	logs := &dbtest.Buffer{}
 	srv.Stdout, srv.Stderr = logs, logs
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -252,22 +252,4 @@ func getJSON(t *testing.T, req *http.Request, v any) {
 	if err := json.NewDecoder(res.Body).Decode(v); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// syncBuffer collects a process's output while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -2,12 +2,10 @@ package dbtest_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/narrate/narrate/db/dbtest"
 	"github.com/narrate/narrate/role"
@@ -18,38 +16,11 @@ func TestMain(m *testing.M) { dbtest.Main(m, migrate) }
 // migrate stands in for the project's migrations, which are written
 // elsewhere: it creates the API roles when absent and one table only the
 // authenticated role may use.
-func migrate(ctx context.Context, url string) error {
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, `
-DO $$
-DECLARE r text;
-BEGIN
-  FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role', 'narrate_admin'] LOOP
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
-      EXECUTE format('CREATE ROLE %I NOLOGIN', r);
-    END IF;
-  END LOOP;
-END $$;
+var migrate = dbtest.SQLMigration(dbtest.APIRolesSQL + `
 CREATE TABLE notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL);
 GRANT SELECT, INSERT ON notes TO authenticated;
 INSERT INTO notes (body) VALUES ('seed');
 `)
-	return err
-}
-
-func connect(t *testing.T, url string) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), url)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	return conn
-}
 
 func count(t *testing.T, conn *pgx.Conn) int {
 	t.Helper()
@@ -60,26 +31,19 @@ func count(t *testing.T, conn *pgx.Conn) int {
 	return n
 }
 
-func exec(t *testing.T, conn *pgx.Conn, sql string) {
-	t.Helper()
-	if _, err := conn.Exec(context.Background(), sql); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-}
-
 func TestDatabasesAreIndependentCopies(t *testing.T) {
 	t.Parallel()
 	a, b := dbtest.New(t), dbtest.New(t)
 	if a.Name == b.Name {
 		t.Fatalf("both databases are named %q", a.Name)
 	}
-	connA, connB := connect(t, a.AdminURL), connect(t, b.AdminURL)
+	connA, connB := dbtest.Connect(t, a.AdminURL), dbtest.Connect(t, b.AdminURL)
 	// Both start from the migrated template, seed row included.
 	if n := count(t, connA); n != 1 {
 		t.Fatalf("fresh database a has %d notes, want the 1 seeded", n)
 	}
-	exec(t, connA, "INSERT INTO notes (body) VALUES ('only in a'), ('also only in a')")
-	exec(t, connB, "CREATE TABLE only_in_b (x int)")
+	dbtest.Exec(t, connA, "INSERT INTO notes (body) VALUES ('only in a'), ('also only in a')")
+	dbtest.Exec(t, connB, "CREATE TABLE only_in_b (x int)")
 	if n := count(t, connA); n != 3 {
 		t.Fatalf("a has %d notes, want 3", n)
 	}
@@ -99,7 +63,7 @@ func TestAppURLIsTheNonSuperuserLogin(t *testing.T) {
 		t.Skip("the server's user may not create roles, so AppURL is the admin URL")
 	}
 	ctx := context.Background()
-	app := connect(t, db.AppURL)
+	app := dbtest.Connect(t, db.AppURL)
 	var user, dbname string
 	var super bool
 	if err := app.QueryRow(ctx, "SELECT current_user::text, current_database()::text, rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&user, &dbname, &super); err != nil {
@@ -108,13 +72,11 @@ func TestAppURLIsTheNonSuperuserLogin(t *testing.T) {
 	if user != role.Login || dbname != db.Name || super {
 		t.Fatalf("AppURL logs in as %q on %q (superuser %v), want non-superuser %q on %q", user, dbname, super, role.Login, db.Name)
 	}
-	_, err := app.Exec(ctx, "SELECT * FROM notes")
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+	if _, err := app.Exec(ctx, "SELECT * FROM notes"); dbtest.SQLState(err) != "42501" {
 		t.Fatalf("reading notes before SET ROLE: err = %v, want insufficient_privilege", err)
 	}
-	exec(t, app, "SET ROLE authenticated")
-	exec(t, app, "INSERT INTO notes (body) VALUES ('from the app')")
+	dbtest.Exec(t, app, "SET ROLE authenticated")
+	dbtest.Exec(t, app, "INSERT INTO notes (body) VALUES ('from the app')")
 	if n := count(t, app); n != 2 {
 		t.Fatalf("notes = %d, want 2", n)
 	}
@@ -125,9 +87,9 @@ func TestParallelNew(t *testing.T) {
 	for i := range 6 {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			t.Parallel()
-			conn := connect(t, dbtest.New(t).AdminURL)
+			conn := dbtest.Connect(t, dbtest.New(t).AdminURL)
 			for range i {
-				exec(t, conn, "INSERT INTO notes (body) VALUES ('x')")
+				dbtest.Exec(t, conn, "INSERT INTO notes (body) VALUES ('x')")
 			}
 			if n := count(t, conn); n != i+1 {
 				t.Fatalf("notes = %d, want %d: databases are shared", n, i+1)
@@ -155,7 +117,7 @@ func TestCleanupDropsDatabase(t *testing.T) {
 			}
 		})
 	})
-	observer := connect(t, dbtest.New(t).AdminURL)
+	observer := dbtest.Connect(t, dbtest.New(t).AdminURL)
 	var exists bool
 	if err := observer.QueryRow(context.Background(), "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
 		t.Fatal(err)

@@ -73,26 +73,10 @@ func TestFallbackWithoutRolePrivilege(t *testing.T) {
 		}
 		_ = os.RemoveAll(dir)
 	})
-	super, err := pgx.Connect(ctx, cluster.AdminURL("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer super.Close(ctx)
-	if _, err := super.Exec(ctx, "CREATE ROLE anon; CREATE ROLE authenticated; CREATE ROLE service_role; CREATE ROLE narrate_admin; CREATE ROLE creator LOGIN CREATEDB"); err != nil {
-		t.Fatal(err)
-	}
+	Exec(t, Connect(t, cluster.AdminURL("postgres")), APIRolesSQL+"CREATE ROLE creator LOGIN CREATEDB")
 	creatorURL := strings.Replace(cluster.AdminURL("postgres"), "postgres@", "creator@", 1)
-	migrate := func(ctx context.Context, url string) error {
-		conn, err := pgx.Connect(ctx, url)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, "CREATE TABLE notes (body text)")
-		return err
-	}
 
-	env, err := newEnvironment(ctx, creatorURL, migrate, logger)
+	env, err := newEnvironment(ctx, creatorURL, SQLMigration("CREATE TABLE notes (body text)"), logger)
 	if err != nil {
 		t.Fatalf("newEnvironment: %v", err)
 	}
@@ -105,11 +89,7 @@ func TestFallbackWithoutRolePrivilege(t *testing.T) {
 	if db.AppURL != db.AdminURL {
 		t.Fatalf("AppURL = %q, want the admin URL %q", db.AppURL, db.AdminURL)
 	}
-	conn, err := pgx.Connect(ctx, db.AppURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := Connect(t, db.AppURL)
 	var user string
 	var migrated bool
 	if err := conn.QueryRow(ctx, "SELECT current_user::text, to_regclass('notes') IS NOT NULL").Scan(&user, &migrated); err != nil {
