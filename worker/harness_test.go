@@ -150,6 +150,21 @@ func errorBody(status, message string) string {
 	return string(b)
 }
 
+// blockCall makes synthesis call n (counted from 1) wait until release
+// is closed, or until the client gives up on it; reached is closed when
+// the call arrives. The other calls succeed.
+func (f *fakeElevenLabs) blockCall(n int) (reached, release chan struct{}) {
+	reached, release = make(chan struct{}), make(chan struct{})
+	f.setHandler(func(r *http.Request, c ttsCall) reply {
+		if c.N == n {
+			close(reached)
+			blockUntil(r, release)
+		}
+		return reply{}
+	})
+	return reached, release
+}
+
 // blockUntil makes a handler wait for release, or for the client to give
 // up on the request.
 func blockUntil(r *http.Request, release <-chan struct{}) {
@@ -240,6 +255,14 @@ func (e *env) start(story uuid.UUID) uuid.UUID {
 		e.t.Fatalf("start generation: %v", err)
 	}
 	return g.ID
+}
+
+// startBlocked starts a narration of longStory whose second chunk's
+// synthesis blocks (see blockCall): the worker is in the middle of it.
+func (e *env) startBlocked() (id uuid.UUID, reached, release chan struct{}) {
+	e.t.Helper()
+	reached, release = e.el.blockCall(2)
+	return e.start(e.story("The Fox", longStory)), reached, release
 }
 
 func (e *env) cancel(id uuid.UUID) {

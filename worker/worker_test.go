@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/narrate/narrate/db"
+	"github.com/narrate/narrate/db/dbtest"
 	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/localdb"
 	"github.com/narrate/narrate/voice/local"
@@ -194,15 +195,7 @@ func TestCancelMidway(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			reached, release := make(chan struct{}), make(chan struct{})
-			e.el.setHandler(func(r *http.Request, c ttsCall) reply {
-				if c.N == 2 {
-					close(reached)
-					blockUntil(r, release)
-				}
-				return reply{}
-			})
-			id := e.start(e.story("The Fox", longStory))
+			id, reached, release := e.startBlocked()
 			w := e.run(e.newWorker(func(c *Config) { c.Lease = tc.lease }))
 
 			<-reached
@@ -335,14 +328,7 @@ func TestKilledWorkerIsReclaimed(t *testing.T) {
 func TestStoryVersionIsRecordedAgainstLaterEdits(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	reached, release := make(chan struct{}), make(chan struct{})
-	e.el.setHandler(func(r *http.Request, c ttsCall) reply {
-		if c.N == 1 {
-			close(reached)
-			blockUntil(r, release)
-		}
-		return reply{}
-	})
+	reached, release := e.el.blockCall(1)
 	story := e.story("The Fox", longStory)
 	id := e.start(story)
 	e.run(e.newWorker(func(c *Config) { c.Lease = time.Minute }))
@@ -378,15 +364,7 @@ func TestShutdown(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			reached, release := make(chan struct{}), make(chan struct{})
-			e.el.setHandler(func(r *http.Request, c ttsCall) reply {
-				if c.N == 2 {
-					close(reached)
-					blockUntil(r, release)
-				}
-				return reply{}
-			})
-			id := e.start(e.story("The Fox", longStory))
+			id, reached, release := e.startBlocked()
 			w := e.run(e.newWorker(func(c *Config) { c.ShutdownGrace = tc.grace; c.Lease = time.Minute }))
 
 			<-reached
@@ -463,11 +441,7 @@ func TestDatabaseOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctl, err := pgx.Connect(ctx, otherURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ctl.Close(context.Background()) })
+	ctl := dbtest.Connect(t, otherURL)
 	dbIdent := pgx.Identifier{e.tdb.Name}.Sanitize()
 	setAllow := func(allow bool) {
 		if _, err := ctl.Exec(ctx, fmt.Sprintf("ALTER DATABASE %s ALLOW_CONNECTIONS %t", dbIdent, allow)); err != nil {
@@ -695,13 +669,7 @@ func TestCompletionOutcomes(t *testing.T) {
 func TestBusyAndQueueDepthGauges(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	release := make(chan struct{})
-	e.el.setHandler(func(r *http.Request, c ttsCall) reply {
-		if c.N == 1 {
-			blockUntil(r, release)
-		}
-		return reply{}
-	})
+	_, release := e.el.blockCall(1)
 	ids := []uuid.UUID{e.start(e.story("One", "First.")), e.start(e.story("Two", "Second.")), e.start(e.story("Three", "Third."))}
 	w := e.run(e.newWorker(func(c *Config) { c.Concurrency = 1; c.Lease = time.Minute }))
 
