@@ -151,34 +151,10 @@ func TestS3RoundTrip(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			ctx := t.Context()
 			s := newS3Store(t, newFakeS3(t, path).config())
 			const key = "generations/0d6c9a3e.mp3"
-			before := time.Now().Add(-time.Minute)
-
-			if err := s.Put(ctx, key, bytes.NewReader([]byte("first")), "audio/mpeg"); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Put(ctx, key, bytes.NewReader([]byte("second version")), "audio/mpeg"); err != nil {
-				t.Fatal(err)
-			}
-			data, info := readObject(t, s, key)
-			if string(data) != "second version" {
-				t.Errorf("read %q, want the replacing object", data)
-			}
-			if info.Key != key || info.Size != int64(len(data)) || info.ContentType != "audio/mpeg" || info.ModTime.Before(before) {
-				t.Errorf("info = %+v", info)
-			}
-
-			if err := s.Delete(ctx, key); err != nil {
-				t.Fatal(err)
-			}
-			if _, _, err := s.Open(ctx, key); !errors.Is(err, ErrNotFound) {
-				t.Errorf("Open after Delete: err = %v, want ErrNotFound", err)
-			}
-			if err := s.Delete(ctx, key); err != nil {
-				t.Errorf("Delete of a missing object: %v", err)
-			}
+			putTwice(t, s, key, time.Now().Add(-time.Minute))
+			deleteTwice(t, s, key)
 		})
 	}
 }
@@ -417,23 +393,12 @@ func TestS3ServedThroughHandler(t *testing.T) {
 		{"missing object", http.MethodGet, "generations/missing.mp3", "", http.StatusNotFound, "404 page not found\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req, err := http.NewRequestWithContext(t.Context(), tc.method, link(tc.key), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			header := http.Header{}
 			if tc.rangeHdr != "" {
-				req.Header.Set("Range", tc.rangeHdr)
+				header.Set("Range", tc.rangeHdr)
 			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != tc.status || string(body) != tc.body {
+			resp, body := get(t, tc.method, link(tc.key), header)
+			if resp.StatusCode != tc.status || body != tc.body {
 				t.Fatalf("status %d body %q, want %d %q", resp.StatusCode, body, tc.status, tc.body)
 			}
 			if tc.status == http.StatusNotFound {

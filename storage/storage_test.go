@@ -42,6 +42,40 @@ func readObject(t *testing.T, s Store, key string) ([]byte, ObjectInfo) {
 	return data, info
 }
 
+// putTwice stores two versions of key and checks that the second replaced
+// the first, with its size and content type, stored after before: what
+// every Store does.
+func putTwice(t *testing.T, s Store, key string, before time.Time) {
+	t.Helper()
+	for _, body := range []string{"first", "second version"} {
+		if err := s.Put(t.Context(), key, strings.NewReader(body), "audio/mpeg"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, info := readObject(t, s, key)
+	if string(data) != "second version" {
+		t.Errorf("read %q, want the replacing object", data)
+	}
+	if info.Key != key || info.Size != int64(len(data)) || info.ContentType != "audio/mpeg" || info.ModTime.Before(before) {
+		t.Errorf("info = %+v", info)
+	}
+}
+
+// deleteTwice deletes key, which is then not found, and deletes it again,
+// which is no error: what every Store does.
+func deleteTwice(t *testing.T, s Store, key string) {
+	t.Helper()
+	if err := s.Delete(t.Context(), key); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Open(t.Context(), key); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Open after Delete: err = %v, want ErrNotFound", err)
+	}
+	if err := s.Delete(t.Context(), key); err != nil {
+		t.Errorf("Delete of a missing object: %v", err)
+	}
+}
+
 // badKeys are keys every Store refuses: they escape the store, are not
 // clean, name temporary files or hold control characters or backslashes.
 var badKeys = []string{
@@ -70,22 +104,9 @@ func checkRejectsBadKeys(t *testing.T, s Store) {
 func TestLocalPutOpenDelete(t *testing.T) {
 	t.Parallel()
 	l, dir := newLocal(t)
-	ctx := t.Context()
 	key := "generations/0b8f5a7e-1c2d-4e5f-8a9b-0c1d2e3f4a5b.mp3"
 
-	if err := l.Put(ctx, key, strings.NewReader("first"), "audio/mpeg"); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Put(ctx, key, strings.NewReader("second version"), "audio/mpeg"); err != nil {
-		t.Fatal(err)
-	}
-	data, info := readObject(t, l, key)
-	if string(data) != "second version" {
-		t.Errorf("data = %q", data)
-	}
-	if info.Key != key || info.Size != int64(len(data)) || info.ContentType != "audio/mpeg" || info.ModTime.IsZero() {
-		t.Errorf("info = %+v", info)
-	}
+	putTwice(t, l, key, time.Now().Add(-time.Minute))
 	entries, err := os.ReadDir(filepath.Join(dir, "generations"))
 	if err != nil {
 		t.Fatal(err)
@@ -93,17 +114,8 @@ func TestLocalPutOpenDelete(t *testing.T) {
 	if len(entries) != 1 {
 		t.Errorf("directory holds %d entries, want only the object (no temporary files)", len(entries))
 	}
-
-	if err := l.Delete(ctx, key); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := l.Open(ctx, key); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Open after Delete = %v, want ErrNotFound", err)
-	}
-	if err := l.Delete(ctx, key); err != nil {
-		t.Errorf("second Delete = %v, want nil", err)
-	}
-	if _, _, err := l.Open(ctx, "generations"); !errors.Is(err, ErrNotFound) {
+	deleteTwice(t, l, key)
+	if _, _, err := l.Open(t.Context(), "generations"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Open of a directory = %v, want ErrNotFound", err)
 	}
 }

@@ -56,6 +56,20 @@ func writeDetail(w http.ResponseWriter, status int, code, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]any{"detail": map[string]string{"status": code, "message": msg}})
 }
 
+// newEndpointClient is newTestClient for one endpoint: a request for
+// anything but method and path is answered 418, naming what it asked for;
+// the others go to handler.
+func newEndpointClient(t *testing.T, method, path string, handler http.HandlerFunc) *Client {
+	t.Helper()
+	return newTestClient(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method || r.URL.Path != path {
+			http.Error(w, "unexpected "+r.Method+" "+r.URL.Path, http.StatusTeapot)
+			return
+		}
+		handler(w, r)
+	})
+}
+
 func TestNew(t *testing.T) {
 	t.Parallel()
 	if _, err := New(Config{}); err == nil {
@@ -87,11 +101,7 @@ func TestCloneVoice(t *testing.T) {
 		{Name: "one.mp3", ContentType: "audio/mpeg", Data: []byte("first sample bytes")},
 		{Name: `we"ird.wav`, ContentType: "audio/wav", Data: []byte("second")},
 	}
-	c := newTestClient(t, func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/v1/voices/add" {
-			http.Error(w, "unexpected "+r.Method+" "+r.URL.Path, http.StatusTeapot)
-			return
-		}
+	c := newEndpointClient(t, http.MethodPost, "/v1/voices/add", func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength <= 0 {
 			http.Error(w, "no content length", http.StatusLengthRequired)
 			return
@@ -150,11 +160,7 @@ func TestCloneVoice(t *testing.T) {
 
 func TestSynthesize(t *testing.T) {
 	t.Parallel()
-	c := newTestClient(t, func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/v1/text-to-speech/voice 1" {
-			http.Error(w, "unexpected "+r.Method+" "+r.URL.Path, http.StatusTeapot)
-			return
-		}
+	c := newEndpointClient(t, http.MethodPost, "/v1/text-to-speech/voice 1", func(w http.ResponseWriter, r *http.Request) {
 		if got := r.URL.Query().Get("output_format"); got != "mp3_44100_128" {
 			http.Error(w, "output_format "+got, http.StatusBadRequest)
 			return
@@ -209,11 +215,7 @@ func TestSynthesizeRejectsLocally(t *testing.T) {
 
 func TestTranscribe(t *testing.T) {
 	t.Parallel()
-	c := newTestClient(t, func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/v1/speech-to-text" {
-			http.Error(w, "unexpected "+r.Method+" "+r.URL.Path, http.StatusTeapot)
-			return
-		}
+	c := newEndpointClient(t, http.MethodPost, "/v1/speech-to-text", func(w http.ResponseWriter, r *http.Request) {
 		if err := r.ParseMultipartForm(1 << 20); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -262,11 +264,7 @@ func TestDeleteVoice(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c := newTestClient(t, func(w http.ResponseWriter, r *http.Request) {
-				if r.Method != http.MethodDelete || r.URL.Path != "/v1/voices/v1" {
-					http.Error(w, "unexpected "+r.Method+" "+r.URL.Path, http.StatusTeapot)
-					return
-				}
+			c := newEndpointClient(t, http.MethodDelete, "/v1/voices/v1", func(w http.ResponseWriter, r *http.Request) {
 				if tt.status == http.StatusOK {
 					_, _ = io.WriteString(w, `{"status":"ok"}`)
 					return
