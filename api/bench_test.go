@@ -127,14 +127,13 @@ func BenchmarkIdleSubscriptionMemory(b *testing.B) {
 	e := newEnv(b, withSockets(func(s *api.Sockets) {
 		s.Limits.SocketsPerUser = -1
 	}))
-	srv := e.Server
 	alice := e.NewUser("alice@example.com", false)
 	story := e.story("The Fox", "the-fox")
 	gens := e.IDs(`
 		INSERT INTO story_generations (user_id, story_id, status)
 		SELECT $1, $2, 'in_progress' FROM generate_series(1, $3::int)
 		RETURNING id`, alice.ID, story, sockets)
-	u, err := url.Parse(srv.URL)
+	u, err := url.Parse(e.URL)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -150,8 +149,7 @@ func BenchmarkIdleSubscriptionMemory(b *testing.B) {
 		for _, c := range conns {
 			_ = c.Close()
 		}
-		waitGauge(b, srv, gaugeSockets, 0)
-		waitGauge(b, srv, gaugeSubscriptions, 0)
+		waitSocketsGone(b, e)
 	}
 }
 

@@ -30,9 +30,8 @@ import (
 func TestMalformedIDs(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.NewUser("alice@example.com", false)
+	alice := e.narrator("alice@example.com")
 	root := e.NewUser("root@example.com", true)
-	e.verifiedVoice(alice)
 
 	tests := []struct {
 		name, token, query string
@@ -47,13 +46,7 @@ func TestMalformedIDs(t *testing.T) {
 		{"deleteStory", root.Token, `mutation { deleteStory(id: "{` + uuid.NewString() + `}") }`},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			e := e.on(t)
-			r := e.Post(tt.token, tt.query, nil)
-			r.WantCode(t, graph.CodeBadUserInput)
-			r.WantNullData(t)
-		})
+		e.wantRefusal(t, tt.name, tt.token, tt.query, nil, graph.CodeBadUserInput, response.WantNullData)
 	}
 }
 
@@ -173,26 +166,11 @@ func TestQueryLimits(t *testing.T) {
 	for _, tt := range tests {
 		// Not parallel: each case counts the statements run in between.
 		t.Run(tt.name, func(t *testing.T) {
-			e := e.on(t)
 			query := tt.query
 			if strings.Contains(query, "%d") {
 				query = fmt.Sprintf(query, 1, 2, 3)
 			}
-			before := e.Statements.Load()
-			r := e.Post(alice.Token, query, tt.vars)
-			ran := e.Statements.Load() - before
-			if tt.code == "" {
-				r.Decode(t, &struct{}{})
-				if ran == 0 {
-					t.Error("no statements: the query did not run")
-				}
-				return
-			}
-			r.WantCode(t, tt.code)
-			r.WantNoData(t)
-			if ran != 0 {
-				t.Errorf("%d statements ran for a refused operation", ran)
-			}
+			e.on(t).wantLimit(t, alice.Token, query, tt.vars, tt.code)
 		})
 	}
 }

@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -98,7 +97,7 @@ func TestFullNarrationFlow(t *testing.T) {
 	if !strings.HasPrefix(link, srv.URL+storage.AudioPath) {
 		t.Fatalf("resultUrl %q is not an absolute link to the server's audio", link)
 	}
-	res, body := fetch(t, link)
+	res, body := apptest.Fetch(t, http.MethodGet, link, nil)
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("GET resultUrl: HTTP %d: %s", res.StatusCode, body)
 	}
@@ -129,25 +128,10 @@ func TestFullNarrationFlow(t *testing.T) {
 		if l == link {
 			t.Fatalf("%s: link unchanged", name)
 		}
-		if res, body := fetch(t, l); res.StatusCode != http.StatusForbidden {
+		if res, body := apptest.Fetch(t, http.MethodGet, l, nil); res.StatusCode != http.StatusForbidden {
 			t.Errorf("%s link: HTTP %d (%.40q), want 403", name, res.StatusCode, body)
 		}
 	}
-}
-
-// fetch GETs link without credentials.
-func fetch(t *testing.T, link string) (*http.Response, string) {
-	t.Helper()
-	res, err := http.Get(link)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res, string(body)
 }
 
 // withQuery returns u with query parameter name set to value.

@@ -82,6 +82,23 @@ func (e *env) verifiedVoice(u user) {
 		VALUES ($1::uuid, 'voice-'||$1::uuid::text, 'apple river candle', true)`, u.ID)
 }
 
+// narrator signs up a user with a verified voice: one who may start
+// narrations.
+func (e *env) narrator(email string) user {
+	e.t.Helper()
+	u := e.NewUser(email, false)
+	e.verifiedVoice(u)
+	return u
+}
+
+// aliceWithGeneration signs up Alice with a generation of a story in
+// status: what a subscription follows.
+func (e *env) aliceWithGeneration(status generation.Status) (user, uuid.UUID) {
+	e.t.Helper()
+	alice := e.NewUser("alice@example.com", false)
+	return alice, e.generation(alice, e.story("The Fox", "the-fox"), status)
+}
+
 // generation inserts a generation of story for u and returns its id.
 func (e *env) generation(u user, story uuid.UUID, status generation.Status) uuid.UUID {
 	e.t.Helper()
@@ -125,6 +142,63 @@ func (e *env) genState(id uuid.UUID) genState {
 		(SELECT count(*) FROM generation_logs WHERE generation_id = g.id)
 		FROM story_generations g WHERE id = $1`, []any{id}, &s.Status, &s.Progress, &s.UpdatedAt, &s.Logs)
 	return s
+}
+
+// wantRefusal posts query as token in a parallel subtest called name and
+// checks that the API refuses it with code, and without data as absent
+// checks: response.WantNullData when execution refused it,
+// response.WantNoData when it was refused before.
+func (e *env) wantRefusal(t *testing.T, name, token, query string, vars map[string]any, code string, absent func(response, testing.TB)) {
+	t.Run(name, func(t *testing.T) {
+		t.Parallel()
+		r := e.on(t).Post(token, query, vars)
+		r.WantCode(t, code)
+		absent(r, t)
+	})
+}
+
+// wantLimit posts query as token and checks it against the limits: with
+// code "" it runs, reading the database; otherwise it is refused with code
+// before anything runs, without data. Not for parallel subtests: it counts
+// the statements run meanwhile.
+func (e *env) wantLimit(t *testing.T, token, query string, vars map[string]any, code string) {
+	t.Helper()
+	before := e.Statements.Load()
+	r := e.Post(token, query, vars)
+	ran := e.Statements.Load() - before
+	if code == "" {
+		r.Decode(t, &struct{}{})
+		if ran == 0 {
+			t.Error("no statements: the query did not run")
+		}
+		return
+	}
+	r.WantCode(t, code)
+	r.WantNoData(t)
+	if ran != 0 {
+		t.Errorf("%d statements ran for a refused operation", ran)
+	}
+}
+
+// listing is what the tests of lists start from: Alice and Bob, stories
+// "a" and "b", and a time to date their generations from.
+type listing struct {
+	alice, bob user
+	a, b       uuid.UUID
+	base       time.Time
+}
+
+// newListing starts a server with a listing on it.
+func newListing(t *testing.T) (*env, listing) {
+	t.Helper()
+	e := newEnv(t)
+	return e, listing{
+		alice: e.NewUser("alice@example.com", false),
+		bob:   e.NewUser("bob@example.com", false),
+		a:     e.story("A", "a"),
+		b:     e.story("B", "b"),
+		base:  time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+	}
 }
 
 // withCORSHeaders lists the request headers allowed cross-origin.

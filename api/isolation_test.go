@@ -16,12 +16,8 @@ import (
 // nothing.
 func TestCrossUserIsolation(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	alice := e.NewUser("alice@example.com", false)
-	bob := e.NewUser("bob@example.com", false)
-	s1 := e.story("A", "a")
-	s2 := e.story("B", "b")
-	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	e, l := newListing(t)
+	alice, bob, s1, s2, base := l.alice, l.bob, l.a, l.b, l.base
 	var alices []uuid.UUID
 	for i, st := range []generation.Status{generation.Pending, generation.InProgress, generation.Completed, generation.Failed} {
 		id := e.generationAt(alice, s1, st, base.Add(time.Duration(i)*time.Minute))

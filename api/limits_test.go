@@ -145,18 +145,7 @@ func TestQueryShapeLimits(t *testing.T) {
 	for _, tt := range tests {
 		// Not parallel: each case counts the statements run in between.
 		t.Run(tt.name, func(t *testing.T) {
-			e := e.on(t)
-			before := e.Statements.Load()
-			r := e.Post(alice.Token, tt.query, nil)
-			if tt.code == "" {
-				r.Decode(t, &map[string]any{})
-				return
-			}
-			r.WantCode(t, tt.code)
-			r.WantNoData(t)
-			if ran := e.Statements.Load() - before; ran != 0 {
-				t.Errorf("%d statements ran for a refused operation", ran)
-			}
+			e.on(t).wantLimit(t, alice.Token, tt.query, nil, tt.code)
 		})
 	}
 }
@@ -212,13 +201,7 @@ func TestBadTextIsBadUserInput(t *testing.T) {
 		{"NUL in a default value", "", `query($s: String = "\u0000") { stories(search: $s) { nodes { id } } }`, nil},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			e := e.on(t)
-			r := e.Post(tt.token, tt.query, tt.vars)
-			r.WantCode(t, graph.CodeBadUserInput)
-			r.WantNoData(t)
-		})
+		e.wantRefusal(t, tt.name, tt.token, tt.query, tt.vars, graph.CodeBadUserInput, response.WantNoData)
 	}
 
 	t.Run("invalid UTF-8 in a JSON body", func(t *testing.T) {
@@ -324,8 +307,7 @@ func (e *env) postRaw(contentType string, body io.Reader, token string) response
 func TestMetadataIsBounded(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.NewUser("alice@example.com", false)
-	e.verifiedVoice(alice)
+	alice := e.narrator("alice@example.com")
 	story := e.story("A", "a")
 	tests := []struct {
 		name     string

@@ -123,8 +123,7 @@ func TestUpdateProfileRejects(t *testing.T) {
 func TestStartGeneration(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.NewUser("alice@example.com", false)
-	e.verifiedVoice(alice)
+	alice := e.narrator("alice@example.com")
 	story := e.story("The Fox", "the-fox")
 	e.Exec(`UPDATE stories SET version = 3 WHERE id = $1`, story)
 
@@ -165,8 +164,7 @@ func TestStartGeneration(t *testing.T) {
 func TestStartGenerationRejects(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	verified := e.NewUser("verified@example.com", false)
-	e.verifiedVoice(verified)
+	verified := e.narrator("verified@example.com")
 	unverified := e.NewUser("unverified@example.com", false)
 	e.Exec(`INSERT INTO voice_samples (user_id, elevenlabs_voice_id, verification_phrase) VALUES ($1, 'v', 'a b c')`, unverified.ID)
 	noSample := e.NewUser("nosample@example.com", false)
@@ -418,13 +416,7 @@ func TestStoryAdminRejects(t *testing.T) {
 		{"delete unknown id", root.Token, remove, map[string]any{"id": uuid.New()}, graph.CodeNotFound},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			e := e.on(t)
-			r := e.Post(tt.token, tt.query, tt.vars)
-			r.WantCode(t, tt.code)
-			r.WantNullData(t)
-		})
+		e.wantRefusal(t, tt.name, tt.token, tt.query, tt.vars, tt.code, response.WantNullData)
 	}
 	t.Run("inline null title", func(t *testing.T) {
 		t.Parallel()

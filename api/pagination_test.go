@@ -82,25 +82,36 @@ func walk(t testing.TB, e *env, token, query string, vars map[string]any, path [
 	}
 }
 
-// endCursors returns, as token, the endCursor of the first page of stories,
-// of the viewer's generations and of gen's logs; each must have a row.
-func endCursors(e *env, token string, gen uuid.UUID) (story, generation, log string) {
+// oneOfEach is one node in each connection: story "a", Alice's
+// generation of it and its log, with the end cursor of each connection's
+// first page.
+type oneOfEach struct {
+	alice                             user
+	story, gen                        uuid.UUID
+	storyCursor, genCursor, logCursor string
+}
+
+func (e *env) oneOfEach() oneOfEach {
 	e.t.Helper()
+	o := oneOfEach{alice: e.NewUser("alice@example.com", false), story: e.story("A", "a")}
+	o.gen = e.generation(o.alice, o.story, generation.Pending)
+	e.logAt(o.gen, "started", time.Now())
 	var got struct {
 		Stories    idPage
 		Viewer     struct{ Generations idPage }
 		Generation struct{ Logs idPage }
 	}
-	e.Post(token, `query($g: ID!) {
+	e.Post(o.alice.Token, `query($g: ID!) {
 		stories { `+connectionSelection+` }
 		viewer { generations { `+connectionSelection+` } }
-		generation(id: $g) { logs { `+connectionSelection+` } } }`, map[string]any{"g": gen}).Decode(e.t, &got)
+		generation(id: $g) { logs { `+connectionSelection+` } } }`, map[string]any{"g": o.gen}).Decode(e.t, &got)
 	for _, p := range []idPage{got.Stories, got.Viewer.Generations, got.Generation.Logs} {
 		if p.PageInfo.EndCursor == nil {
 			e.t.Fatalf("a first page without endCursor: %+v", got)
 		}
 	}
-	return *got.Stories.PageInfo.EndCursor, *got.Viewer.Generations.PageInfo.EndCursor, *got.Generation.Logs.PageInfo.EndCursor
+	o.storyCursor, o.genCursor, o.logCursor = *got.Stories.PageInfo.EndCursor, *got.Viewer.Generations.PageInfo.EndCursor, *got.Generation.Logs.PageInfo.EndCursor
+	return o
 }
 
 // connectionCase is one connection to page through.
@@ -215,13 +226,10 @@ func TestPaginationWalk(t *testing.T) {
 func TestPaginationEmptyPages(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.NewUser("alice@example.com", false)
-	story := e.story("A", "a")
-	gen := e.generation(alice, story, generation.Pending)
-	e.logAt(gen, "started", time.Now())
-	lastStory, lastGen, lastLog := endCursors(e, alice.Token, gen)
+	o := e.oneOfEach()
+	alice, gen, lastStory, lastGen, lastLog := o.alice, o.gen, o.storyCursor, o.genCursor, o.logCursor
 	bob := e.NewUser("bob@example.com", false)
-	quiet := e.generation(bob, story, generation.Pending)
+	quiet := e.generation(bob, o.story, generation.Pending)
 
 	tests := []struct {
 		name  string
@@ -261,12 +269,8 @@ func TestPaginationEmptyPages(t *testing.T) {
 func TestPaginationBadCursors(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.NewUser("alice@example.com", false)
-	story := e.story("A", "a")
-	gen := e.generation(alice, story, generation.Pending)
-	e.logAt(gen, "started", time.Now())
-
-	storyCursor, genCursor, logCursor := endCursors(e, alice.Token, gen)
+	o := e.oneOfEach()
+	alice, gen, storyCursor, genCursor, logCursor := o.alice, o.gen, o.storyCursor, o.genCursor, o.logCursor
 
 	b64 := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 	malformed := []struct{ name, cursor string }{

@@ -100,8 +100,7 @@ func (panickyVoices) DeleteVoice(context.Context, string) error { panic("voice p
 func TestPanicInResolverIsContained(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, withVoice(panickyVoices{}))
-	alice := e.NewUser("alice@example.com", false)
-	e.verifiedVoice(alice)
+	alice := e.narrator("alice@example.com")
 
 	res := e.Post(alice.Token, `mutation { deleteVoiceSample }`, nil)
 	res.WantCode(t, graph.CodeInternal)

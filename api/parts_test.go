@@ -107,7 +107,7 @@ func TestListenWhileItNarrates(t *testing.T) {
 		t.Fatalf("first event with parts: %+v, want one part while IN_PROGRESS", ev)
 	}
 	first := ev.Parts[0]
-	res, body := fetch(t, first.URL)
+	res, body := apptest.Fetch(t, http.MethodGet, first.URL, nil)
 	if res.StatusCode != http.StatusOK || !strings.HasPrefix(body, "RIFF") || len(body) != first.ByteSize {
 		t.Fatalf("GET part 1 while narrating: HTTP %d, %d bytes starting %.4q; want the %d-byte WAV part",
 			res.StatusCode, len(body), body, first.ByteSize)
@@ -136,7 +136,7 @@ func TestListenWhileItNarrates(t *testing.T) {
 	}
 	var done struct{ Generation struct{ ResultURL string } }
 	e.Post(alice.Token, `query($id: ID!) { generation(id: $id) { resultUrl } }`, map[string]any{"id": genID}).Decode(t, &done)
-	_, final := fetch(t, done.Generation.ResultURL)
+	_, final := apptest.Fetch(t, http.MethodGet, done.Generation.ResultURL, nil)
 	if len(ev.Parts) < 2 {
 		t.Fatalf("%d parts, want the story in several", len(ev.Parts))
 	}
@@ -149,7 +149,7 @@ func TestListenWhileItNarrates(t *testing.T) {
 			t.Errorf("part %d = %+v after character %d", i, p, end)
 		}
 		end = p.EndChar
-		_, body := fetch(t, p.URL)
+		_, body := apptest.Fetch(t, http.MethodGet, p.URL, nil)
 		pcm.WriteString(body[44:])
 	}
 	if n := utf8.RuneCountInString(strings.TrimRight(flowStory, " ")); end < n {

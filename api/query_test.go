@@ -119,12 +119,8 @@ func TestViewerFields(t *testing.T) {
 
 func TestViewerGenerationsFilters(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	alice := e.NewUser("alice@example.com", false)
-	bob := e.NewUser("bob@example.com", false)
-	s1 := e.story("One", "one")
-	s2 := e.story("Two", "two")
-	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	e, l := newListing(t)
+	alice, bob, s1, s2, base := l.alice, l.bob, l.a, l.b, l.base
 	// Newest first: g4, g3, g2, g1.
 	g1 := e.generationAt(alice, s1, generation.Completed, base)
 	g2 := e.generationAt(alice, s2, generation.Pending, base.Add(time.Minute))
@@ -425,13 +421,9 @@ func TestGenerationQuery(t *testing.T) {
 
 func TestMyGenerations(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	alice := e.NewUser("alice@example.com", false)
-	bob := e.NewUser("bob@example.com", false)
+	e, l := newListing(t)
+	alice, bob, s1, s2, base := l.alice, l.bob, l.a, l.b, l.base
 	root := e.NewUser("root@example.com", true)
-	s1 := e.story("A", "a")
-	s2 := e.story("B", "b")
-	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	a1 := e.generationAt(alice, s1, generation.Completed, base)
 	a2 := e.generationAt(alice, s1, generation.Pending, base.Add(time.Minute))
 	a3 := e.generationAt(alice, s2, generation.Pending, base.Add(2*time.Minute))

@@ -65,10 +65,8 @@ func noKey(int) any { return nil }
 func TestStartGenerationRateHoldsAcrossInstances(t *testing.T) {
 	t.Parallel()
 	a, b := twoInstances(t, func(l *limit.Settings) { l.StartGenerationRate = limit.Rate{Burst: 3, Per: time.Hour} }, 100, 1<<40)
-	alice := a.NewUser("alice@example.com", false)
-	bob := a.NewUser("bob@example.com", false)
-	a.verifiedVoice(alice)
-	a.verifiedVoice(bob)
+	alice := a.narrator("alice@example.com")
+	bob := a.narrator("bob@example.com")
 	story := a.story("The Fox", "the-fox")
 
 	ok, limited := tally(t, startAll([]*env{a, b}, alice.Token, story, 12, noKey))
@@ -178,8 +176,7 @@ func TestVoiceMutationsAreRateLimited(t *testing.T) {
 func TestActiveGenerationCap(t *testing.T) {
 	t.Parallel()
 	a, b := twoInstances(t, func(l *limit.Settings) { l.StartGenerationRate = limit.Rate{} }, 2, 1<<40)
-	alice := a.NewUser("alice@example.com", false)
-	a.verifiedVoice(alice)
+	alice := a.narrator("alice@example.com")
 	story := a.story("The Fox", "the-fox")
 
 	ok, limited := tally(t, startAll([]*env{a, b}, alice.Token, story, 8, noKey))
@@ -208,8 +205,7 @@ func TestDailyCharacterBudget(t *testing.T) {
 	t.Parallel()
 	// The story has 17 characters: two fit in 34, not in 33.
 	a, b := twoInstances(t, func(l *limit.Settings) { l.StartGenerationRate = limit.Rate{} }, 100, 34)
-	alice := a.NewUser("alice@example.com", false)
-	a.verifiedVoice(alice)
+	alice := a.narrator("alice@example.com")
 	story := a.story("The Fox", "the-fox")
 
 	ok, limited := tally(t, startAll([]*env{a, b}, alice.Token, story, 6, noKey))
@@ -232,8 +228,7 @@ func TestDailyCharacterBudget(t *testing.T) {
 func TestOnePaidMutationPerRequest(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	alice := e.NewUser("alice@example.com", false)
-	e.verifiedVoice(alice)
+	alice := e.narrator("alice@example.com")
 	story := e.story("The Fox", "the-fox")
 	tests := []struct {
 		name, query string
@@ -260,10 +255,8 @@ func TestOnePaidMutationPerRequest(t *testing.T) {
 func TestStartGenerationIdempotencyKey(t *testing.T) {
 	t.Parallel()
 	a, b := twoInstances(t, func(l *limit.Settings) { l.StartGenerationRate = limit.Rate{Burst: 2, Per: time.Hour} }, 100, 1<<40)
-	alice := a.NewUser("alice@example.com", false)
-	bob := a.NewUser("bob@example.com", false)
-	a.verifiedVoice(alice)
-	a.verifiedVoice(bob)
+	alice := a.narrator("alice@example.com")
+	bob := a.narrator("bob@example.com")
 	story := a.story("The Fox", "the-fox")
 
 	// Concurrent retries of one request on both servers: one generation.

@@ -43,8 +43,7 @@ func TestTerminalEventSurvivesDatabaseRestart(t *testing.T) {
 	srv := apptest.Start(t, &dbtest.DB{AppURL: appURL, AdminURL: cluster.AdminURL("narrate")},
 		apptest.WithApp(app.WithListenBackoff(time.Second)))
 	e := &env{t: t, Server: srv}
-	alice := e.NewUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
+	alice, gen := e.aliceWithGeneration(generation.InProgress)
 	c, _ := followGeneration(t, srv.URL, protoTransportWS, alice.Token, gen)
 
 	if err := cluster.Stop(ctx); err != nil {

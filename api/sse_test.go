@@ -82,10 +82,9 @@ func subscribeSSE(t *testing.T, baseURL, token, query string, vars map[string]an
 // (distinct connections mode): the snapshot, each change, then complete.
 func TestSubscriptionOverServerSentEvents(t *testing.T) {
 	t.Parallel()
-	e := newRTEnv(t)
-	alice := e.NewUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.Pending)
-	next := subscribeSSE(t, e.srv.URL, alice.Token, progressQuery, map[string]any{"id": gen})
+	e := newEnv(t)
+	alice, gen := e.aliceWithGeneration(generation.Pending)
+	next := subscribeSSE(t, e.URL, alice.Token, progressQuery, map[string]any{"id": gen})
 
 	if got := next().progress(t); got != "PENDING/0" {
 		t.Fatalf("first event %s, want the PENDING/0 snapshot", got)
@@ -105,8 +104,8 @@ func TestSubscriptionOverServerSentEvents(t *testing.T) {
 
 func TestServerSentEventsRejectBadToken(t *testing.T) {
 	t.Parallel()
-	e := newRTEnv(t)
-	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/graphql",
+	e := newEnv(t)
+	req, _ := http.NewRequest(http.MethodPost, e.URL+"/graphql",
 		strings.NewReader(`{"query":"subscription { viewerGenerations { id } }"}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "text/event-stream")
@@ -124,7 +123,7 @@ func TestServerSentEventsRejectBadToken(t *testing.T) {
 // streamToCompletion checks a subscription stream of generation gen,
 // given as one string per event: the PENDING/0 snapshot, then each change
 // the test makes, then end (the stream's own completion marker).
-func (e *rtEnv) streamToCompletion(t *testing.T, gen uuid.UUID, events <-chan string, what, end string) {
+func (e *env) streamToCompletion(t *testing.T, gen uuid.UUID, events <-chan string, what, end string) {
 	t.Helper()
 	next := func() string { return receive(t, events, what) }
 	if got := next(); got != "PENDING/0" {

@@ -18,18 +18,6 @@ import (
 
 const progressQuery = `subscription($id: ID!) { generationProgress(id: $id) { id status progress story { title } } }`
 
-// rtEnv is a database with fixtures and one realtime server on it.
-type rtEnv struct {
-	*env
-	srv *apptest.Server
-}
-
-func newRTEnv(t *testing.T) *rtEnv {
-	t.Helper()
-	e := newEnv(t)
-	return &rtEnv{env: e, srv: e.Server}
-}
-
 // setProgress moves a generation on, as the worker would.
 func (e *env) setProgress(id uuid.UUID, status generation.Status, progress int) {
 	e.t.Helper()
@@ -41,12 +29,12 @@ func TestGenerationProgressBothSubprotocols(t *testing.T) {
 	for _, proto := range []string{protoTransportWS, protoLegacyWS} {
 		t.Run(proto, func(t *testing.T) {
 			t.Parallel()
-			e := newRTEnv(t)
+			e := newEnv(t)
 			alice := e.NewUser("alice@example.com", false)
 			story := e.story("The Fox", "the-fox")
 			gen := e.generation(alice, story, generation.Pending)
 
-			c, first := followGeneration(t, e.srv.URL, proto, alice.Token, gen)
+			c, first := followGeneration(t, e.URL, proto, alice.Token, gen)
 			if first.Status != "PENDING" || first.Progress != 0 || first.Story.Title != "The Fox" {
 				t.Fatalf("snapshot = %+v, want PENDING/0 of The Fox", first)
 			}
@@ -82,19 +70,17 @@ func TestGenerationProgressBothSubprotocols(t *testing.T) {
 
 func TestViewerGenerationsSeesNewGeneration(t *testing.T) {
 	t.Parallel()
-	e := newRTEnv(t)
-	alice := e.NewUser("alice@example.com", false)
-	bob := e.NewUser("bob@example.com", false)
-	e.verifiedVoice(alice)
-	e.verifiedVoice(bob)
+	e := newEnv(t)
+	alice := e.narrator("alice@example.com")
+	bob := e.narrator("bob@example.com")
 	story := e.story("The Fox", "the-fox")
 
-	c := apptest.DialWS(t, e.srv.URL, protoTransportWS, apptest.AuthInit(alice.Token))
+	c := apptest.DialWS(t, e.URL, protoTransportWS, apptest.AuthInit(alice.Token))
 	c.Ack()
 	c.Subscribe("v", `subscription { viewerGenerations { id status progress story { title } } }`, nil)
 	// Bob's generation must not reach Alice; hers must. Both start once
 	// her subscription listens, or the first check would prove nothing.
-	e.srv.WaitHubSubscriptions(1)
+	e.WaitHubSubscriptions(1)
 	e.Post(bob.Token, `mutation($s: ID!) { startGeneration(storyId: $s) { id } }`, map[string]any{"s": story})
 	var started struct{ StartGeneration struct{ ID string } }
 	e.Post(alice.Token, `mutation($s: ID!) { startGeneration(storyId: $s) { id } }`, map[string]any{"s": story}).Decode(t, &started)
@@ -111,13 +97,12 @@ func TestViewerGenerationsSeesNewGeneration(t *testing.T) {
 
 func TestSubscriptionIsolation(t *testing.T) {
 	t.Parallel()
-	e := newRTEnv(t)
-	alice := e.NewUser("alice@example.com", false)
+	e := newEnv(t)
+	alice, gen := e.aliceWithGeneration(generation.Pending)
 	bob := e.NewUser("bob@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.Pending)
 
 	t.Run("other user's generation", func(t *testing.T) {
-		c := apptest.DialWS(t, e.srv.URL, protoTransportWS, apptest.AuthInit(bob.Token))
+		c := apptest.DialWS(t, e.URL, protoTransportWS, apptest.AuthInit(bob.Token))
 		c.Ack()
 		c.Subscribe("1", progressQuery, map[string]any{"id": gen})
 		ev := c.NextEvent("1", 5*time.Second)
@@ -143,7 +128,7 @@ func TestSubscriptionIsolation(t *testing.T) {
 		}
 	})
 	t.Run("unknown generation", func(t *testing.T) {
-		c := apptest.DialWS(t, e.srv.URL, protoLegacyWS, apptest.AuthInit(alice.Token))
+		c := apptest.DialWS(t, e.URL, protoLegacyWS, apptest.AuthInit(alice.Token))
 		c.Ack()
 		c.Subscribe("1", progressQuery, map[string]any{"id": uuid.New()})
 		if ev := c.NextEvent("1", 5*time.Second); ev.Kind != "error" || ev.Errors[0].Extensions["code"] != "NOT_FOUND" {
@@ -151,7 +136,7 @@ func TestSubscriptionIsolation(t *testing.T) {
 		}
 	})
 	t.Run("anonymous socket", func(t *testing.T) {
-		c := apptest.DialWS(t, e.srv.URL, protoTransportWS, nil)
+		c := apptest.DialWS(t, e.URL, protoTransportWS, nil)
 		c.Ack()
 		c.Subscribe("1", progressQuery, map[string]any{"id": gen})
 		if ev := c.NextEvent("1", 5*time.Second); ev.Kind != "error" || ev.Errors[0].Extensions["code"] != "UNAUTHENTICATED" {
@@ -165,14 +150,14 @@ func TestSubscriptionIsolation(t *testing.T) {
 		"wrong signature": apptest.AuthInit(alice.Token[:len(alice.Token)-4] + "AAAA"),
 	} {
 		t.Run(name, func(t *testing.T) {
-			c := apptest.DialWS(t, e.srv.URL, protoTransportWS, init)
+			c := apptest.DialWS(t, e.URL, protoTransportWS, init)
 			if code := c.WaitClosed(5 * time.Second); code != 4403 {
 				t.Fatalf("close code = %d, want 4403", code)
 			}
 		})
 	}
 	t.Run("headers form accepted", func(t *testing.T) {
-		c := apptest.DialWS(t, e.srv.URL, protoTransportWS, map[string]any{"headers": map[string]any{"Authorization": "Bearer " + alice.Token}})
+		c := apptest.DialWS(t, e.URL, protoTransportWS, map[string]any{"headers": map[string]any{"Authorization": "Bearer " + alice.Token}})
 		c.Ack()
 		c.Subscribe("1", progressQuery, map[string]any{"id": gen})
 		if p := decodeProgress(t, c.NextEvent("1", 5*time.Second), "generationProgress"); p.ID != gen.String() {
@@ -197,13 +182,13 @@ func TestSocketClosedWhenTokenExpires(t *testing.T) {
 
 func TestShutdownClosesSocketsWith1001(t *testing.T) {
 	t.Parallel()
-	e := newRTEnv(t)
+	e := newEnv(t)
 	alice := e.NewUser("alice@example.com", false)
-	c := apptest.DialWS(t, e.srv.URL, protoTransportWS, apptest.AuthInit(alice.Token))
+	c := apptest.DialWS(t, e.URL, protoTransportWS, apptest.AuthInit(alice.Token))
 	c.Ack()
-	pending := apptest.DialWS(t, e.srv.URL, protoLegacyWS, apptest.AuthInit(alice.Token))
+	pending := apptest.DialWS(t, e.URL, protoLegacyWS, apptest.AuthInit(alice.Token))
 	pending.Ack()
-	e.srv.App.Sockets.Shutdown()
+	e.App.Sockets.Shutdown()
 	for _, c := range []*wsClient{c, pending} {
 		if code := c.WaitClosed(5 * time.Second); code != 1001 {
 			t.Fatalf("close code = %d, want 1001", code)
@@ -213,17 +198,16 @@ func TestShutdownClosesSocketsWith1001(t *testing.T) {
 
 func TestSecondProcessDeliversChanges(t *testing.T) {
 	t.Parallel()
-	e := newRTEnv(t)
+	e := newEnv(t)
 	other := apptest.Start(t, e.DB)
-	alice := e.NewUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
+	alice, gen := e.aliceWithGeneration(generation.InProgress)
 
 	// Subscribed on the second process; cancelled through the first.
 	c, p := followGeneration(t, other.URL, protoTransportWS, alice.Token, gen)
 	if p.Status != "IN_PROGRESS" {
 		t.Fatalf("snapshot %+v", p)
 	}
-	res := apptest.PostTo(t, e.srv.URL, alice.Token, `mutation($id: ID!) { cancelGeneration(id: $id) { status } }`, map[string]any{"id": gen})
+	res := apptest.PostTo(t, e.URL, alice.Token, `mutation($id: ID!) { cancelGeneration(id: $id) { status } }`, map[string]any{"id": gen})
 	if len(res.Errors) > 0 {
 		t.Fatal(res.Errors)
 	}
@@ -241,8 +225,7 @@ func TestTerminalEventSurvivesListenerReconnect(t *testing.T) {
 	// A slow reconnect, so the change certainly happens while the
 	// listener is down and only the resync can deliver it.
 	srv := apptest.Start(t, e.DB, apptest.WithApp(app.WithListenBackoff(700*time.Millisecond)))
-	alice := e.NewUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
+	alice, gen := e.aliceWithGeneration(generation.InProgress)
 
 	c, _ := followGeneration(t, srv.URL, protoTransportWS, alice.Token, gen)
 
@@ -258,17 +241,16 @@ func TestTerminalEventSurvivesListenerReconnect(t *testing.T) {
 
 func TestSlowClientDoesNotSlowOthers(t *testing.T) {
 	t.Parallel()
-	e := newRTEnv(t)
-	alice := e.NewUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
+	e := newEnv(t)
+	alice, gen := e.aliceWithGeneration(generation.InProgress)
 
 	// Large events fill the slow client's socket buffers within a few
 	// events, so the server's writes to it block.
 	e.Exec(`UPDATE stories SET content = repeat('All work and no play. ', 20000)`)
 	// The slow client subscribes and then never reads again.
-	slow := apptest.DialWSNoRead(t, e.srv.URL, apptest.AuthInit(alice.Token))
+	slow := apptest.DialWSNoRead(t, e.URL, apptest.AuthInit(alice.Token))
 	slow.Subscribe("s", `subscription($id: ID!) { generationProgress(id: $id) { id status progress story { content } } }`, map[string]any{"id": gen})
-	fast, _ := followGeneration(t, e.srv.URL, protoTransportWS, alice.Token, gen)
+	fast, _ := followGeneration(t, e.URL, protoTransportWS, alice.Token, gen)
 
 	for i := 1; i < 100; i++ {
 		e.setProgress(gen, generation.InProgress, i)
@@ -282,7 +264,6 @@ func TestSlowClientDoesNotSlowOthers(t *testing.T) {
 func TestTenThousandSubscriptionsLeaveNoGoroutines(t *testing.T) {
 	// Not parallel: goroutines are counted for the whole process.
 	e := newEnv(t)
-	srv := e.Server
 	story := e.story("The Fox", "the-fox")
 	users := []user{e.NewUser("alice@example.com", false), e.NewUser("bob@example.com", false)}
 	gens := []uuid.UUID{e.generation(users[0], story, generation.InProgress), e.generation(users[1], story, generation.InProgress)}
@@ -296,7 +277,7 @@ func TestTenThousandSubscriptionsLeaveNoGoroutines(t *testing.T) {
 	query := `subscription($id: ID!) { generationProgress(id: $id) { id status progress } }`
 	clients := make([]*wsClient, sockets)
 	for i := range clients {
-		c := apptest.DialWS(t, srv.URL, protoTransportWS, apptest.AuthInit(users[i%2].Token))
+		c := apptest.DialWS(t, e.URL, protoTransportWS, apptest.AuthInit(users[i%2].Token))
 		c.Ack()
 		for j := range perSocket {
 			c.Subscribe(fmt.Sprint(j), query, map[string]any{"id": gens[i%2]})
@@ -308,7 +289,7 @@ func TestTenThousandSubscriptionsLeaveNoGoroutines(t *testing.T) {
 			decodeProgress(t, c.NextEvent(fmt.Sprint(j), dbtest.WaitLimit), "generationProgress")
 		}
 	}
-	srv.WaitHubSubscriptions(sockets * perSocket)
+	e.WaitHubSubscriptions(sockets * perSocket)
 	e.setProgress(gens[0], generation.InProgress, 50)
 	e.setProgress(gens[1], generation.InProgress, 50)
 	for _, c := range clients {
@@ -327,8 +308,7 @@ func TestTenThousandSubscriptionsLeaveNoGoroutines(t *testing.T) {
 		}
 		_ = c.Conn.Close()
 	}
-	waitGauge(t, e.Server, gaugeSockets, 0)
-	waitGauge(t, e.Server, gaugeSubscriptions, 0)
+	waitSocketsGone(t, e)
 	// goleak retries for a while, so sockets still closing are waited for.
 	if err := goleak.Find(ignore...); err != nil {
 		t.Fatal(err)

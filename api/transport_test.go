@@ -52,7 +52,7 @@ func rawPost(t testing.TB, url string, header map[string]string, query string, v
 // asks for server-sent events first gets a stream.
 func TestResponseTypeFollowsAccept(t *testing.T) {
 	t.Parallel()
-	e := newRTEnv(t)
+	e := newEnv(t)
 	e.story("The Fox", "the-fox")
 	alice := e.NewUser("alice@example.com", false)
 	tests := []struct {
@@ -81,7 +81,7 @@ func TestResponseTypeFollowsAccept(t *testing.T) {
 			if tt.token != "" {
 				h["Authorization"] = "Bearer " + tt.token
 			}
-			res := rawPost(t, e.srv.URL, h, tt.query, nil)
+			res := rawPost(t, e.URL, h, tt.query, nil)
 			raw, _ := io.ReadAll(res.Body)
 			if res.StatusCode != tt.status {
 				t.Errorf("HTTP %d, want %d: %s", res.StatusCode, tt.status, raw)
@@ -144,9 +144,9 @@ func TestUnsupportedRequests(t *testing.T) {
 // a plain request names the ways that work.
 func TestSubscriptionOverPlainJSONSaysHow(t *testing.T) {
 	t.Parallel()
-	e := newRTEnv(t)
+	e := newEnv(t)
 	alice := e.NewUser("alice@example.com", false)
-	res := rawPost(t, e.srv.URL, map[string]string{"Authorization": "Bearer " + alice.Token},
+	res := rawPost(t, e.URL, map[string]string{"Authorization": "Bearer " + alice.Token},
 		`subscription { viewerGenerations { id } }`, nil)
 	raw, _ := io.ReadAll(res.Body)
 	for _, want := range []string{"websocket", "text/event-stream", `multipart/mixed;subscriptionSpec=\"1.0\"`} {
@@ -160,11 +160,10 @@ func TestSubscriptionOverPlainJSONSaysHow(t *testing.T) {
 // HTTP subscription protocol, as Apollo Client's HttpLink sends it.
 func TestMultipartSubscription(t *testing.T) {
 	t.Parallel()
-	e := newRTEnv(t)
-	alice := e.NewUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.Pending)
+	e := newEnv(t)
+	alice, gen := e.aliceWithGeneration(generation.Pending)
 
-	res := rawPost(t, e.srv.URL, map[string]string{"Accept": acceptApolloSub, "Authorization": "Bearer " + alice.Token},
+	res := rawPost(t, e.URL, map[string]string{"Accept": acceptApolloSub, "Authorization": "Bearer " + alice.Token},
 		progressQuery, map[string]any{"id": gen})
 	if res.StatusCode != http.StatusOK {
 		raw, _ := io.ReadAll(res.Body)
@@ -243,12 +242,11 @@ func multipartParts(body io.Reader, boundary string) iter.Seq[string] {
 // client, and a query sent with the subscription Accept header gets JSON.
 func TestMultipartSubscriptionErrors(t *testing.T) {
 	t.Parallel()
-	e := newRTEnv(t)
-	alice := e.NewUser("alice@example.com", false)
+	e := newEnv(t)
+	_, gen := e.aliceWithGeneration(generation.Pending)
 	bob := e.NewUser("bob@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.Pending)
 
-	res := rawPost(t, e.srv.URL, map[string]string{"Accept": acceptApolloSub, "Authorization": "Bearer " + bob.Token},
+	res := rawPost(t, e.URL, map[string]string{"Accept": acceptApolloSub, "Authorization": "Bearer " + bob.Token},
 		progressQuery, map[string]any{"id": gen})
 	raw, _ := io.ReadAll(res.Body)
 	if res.StatusCode != http.StatusOK || !strings.Contains(string(raw), `"payload":{"errors":[`) ||
@@ -256,7 +254,7 @@ func TestMultipartSubscriptionErrors(t *testing.T) {
 		t.Errorf("HTTP %d, body %q: want a payload with NOT_FOUND and the closing boundary", res.StatusCode, raw)
 	}
 
-	res = rawPost(t, e.srv.URL, map[string]string{"Accept": acceptApolloSub}, `{ stories { nodes { title } } }`, nil)
+	res = rawPost(t, e.URL, map[string]string{"Accept": acceptApolloSub}, `{ stories { nodes { title } } }`, nil)
 	raw, _ = io.ReadAll(res.Body)
 	if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != mediaGraphQLResponse || !strings.Contains(string(raw), `"stories"`) {
 		t.Errorf("query: HTTP %d, %s, %s", res.StatusCode, res.Header.Get("Content-Type"), raw)
@@ -342,14 +340,13 @@ func TestUploadErrorsFollowAccept(t *testing.T) {
 // multipart subscription lives no longer than its token, and says why.
 func TestMultipartSubscriptionEndsAtTokenExpiry(t *testing.T) {
 	t.Parallel()
-	e := newRTEnv(t)
-	alice := e.NewUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.Pending)
+	e := newEnv(t)
+	alice, gen := e.aliceWithGeneration(generation.Pending)
 	short, err := auth.Mint(testSecret, alice.ID, alice.Email, false, "authenticated", 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := rawPost(t, e.srv.URL, map[string]string{"Accept": acceptApolloSub, "Authorization": "Bearer " + short},
+	res := rawPost(t, e.URL, map[string]string{"Accept": acceptApolloSub, "Authorization": "Bearer " + short},
 		progressQuery, map[string]any{"id": gen})
 	parts := make(chan string, 16)
 	go func() {

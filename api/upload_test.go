@@ -468,10 +468,8 @@ func TestConcurrentRequestCaps(t *testing.T) {
 	t.Run("streams per user", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, withLimits(func(l *limit.Settings) { l.StreamsPerUser = 1 }))
-		srv := e.Server
-		alice := e.NewUser("alice@example.com", false)
-		gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.Pending)
-		stream := func() *http.Response { return openEventStream(t, srv.URL, alice.Token, gen) }
+		alice, gen := e.aliceWithGeneration(generation.Pending)
+		stream := func() *http.Response { return openEventStream(t, e.URL, alice.Token, gen) }
 		first := stream()
 		defer first.Body.Close()
 		if first.StatusCode != http.StatusOK {
@@ -483,6 +481,6 @@ func TestConcurrentRequestCaps(t *testing.T) {
 			t.Fatalf("second stream: %d, want 429", second.StatusCode)
 		}
 		// Plain requests are counted apart from streams.
-		apptest.PostTo(t, srv.URL, alice.Token, `{ viewer { id } }`, nil).Decode(t, &map[string]any{})
+		apptest.PostTo(t, e.URL, alice.Token, `{ viewer { id } }`, nil).Decode(t, &map[string]any{})
 	})
 }

@@ -409,6 +409,16 @@ func (e *env) dbSample(u user) dbSample {
 	return s
 }
 
+// wantSampleStored checks that the database holds sample as u's only one,
+// unverified.
+func (e *env) wantSampleStored(t testing.TB, u user, sample sampleJSON) {
+	t.Helper()
+	want := dbSample{Count: 1, VoiceID: sample.ElevenlabsVoiceID, Phrase: sample.VerificationPhrase}
+	if s := e.dbSample(u); s != want {
+		t.Errorf("database holds %+v, want %+v", s, want)
+	}
+}
+
 func TestCreateVoiceSampleClonesEveryFile(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -456,10 +466,7 @@ func TestCreateVoiceSampleClonesEveryFile(t *testing.T) {
 			if words := strings.Fields(got.VerificationPhrase); len(words) != voice.PhraseWords {
 				t.Errorf("verificationPhrase = %q, want %d words", got.VerificationPhrase, voice.PhraseWords)
 			}
-			want := dbSample{Count: 1, VoiceID: got.ElevenlabsVoiceID, Phrase: got.VerificationPhrase}
-			if s := e.dbSample(alice); s != want {
-				t.Errorf("database holds %+v, want %+v", s, want)
-			}
+			e.wantSampleStored(t, alice, got)
 		})
 	}
 }
@@ -487,10 +494,7 @@ func TestCreateVoiceSampleReplacesEarlier(t *testing.T) {
 	if _, ok := st.Voices[second.ElevenlabsVoiceID]; !ok || len(st.Voices) != 1 {
 		t.Errorf("provider holds %v, want only %q", st.Voices, second.ElevenlabsVoiceID)
 	}
-	want := dbSample{Count: 1, VoiceID: second.ElevenlabsVoiceID, Phrase: second.VerificationPhrase}
-	if s := e.dbSample(alice); s != want {
-		t.Errorf("database holds %+v, want %+v", s, want)
-	}
+	e.wantSampleStored(t, alice, second)
 }
 
 func TestCreateVoiceSampleRejectsBadUploads(t *testing.T) {
@@ -592,10 +596,7 @@ func TestCreateVoiceSampleDeletesNewVoiceWhenNotStored(t *testing.T) {
 	if _, ok := st.Voices[earlier.ElevenlabsVoiceID]; !ok {
 		t.Errorf("the earlier voice %q was deleted at the provider", earlier.ElevenlabsVoiceID)
 	}
-	want := dbSample{Count: 1, VoiceID: earlier.ElevenlabsVoiceID, Phrase: earlier.VerificationPhrase}
-	if s := e.dbSample(alice); s != want {
-		t.Errorf("database holds %+v, want the earlier sample %+v", s, want)
-	}
+	e.wantSampleStored(t, alice, earlier)
 }
 
 func TestVerifyVoiceSample(t *testing.T) {
@@ -761,10 +762,7 @@ func TestVoiceSampleIsolation(t *testing.T) {
 		t.Error("bob's deleteVoiceSample = true, want false: he has no sample")
 	}
 
-	want := dbSample{Count: 1, VoiceID: sample.ElevenlabsVoiceID, Phrase: sample.VerificationPhrase}
-	if s := e.dbSample(alice); s != want {
-		t.Errorf("alice's sample is %+v after bob's attempts, want %+v", s, want)
-	}
+	e.wantSampleStored(t, alice, sample)
 	if st := fake.state(); len(st.Deleted) != 0 || len(st.Transcripts) != 0 {
 		t.Errorf("bob's attempts reached the provider: deleted %q, transcriptions %d", st.Deleted, len(st.Transcripts))
 	}

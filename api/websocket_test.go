@@ -91,10 +91,21 @@ func neverReads(t *testing.T, baseURL, proto, token, id, query string, vars map[
 	}
 }
 
+// gauges are a test server's gauges.
+type gauges interface{ Gauge(name string) float64 }
+
 // waitGauge waits until the server's gauge name reads n.
-func waitGauge(t testing.TB, s *apptest.Server, name string, n float64) {
+func waitGauge(t testing.TB, s gauges, name string, n float64) {
 	t.Helper()
 	dbtest.WaitFor(t, 0, func() bool { return s.Gauge(name) == n }, "%s never reached %v", name, n)
+}
+
+// waitSocketsGone waits until every socket and every subscription on the
+// server has ended: what every exit path must leave.
+func waitSocketsGone(t testing.TB, s gauges) {
+	t.Helper()
+	waitGauge(t, s, gaugeSockets, 0)
+	waitGauge(t, s, gaugeSubscriptions, 0)
 }
 
 // withLeeway gives the server a verifier of testSecret with leeway.
@@ -124,9 +135,7 @@ func opMsg(typ, id string, vars map[string]any) string {
 func TestHostileClientsAreClosedWithTheProtocolsCode(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	srv := e.Server
-	alice := e.NewUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
+	alice, gen := e.aliceWithGeneration(generation.InProgress)
 	auth := initMsg(`{"Authorization":"Bearer ` + alice.Token + `"}`)
 	vars := map[string]any{"id": gen}
 	sub, start := opMsg("subscribe", "1", vars), opMsg("start", "1", vars)
@@ -165,7 +174,7 @@ func TestHostileClientsAreClosedWithTheProtocolsCode(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				t.Parallel()
-				got := sendRaw(t, srv.URL, tt.proto, tt.msgs...)
+				got := sendRaw(t, e.URL, tt.proto, tt.msgs...)
 				if got.code != tt.code {
 					t.Errorf("close code %d, want %d (messages %v)", got.code, tt.code, got.types)
 				}
@@ -177,45 +186,40 @@ func TestHostileClientsAreClosedWithTheProtocolsCode(t *testing.T) {
 		}
 	})
 	// Every socket and every subscription those clients opened is gone.
-	waitGauge(t, srv, gaugeSockets, 0)
-	waitGauge(t, srv, gaugeSubscriptions, 0)
+	waitSocketsGone(t, e)
 }
 
 func TestDuplicateIDEndsEverySubscription(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	srv := e.Server
-	alice := e.NewUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
-	c := apptest.DialWS(t, srv.URL, protoTransportWS, apptest.AuthInit(alice.Token))
+	alice, gen := e.aliceWithGeneration(generation.InProgress)
+	c := apptest.DialWS(t, e.URL, protoTransportWS, apptest.AuthInit(alice.Token))
 	c.Ack()
 	for i := range 10 {
 		c.Subscribe(fmt.Sprint(i), progressQuery, map[string]any{"id": gen})
 		decodeProgress(t, c.NextEvent(fmt.Sprint(i), 5*time.Second), "generationProgress")
 	}
-	srv.WaitHubSubscriptions(10)
+	e.WaitHubSubscriptions(10)
 	c.Subscribe("3", progressQuery, map[string]any{"id": gen})
 	if code := c.WaitClosed(5 * time.Second); code != 4409 {
 		t.Fatalf("close code %d, want 4409", code)
 	}
-	waitGauge(t, srv, gaugeSubscriptions, 0)
-	waitGauge(t, srv, gaugeSockets, 0)
+	waitSocketsGone(t, e)
 }
 
 func TestTokenIsJudgedWithHTTPsLeewayBeforeTheAck(t *testing.T) {
 	t.Parallel()
 	const leeway = 3 * time.Second
 	e := newEnv(t, withLeeway(t, leeway))
-	srv := e.Server
 	alice := e.NewUser("alice@example.com", false)
 
 	// Expired a second ago, within the leeway: HTTP accepts it, so the
 	// socket is acked, and closes with 4403 once the leeway is used up.
 	within := mintExpiredToken(t, alice, time.Now().Add(-time.Second))
-	if res := apptest.PostTo(t, srv.URL, within, `{ viewer { id } }`, nil); res.Status != http.StatusOK {
+	if res := apptest.PostTo(t, e.URL, within, `{ viewer { id } }`, nil); res.Status != http.StatusOK {
 		t.Fatalf("HTTP refused the token within the leeway: %d", res.Status)
 	}
-	c := apptest.DialWS(t, srv.URL, protoTransportWS, apptest.AuthInit(within))
+	c := apptest.DialWS(t, e.URL, protoTransportWS, apptest.AuthInit(within))
 	c.Ack()
 	opened := time.Now()
 	if code := c.WaitClosed(10 * time.Second); code != 4403 {
@@ -228,12 +232,12 @@ func TestTokenIsJudgedWithHTTPsLeewayBeforeTheAck(t *testing.T) {
 	// Beyond the leeway: refused before any ack, on both subprotocols.
 	beyond := mintExpiredToken(t, alice, time.Now().Add(-2*leeway))
 	for _, proto := range []string{protoTransportWS, protoLegacyWS} {
-		got := sendRaw(t, srv.URL, proto, initMsg(`{"Authorization":"Bearer `+beyond+`"}`))
+		got := sendRaw(t, e.URL, proto, initMsg(`{"Authorization":"Bearer `+beyond+`"}`))
 		if got.code != 4403 || len(got.types) > 0 && got.types[0] == "connection_ack" {
 			t.Fatalf("%s: %+v, want 4403 without an ack", proto, got)
 		}
 	}
-	waitGauge(t, srv, gaugeSockets, 0)
+	waitGauge(t, e, gaugeSockets, 0)
 }
 
 func TestNoConnectionInitIsClosedWith4408(t *testing.T) {
@@ -241,13 +245,12 @@ func TestNoConnectionInitIsClosedWith4408(t *testing.T) {
 	e := newEnv(t, withSockets(func(s *api.Sockets) {
 		s.InitTimeout = 200 * time.Millisecond
 	}))
-	srv := e.Server
 	for _, proto := range []string{protoTransportWS, protoLegacyWS} {
-		if got := sendRaw(t, srv.URL, proto); got.code != 4408 {
+		if got := sendRaw(t, e.URL, proto); got.code != 4408 {
 			t.Fatalf("%s: %+v, want 4408", proto, got)
 		}
 	}
-	waitGauge(t, srv, gaugeSockets, 0)
+	waitGauge(t, e, gaugeSockets, 0)
 }
 
 func TestSubscriptionsPerSocketAreCapped(t *testing.T) {
@@ -255,12 +258,10 @@ func TestSubscriptionsPerSocketAreCapped(t *testing.T) {
 	e := newEnv(t, withSockets(func(s *api.Sockets) {
 		s.Limits.SubscriptionsPerSocket = 2
 	}))
-	srv := e.Server
-	alice := e.NewUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
+	alice, gen := e.aliceWithGeneration(generation.InProgress)
 	vars := map[string]any{"id": gen}
 	for _, proto := range []string{protoTransportWS, protoLegacyWS} {
-		c := apptest.DialWS(t, srv.URL, proto, apptest.AuthInit(alice.Token))
+		c := apptest.DialWS(t, e.URL, proto, apptest.AuthInit(alice.Token))
 		c.Ack()
 		for _, id := range []string{"a", "b"} {
 			c.Subscribe(id, progressQuery, vars)
@@ -272,13 +273,13 @@ func TestSubscriptionsPerSocketAreCapped(t *testing.T) {
 		}
 		// The cap counts running operations: one ended makes room.
 		c.Stop("a")
-		srv.WaitHubSubscriptions(1)
+		e.WaitHubSubscriptions(1)
 		c.Subscribe("c", progressQuery, vars)
 		decodeProgress(t, c.NextEvent("c", 5*time.Second), "generationProgress")
 		_ = c.Conn.Close()
-		waitGauge(t, srv, gaugeSubscriptions, 0)
+		waitGauge(t, e, gaugeSubscriptions, 0)
 	}
-	waitGauge(t, srv, gaugeSockets, 0)
+	waitGauge(t, e, gaugeSockets, 0)
 }
 
 func TestSocketsPerUserAreCapped(t *testing.T) {
@@ -286,23 +287,22 @@ func TestSocketsPerUserAreCapped(t *testing.T) {
 	e := newEnv(t, withSockets(func(s *api.Sockets) {
 		s.Limits.SocketsPerUser = 2
 	}))
-	srv := e.Server
 	alice := e.NewUser("alice@example.com", false)
 	bob := e.NewUser("bob@example.com", false)
-	first := apptest.DialWS(t, srv.URL, protoTransportWS, apptest.AuthInit(alice.Token))
+	first := apptest.DialWS(t, e.URL, protoTransportWS, apptest.AuthInit(alice.Token))
 	first.Ack()
-	second := apptest.DialWS(t, srv.URL, protoLegacyWS, apptest.AuthInit(alice.Token))
+	second := apptest.DialWS(t, e.URL, protoLegacyWS, apptest.AuthInit(alice.Token))
 	second.Ack()
 	// A third of Alice's is refused before any ack; Bob is not affected.
-	got := sendRaw(t, srv.URL, protoTransportWS, initMsg(`{"Authorization":"Bearer `+alice.Token+`"}`))
+	got := sendRaw(t, e.URL, protoTransportWS, initMsg(`{"Authorization":"Bearer `+alice.Token+`"}`))
 	if got.code != socket.ClosePolicyViolation || len(got.types) != 0 {
 		t.Fatalf("third socket: %+v, want 1008 without an ack", got)
 	}
-	apptest.DialWS(t, srv.URL, protoTransportWS, apptest.AuthInit(bob.Token)).Ack()
+	apptest.DialWS(t, e.URL, protoTransportWS, apptest.AuthInit(bob.Token)).Ack()
 	// Closing one of hers makes room again.
 	_ = first.Conn.Close()
-	waitGauge(t, srv, gaugeSockets, 2)
-	apptest.DialWS(t, srv.URL, protoTransportWS, apptest.AuthInit(alice.Token)).Ack()
+	waitGauge(t, e, gaugeSockets, 2)
+	apptest.DialWS(t, e.URL, protoTransportWS, apptest.AuthInit(alice.Token)).Ack()
 }
 
 func TestSocketsPerAddressAreCapped(t *testing.T) {
@@ -310,7 +310,6 @@ func TestSocketsPerAddressAreCapped(t *testing.T) {
 	e := newEnv(t, withSockets(func(s *api.Sockets) {
 		s.Limits.SocketsPerAddress = 2
 	}))
-	srv := e.Server
 	dial := func(forwardedFor string) (*websocket.Conn, int) {
 		t.Helper()
 		header := http.Header{}
@@ -318,7 +317,7 @@ func TestSocketsPerAddressAreCapped(t *testing.T) {
 			header.Set("X-Forwarded-For", forwardedFor)
 		}
 		d := websocket.Dialer{Subprotocols: []string{protoTransportWS}, HandshakeTimeout: 5 * time.Second}
-		conn, res, err := d.Dial(apptest.WSURL(srv.URL), header)
+		conn, res, err := d.Dial(apptest.WSURL(e.URL), header)
 		if conn != nil {
 			t.Cleanup(func() { _ = conn.Close() })
 		}
@@ -344,7 +343,7 @@ func TestSocketsPerAddressAreCapped(t *testing.T) {
 		}
 	}
 	_ = first.Close()
-	waitGauge(t, srv, gaugeSockets, 5)
+	waitGauge(t, e, gaugeSockets, 5)
 	if _, status := dial("203.0.113.7"); status != http.StatusSwitchingProtocols {
 		t.Fatalf("after one closed: HTTP %d, want 101", status)
 	}
@@ -355,18 +354,16 @@ func TestClientThatNeverReadsIsDropped(t *testing.T) {
 	e := newEnv(t, withSockets(func(s *api.Sockets) {
 		s.WriteTimeout = 300 * time.Millisecond
 	}))
-	srv := e.Server
-	alice := e.NewUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
+	alice, gen := e.aliceWithGeneration(generation.InProgress)
 	// Large events fill a client's socket buffers within a few events.
 	e.Exec(`UPDATE stories SET content = repeat('All work and no play. ', 20000)`)
 	query := `subscription($id: ID!) { generationProgress(id: $id) { id status progress story { content } } }`
 	for _, proto := range []string{protoLegacyWS, protoTransportWS} {
 		t.Run(proto, func(t *testing.T) {
-			neverReads(t, srv.URL, proto, alice.Token, "s", query, map[string]any{"id": gen})
-			fast, _ := followGeneration(t, srv.URL, protoTransportWS, alice.Token, gen)
-			waitGauge(t, srv, gaugeSockets, 2)
-			for i := 1; srv.Gauge(gaugeSockets) == 2; i++ {
+			neverReads(t, e.URL, proto, alice.Token, "s", query, map[string]any{"id": gen})
+			fast, _ := followGeneration(t, e.URL, protoTransportWS, alice.Token, gen)
+			waitGauge(t, e, gaugeSockets, 2)
+			for i := 1; e.Gauge(gaugeSockets) == 2; i++ {
 				if i > 500 {
 					t.Fatal("the client that never reads was not dropped")
 				}
@@ -375,8 +372,7 @@ func TestClientThatNeverReadsIsDropped(t *testing.T) {
 				decodeProgress(t, fast.NextEvent("1", 5*time.Second), "generationProgress")
 			}
 			_ = fast.Conn.Close()
-			waitGauge(t, srv, gaugeSockets, 0)
-			waitGauge(t, srv, gaugeSubscriptions, 0)
+			waitSocketsGone(t, e)
 		})
 	}
 }
@@ -384,14 +380,12 @@ func TestClientThatNeverReadsIsDropped(t *testing.T) {
 func TestOneReadPerUserAndEvent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	srv := e.Server
-	alice := e.NewUser("alice@example.com", false)
-	gen := e.generation(alice, e.story("The Fox", "the-fox"), generation.InProgress)
+	alice, gen := e.aliceWithGeneration(generation.InProgress)
 	const sockets, perSocket = 20, 5
 	query := `subscription($id: ID!) { generationProgress(id: $id) { id status progress } }`
 	clients := make([]*wsClient, sockets)
 	for i := range clients {
-		clients[i] = apptest.DialWS(t, srv.URL, protoTransportWS, apptest.AuthInit(alice.Token))
+		clients[i] = apptest.DialWS(t, e.URL, protoTransportWS, apptest.AuthInit(alice.Token))
 		clients[i].Ack()
 		for j := range perSocket {
 			clients[i].Subscribe(fmt.Sprint(j), query, map[string]any{"id": gen})

@@ -233,15 +233,7 @@ func (s *Server) Get(token string, params url.Values) Response {
 // Send sends req and decodes a JSON response as GraphQL's.
 func Send(t testing.TB, req *http.Request) Response {
 	t.Helper()
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(res.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res, raw := roundTrip(t, req)
 	r := Response{Status: res.StatusCode, Header: res.Header, Raw: raw}
 	if ct := res.Header.Get("Content-Type"); len(raw) > 0 &&
 		(strings.HasPrefix(ct, "application/json") || strings.HasPrefix(ct, "application/graphql-response+json")) {
@@ -258,26 +250,41 @@ func (s *Server) Send(req *http.Request) Response {
 	return Send(s.t, req)
 }
 
-// Do sends a plain HTTP request and returns the response with its body.
+// Do sends a plain HTTP request to the server and returns the response
+// with its body.
 func (s *Server) Do(method, path string, header http.Header) (*http.Response, string) {
 	s.t.Helper()
-	req, err := http.NewRequest(method, s.URL+path, nil)
+	return Fetch(s.t, method, s.URL+path, header)
+}
+
+// Fetch sends a plain HTTP request to url, which may be any server's, and
+// returns the response with its body.
+func Fetch(t testing.TB, method, url string, header http.Header) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	for k, v := range header {
 		req.Header[k] = v
 	}
+	res, raw := roundTrip(t, req)
+	return res, string(raw)
+}
+
+// roundTrip sends req and reads the whole response, which it closes.
+func roundTrip(t testing.TB, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer res.Body.Close()
 	raw, err := io.ReadAll(res.Body)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
-	return res, string(raw)
+	return res, raw
 }
 
 // OpenEventStream sends a subscription as a server-sent event stream
