@@ -20,16 +20,26 @@ import (
 
 const startMutation = `mutation($id: ID!, $key: String) { startGeneration(storyId: $id, idempotencyKey: $key) { id status } }`
 
-// twoInstances starts two servers sharing one database, with lim applied
-// to both and the database's quotas set to maxActive and daily.
-func twoInstances(t *testing.T, mod func(l *limit.Settings), maxActive int, daily int64) (*env, *env) {
+// quotaEnv is what the quota tests start from: two servers sharing one
+// database, as two processes of a deployment would, Alice, who may start
+// narrations, and a story.
+type quotaEnv struct {
+	a, b  *env
+	alice user
+	story uuid.UUID
+}
+
+// twoInstances starts a quotaEnv whose servers limit starts to rate and
+// whose database caps them at maxActive at once and daily characters.
+func twoInstances(t *testing.T, rate limit.Rate, maxActive int, daily int64) quotaEnv {
 	t.Helper()
-	a := newEnv(t, withLimits(mod))
-	b := &env{t: t, Server: apptest.Start(t, a.DB, withLimits(mod))}
+	limits := withLimits(func(l *limit.Settings) { l.StartGenerationRate = rate })
+	a := newEnv(t, limits)
+	b := &env{t: t, Server: apptest.Start(t, a.DB, limits)}
 	if err := a.App.DB.SetGenerationLimits(context.Background(), maxActive, daily); err != nil {
 		t.Fatal(err)
 	}
-	return a, b
+	return quotaEnv{a: a, b: b, alice: a.narrator("alice@example.com"), story: a.story("The Fox", "the-fox")}
 }
 
 // startAll sends n startGeneration requests at once, alternating between
@@ -64,10 +74,9 @@ func noKey(int) any { return nil }
 
 func TestStartGenerationRateHoldsAcrossInstances(t *testing.T) {
 	t.Parallel()
-	a, b := twoInstances(t, func(l *limit.Settings) { l.StartGenerationRate = limit.Rate{Burst: 3, Per: time.Hour} }, 100, 1<<40)
-	alice := a.narrator("alice@example.com")
+	q := twoInstances(t, limit.Rate{Burst: 3, Per: time.Hour}, 100, 1<<40)
+	a, b, alice, story := q.a, q.b, q.alice, q.story
 	bob := a.narrator("bob@example.com")
-	story := a.story("The Fox", "the-fox")
 
 	ok, limited := tally(t, startAll([]*env{a, b}, alice.Token, story, 12, noKey))
 	if ok != 3 {
@@ -175,9 +184,8 @@ func TestVoiceMutationsAreRateLimited(t *testing.T) {
 
 func TestActiveGenerationCap(t *testing.T) {
 	t.Parallel()
-	a, b := twoInstances(t, func(l *limit.Settings) { l.StartGenerationRate = limit.Rate{} }, 2, 1<<40)
-	alice := a.narrator("alice@example.com")
-	story := a.story("The Fox", "the-fox")
+	q := twoInstances(t, limit.Rate{}, 2, 1<<40)
+	a, b, alice, story := q.a, q.b, q.alice, q.story
 
 	ok, limited := tally(t, startAll([]*env{a, b}, alice.Token, story, 8, noKey))
 	if ok != 2 {
@@ -204,9 +212,8 @@ func TestActiveGenerationCap(t *testing.T) {
 func TestDailyCharacterBudget(t *testing.T) {
 	t.Parallel()
 	// The story has 17 characters: two fit in 34, not in 33.
-	a, b := twoInstances(t, func(l *limit.Settings) { l.StartGenerationRate = limit.Rate{} }, 100, 34)
-	alice := a.narrator("alice@example.com")
-	story := a.story("The Fox", "the-fox")
+	q := twoInstances(t, limit.Rate{}, 100, 34)
+	a, b, alice, story := q.a, q.b, q.alice, q.story
 
 	ok, limited := tally(t, startAll([]*env{a, b}, alice.Token, story, 6, noKey))
 	if ok != 2 {
@@ -254,10 +261,9 @@ func TestOnePaidMutationPerRequest(t *testing.T) {
 
 func TestStartGenerationIdempotencyKey(t *testing.T) {
 	t.Parallel()
-	a, b := twoInstances(t, func(l *limit.Settings) { l.StartGenerationRate = limit.Rate{Burst: 2, Per: time.Hour} }, 100, 1<<40)
-	alice := a.narrator("alice@example.com")
+	q := twoInstances(t, limit.Rate{Burst: 2, Per: time.Hour}, 100, 1<<40)
+	a, b, alice, story := q.a, q.b, q.alice, q.story
 	bob := a.narrator("bob@example.com")
-	story := a.story("The Fox", "the-fox")
 
 	// Concurrent retries of one request on both servers: one generation.
 	rs := startAll([]*env{a, b}, alice.Token, story, 6, func(int) any { return "order-1" })

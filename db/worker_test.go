@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -102,6 +103,14 @@ func (f *queueFixture) recordPart(ctx context.Context, id uuid.UUID, owner strin
 	}, progress, event)
 }
 
+// wantLogs checks a generation's log, oldest event first.
+func wantLogs(t *testing.T, s genState, want ...string) {
+	t.Helper()
+	if !slices.Equal(s.Logs, want) {
+		t.Fatalf("logs = %q, want %q", s.Logs, want)
+	}
+}
+
 // newClaimedFixture is a fixture whose one generation w1 has claimed for
 // a minute.
 func newClaimedFixture(t *testing.T) (*queueFixture, uuid.UUID) {
@@ -190,10 +199,7 @@ func TestClaimReclaimsOnlyExpiredLeases(t *testing.T) {
 	if *s.LeaseOwner != "w2" || s.Attempts != 2 {
 		t.Fatalf("reclaimed row = %+v", s)
 	}
-	want := []string{"claimed", "chunk 1/2", "claimed: attempt 2, the previous worker stopped renewing its lease"}
-	if fmt.Sprint(s.Logs) != fmt.Sprint(want) {
-		t.Fatalf("logs = %q, want %q", s.Logs, want)
-	}
+	wantLogs(t, s, "claimed", "chunk 1/2", "claimed: attempt 2, the previous worker stopped renewing its lease")
 	// The crashed worker, had it only been slow, can write nothing more.
 	for name, write := range leasedWrites(id, "crashed") {
 		if err := write(ctx, f.d); !errors.Is(err, db.ErrLeaseLost) {
@@ -272,9 +278,7 @@ func TestCompleteFailRelease(t *testing.T) {
 			s.Metadata["chunks"] != float64(2) || s.Metadata["story_version"] != float64(1) || s.LeaseOwner != nil {
 			t.Fatalf("completed row = %+v", s)
 		}
-		if fmt.Sprint(s.Logs) != "[claimed chunk 1/2 completed]" {
-			t.Fatalf("logs = %q", s.Logs)
-		}
+		wantLogs(t, s, "claimed", "chunk 1/2", "completed")
 	})
 	t.Run("fail", func(t *testing.T) {
 		t.Parallel()
@@ -286,9 +290,7 @@ func TestCompleteFailRelease(t *testing.T) {
 		if s.Status != "failed" || s.Metadata["error"] != "voice not found" || s.LeaseOwner != nil {
 			t.Fatalf("failed row = %+v", s)
 		}
-		if fmt.Sprint(s.Logs) != "[claimed failed: voice not found]" {
-			t.Fatalf("logs = %q", s.Logs)
-		}
+		wantLogs(t, s, "claimed", "failed: voice not found")
 	})
 	t.Run("release", func(t *testing.T) {
 		t.Parallel()
@@ -307,9 +309,7 @@ func TestCompleteFailRelease(t *testing.T) {
 		if job := f.claim(t, "w2", time.Minute); job.Generation.ID != id || job.Attempt != 1 {
 			t.Fatalf("claim after release = %+v", job)
 		}
-		if got := f.state(t, id).Logs; fmt.Sprint(got) != "[claimed released: worker shutting down claimed]" {
-			t.Fatalf("logs = %q", got)
-		}
+		wantLogs(t, f.state(t, id), "claimed", "released: worker shutting down", "claimed")
 	})
 }
 
