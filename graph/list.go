@@ -17,7 +17,7 @@ import (
 func marshalList(ctx context.Context, sel ast.SelectionSet, n int, workerLimit int64, omitPanicHandler bool,
 	marshal func(ctx context.Context, i int) graphql.Marshaler,
 ) graphql.Array {
-	if n > 1 && mayWait(sel) {
+	if n > 1 && mayWait(sel, cachedFields(ctx)) {
 		return graphql.MarshalSliceConcurrently(ctx, n, workerLimit, omitPanicHandler, marshal)
 	}
 	ret := make(graphql.Array, n)
@@ -42,26 +42,44 @@ func marshalElement(ctx context.Context, i int, omitPanicHandler bool, marshal f
 	return marshal(ctx, i)
 }
 
+// cachedFields are the fields that find their rows cached under the list
+// being marshaled in ctx: primedFields when the list is the nodes or the
+// edges of a page of generations that primeGenerations primed.
+func cachedFields(ctx context.Context) map[string]map[string]bool {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil || fc.Parent == nil {
+		return nil
+	}
+	if l, ok := ctx.Value(loadersKey{}).(*Loaders); ok && l.isPrimed(fc.Parent) {
+		return primedFields
+	}
+	return nil
+}
+
 // mayWait reports whether a selection on a list's elements asks, at any
-// depth, for a field gqlgen resolves concurrently (concurrentFields):
+// depth, for a field gqlgen resolves concurrently (concurrentFields) whose
+// rows are not cached (cached):
 // such a field below a plain one (an edge's node, say) runs on the
 // element's goroutine, and the elements must not wait for it one after
 // another. Fields of other kinds of parent than objects count as waiting:
 // the table does not know them.
-func mayWait(sel ast.SelectionSet) bool {
+func mayWait(sel ast.SelectionSet, cached map[string]map[string]bool) bool {
 	for _, s := range sel {
 		switch s := s.(type) {
 		case *ast.Field:
 			def := s.ObjectDefinition
-			if def == nil || def.Kind != ast.Object || concurrentFields[def.Name][s.Name] || mayWait(s.SelectionSet) {
+			if def == nil || def.Kind != ast.Object {
+				return true
+			}
+			if concurrentFields[def.Name][s.Name] && !cached[def.Name][s.Name] || mayWait(s.SelectionSet, cached) {
 				return true
 			}
 		case *ast.InlineFragment:
-			if mayWait(s.SelectionSet) {
+			if mayWait(s.SelectionSet, cached) {
 				return true
 			}
 		case *ast.FragmentSpread:
-			if s.Definition == nil || mayWait(s.Definition.SelectionSet) {
+			if s.Definition == nil || mayWait(s.Definition.SelectionSet, cached) {
 				return true
 			}
 		}

@@ -18,24 +18,36 @@ func TestMayWait(t *testing.T) {
 		// path leads from the operation to the list field whose element
 		// selection is judged.
 		path []string
-		want bool
+		// primed: the list belongs to a page primeGenerations primed.
+		primed bool
+		want   bool
 	}{
 		{"plain story fields", `{ stories(first: 50) { nodes { id title slug version } } }`,
-			[]string{"stories", "nodes"}, false},
+			[]string{"stories", "nodes"}, false, false},
 		{"a generation's story and logs", `{ viewer { generations(first: 20) { nodes { status story { title } logs(first: 5) { nodes { event } } } } } }`,
-			[]string{"viewer", "generations", "nodes"}, true},
+			[]string{"viewer", "generations", "nodes"}, false, true},
 		{"log events under them", `{ viewer { generations(first: 20) { nodes { logs(first: 5) { nodes { event occurredAt } } } } } }`,
-			[]string{"viewer", "generations", "nodes", "logs", "nodes"}, false},
+			[]string{"viewer", "generations", "nodes", "logs", "nodes"}, false, false},
 		{"a resolver below a plain field", `{ viewer { generations { edges { cursor node { story { title } } } } } }`,
-			[]string{"viewer", "generations", "edges"}, true},
+			[]string{"viewer", "generations", "edges"}, false, true},
 		{"plain edges", `{ viewer { generations { edges { cursor node { status progress } } } } }`,
-			[]string{"viewer", "generations", "edges"}, false},
+			[]string{"viewer", "generations", "edges"}, false, false},
 		{"a resolver in a fragment", `{ viewer { generations { nodes { ...G } } } } fragment G on StoryGeneration { user { email } }`,
-			[]string{"viewer", "generations", "nodes"}, true},
+			[]string{"viewer", "generations", "nodes"}, false, true},
 		{"a resolver in an inline fragment", `{ viewer { generations { nodes { ... on StoryGeneration { parts { url } } } } } }`,
-			[]string{"viewer", "generations", "nodes"}, true},
+			[]string{"viewer", "generations", "nodes"}, false, true},
 		{"plain fields in fragments", `{ stories { nodes { ...S ... on Story { slug } } } } fragment S on Story { id title }`,
-			[]string{"stories", "nodes"}, false},
+			[]string{"stories", "nodes"}, false, false},
+		{"a primed page's story and logs", `{ viewer { generations(first: 20) { nodes { status story { title } logs(first: 5) { nodes { event } } user { email } } } } }`,
+			[]string{"viewer", "generations", "nodes"}, true, false},
+		{"a primed page's edges", `{ viewer { generations(first: 20) { edges { node { story { slug } } } } } }`,
+			[]string{"viewer", "generations", "edges"}, true, false},
+		{"what priming does not read", `{ viewer { generations { nodes { story { myGenerations { nodes { id } } } } } } }`,
+			[]string{"viewer", "generations", "nodes"}, true, true},
+		{"a primed page's parts", `{ viewer { generations { nodes { parts { url } } } } }`,
+			[]string{"viewer", "generations", "nodes"}, true, true},
+		{"a primed page's user profile", `{ viewer { generations { nodes { user { profile { displayName } } } } } }`,
+			[]string{"viewer", "generations", "nodes"}, true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,7 +60,11 @@ func TestMayWait(t *testing.T) {
 			for _, name := range tt.path {
 				sel = fieldNamed(t, sel, name).SelectionSet
 			}
-			if got := mayWait(sel); got != tt.want {
+			var cached map[string]map[string]bool
+			if tt.primed {
+				cached = primedFields
+			}
+			if got := mayWait(sel, cached); got != tt.want {
 				t.Errorf("mayWait = %v, want %v", got, tt.want)
 			}
 		})
