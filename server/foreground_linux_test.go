@@ -27,15 +27,7 @@ func TestMakeRunExitsZeroAfterCtrlC(t *testing.T) {
 		t.Skip("no make")
 	}
 	t.Parallel()
-	tmp, err := os.MkdirTemp("", "narrate-make-run-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(tmp) })
-	// As root, PostgreSQL runs as the postgres user, which must reach DATA_DIR.
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	tmp := tempDir(t, "narrate-make-run-", true)
 	master, slave := openPTY(t)
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -43,9 +35,7 @@ func TestMakeRunExitsZeroAfterCtrlC(t *testing.T) {
 	}
 	port := freePort(t)
 	run := exec.Command("make", "--no-print-directory", "-C", root, "run")
-	run.Env = append(os.Environ(),
-		"DATA_DIR="+filepath.Join(tmp, "data"), "PORT="+strconv.Itoa(port), "WORKER_CONCURRENCY=1",
-		"DATABASE_URL=", "TEST_DATABASE_URL=", "JWT_SECRET=", "JWKS_URL=", "ELEVENLABS_API_KEY=")
+	run.Env = localEnv(filepath.Join(tmp, "data"), port)
 	run.Stdin, run.Stdout, run.Stderr = slave, slave, slave
 	// A session of its own with the terminal as its controlling terminal:
 	// make starts in the terminal's foreground, as from a shell.

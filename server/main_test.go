@@ -67,16 +67,35 @@ func TestServeLocalEndToEnd(t *testing.T) {
 		t.Skip("builds and runs the server binary")
 	}
 	t.Parallel()
-	tmp, err := os.MkdirTemp("", "narrate-serve-")
+	tmp := tempDir(t, "narrate-serve-", true)
+	serveEndToEnd(t, tmp, filepath.Join(tmp, "data"))
+}
+
+// tempDir makes a directory the test removes when it ends. As root,
+// PostgreSQL runs as the postgres user, which must reach a DATA_DIR:
+// reachable opens the directory to it, otherwise private to its owner.
+func tempDir(t *testing.T, pattern string, reachable bool) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", pattern)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(tmp) })
-	// As root, PostgreSQL runs as the postgres user, which must reach DATA_DIR.
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		t.Fatal(err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if reachable {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
-	serveEndToEnd(t, tmp, filepath.Join(tmp, "data"))
+	return dir
+}
+
+// localEnv is the environment of a server in local development, on
+// dataDir and port, with its embedded worker: nothing of the test's own
+// environment (a database, secrets, a voice key) reaches it.
+func localEnv(dataDir string, port int) []string {
+	return append(os.Environ(),
+		"DATA_DIR="+dataDir, "PORT="+strconv.Itoa(port), "WORKER_CONCURRENCY=1",
+		"DATABASE_URL=", "TEST_DATABASE_URL=", "JWT_SECRET=", "JWKS_URL=", "ELEVENLABS_API_KEY=")
 }
 
 // TestServeLocalWithUnreachableDataDir runs the server as root with DATA_DIR
@@ -90,11 +109,7 @@ func TestServeLocalWithUnreachableDataDir(t *testing.T) {
 		t.Skip("only root runs PostgreSQL as another user")
 	}
 	t.Parallel()
-	tmp, err := os.MkdirTemp("", "narrate-private-") // mode 0700
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(tmp) })
+	tmp := tempDir(t, "narrate-private-", false)
 	dataDir := filepath.Join(tmp, "data")
 	t.Cleanup(func() { _ = os.RemoveAll(localdb.FallbackDir(dataDir)) })
 	serveEndToEnd(t, tmp, dataDir)
@@ -107,12 +122,7 @@ func serveEndToEnd(t *testing.T, tmp, dataDir string) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	port := freePort(t)
-	env := append(os.Environ(),
-		"DATA_DIR="+dataDir,
-		"PORT="+strconv.Itoa(port),
-		"WORKER_CONCURRENCY=1",
-		"DATABASE_URL=", "TEST_DATABASE_URL=", "JWT_SECRET=", "JWKS_URL=", "ELEVENLABS_API_KEY=",
-	)
+	env := localEnv(dataDir, port)
 
 	srv := exec.Command(bin)
 	srv.Env = env
