@@ -24,6 +24,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/narrate/narrate/auth"
+	"github.com/narrate/narrate/auth/authtest"
 	"github.com/narrate/narrate/graph"
 )
 
@@ -251,32 +252,9 @@ func TestGetRequests(t *testing.T) {
 	}
 }
 
-// signed signs claims with method and key.
-func signed(t testing.TB, method jwt.SigningMethod, key any, kid string, claims jwt.MapClaims) string {
-	t.Helper()
-	tok := jwt.NewWithClaims(method, claims)
-	if kid != "" {
-		tok.Header["kid"] = kid
-	}
-	s, err := tok.SignedString(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // claimsOf returns Supabase-shaped claims for u, changed by mod.
 func claimsOf(u user, mod func(jwt.MapClaims)) jwt.MapClaims {
-	now := time.Now()
-	c := jwt.MapClaims{
-		"sub": u.ID.String(), "email": u.Email, "role": "authenticated", "aud": "authenticated",
-		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
-		"app_metadata": map[string]any{"provider": "email"}, "user_metadata": map[string]any{},
-	}
-	if mod != nil {
-		mod(c)
-	}
-	return c
+	return authtest.Claims(u.ID, u.Email, mod)
 }
 
 func TestTokenAttacks(t *testing.T) {
@@ -293,18 +271,18 @@ func TestTokenAttacks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	none := signed(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "", claimsOf(alice, nil))
+	none := authtest.Sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "", claimsOf(alice, nil))
 	parts := strings.Split(alice.Token, ".")
 	tests := []struct {
 		name, header string
 	}{
 		{"garbage", "Bearer garbage"},
 		{"three garbage segments", "Bearer a.b.c"},
-		{"expired", "Bearer " + signed(t, jwt.SigningMethodHS256, testSecret, "", claimsOf(alice, func(c jwt.MapClaims) {
+		{"expired", "Bearer " + authtest.Sign(t, jwt.SigningMethodHS256, testSecret, "", claimsOf(alice, func(c jwt.MapClaims) {
 			c["iat"] = time.Now().Add(-2 * time.Hour).Unix()
 			c["exp"] = time.Now().Add(-time.Hour).Unix()
 		}))},
-		{"no exp", "Bearer " + signed(t, jwt.SigningMethodHS256, testSecret, "", claimsOf(alice, func(c jwt.MapClaims) { delete(c, "exp") }))},
+		{"no exp", "Bearer " + authtest.Sign(t, jwt.SigningMethodHS256, testSecret, "", claimsOf(alice, func(c jwt.MapClaims) { delete(c, "exp") }))},
 		{"wrong signature", "Bearer " + otherSecret},
 		{"tampered payload", "Bearer " + parts[0] + "." + strings.TrimRight(parts[1], "A") + "B." + parts[2]},
 		{"alg none", "Bearer " + none},
@@ -314,8 +292,8 @@ func TestTokenAttacks(t *testing.T) {
 		{"bearer alone", "Bearer"},
 		{"basic scheme", "Basic YWxpY2U6c2VjcmV0"},
 		{"token without scheme", alice.Token},
-		{"HS384", "Bearer " + signed(t, jwt.SigningMethodHS384, testSecret, "", claimsOf(alice, nil))},
-		{"sub not a uuid", "Bearer " + signed(t, jwt.SigningMethodHS256, testSecret, "", claimsOf(alice, func(c jwt.MapClaims) { c["sub"] = "alice" }))},
+		{"HS384", "Bearer " + authtest.Sign(t, jwt.SigningMethodHS384, testSecret, "", claimsOf(alice, nil))},
+		{"sub not a uuid", "Bearer " + authtest.Sign(t, jwt.SigningMethodHS256, testSecret, "", claimsOf(alice, func(c jwt.MapClaims) { c["sub"] = "alice" }))},
 	}
 	for _, tt := range tests {
 		// Not parallel: each case checks that no statement ran.
@@ -402,18 +380,18 @@ func TestJWKSOnlyServer(t *testing.T) {
 		t.Parallel()
 		e := e.on(t)
 		var got struct{ Viewer struct{ ID, Email string } }
-		e.Post(signed(t, jwt.SigningMethodRS256, key, "rsa-1", claimsOf(alice, nil)), `{ viewer { id email } }`, nil).Decode(t, &got)
+		e.Post(authtest.Sign(t, jwt.SigningMethodRS256, key, "rsa-1", claimsOf(alice, nil)), `{ viewer { id email } }`, nil).Decode(t, &got)
 		if got.Viewer.ID != alice.ID.String() || got.Viewer.Email != alice.Email {
 			t.Errorf("viewer = %+v, want alice", got.Viewer)
 		}
 	})
 	rejected := []struct{ name, token string }{
-		{"HS256 signed with the public key PEM", signed(t, jwt.SigningMethodHS256, publicPEM, "rsa-1", claimsOf(alice, nil))},
-		{"HS256 signed with the public key DER", signed(t, jwt.SigningMethodHS256, der, "rsa-1", claimsOf(alice, nil))},
+		{"HS256 signed with the public key PEM", authtest.Sign(t, jwt.SigningMethodHS256, publicPEM, "rsa-1", claimsOf(alice, nil))},
+		{"HS256 signed with the public key DER", authtest.Sign(t, jwt.SigningMethodHS256, der, "rsa-1", claimsOf(alice, nil))},
 		{"HS256 with the test secret", alice.Token},
-		{"RS256 by an unpublished key", signed(t, jwt.SigningMethodRS256, otherKey, "rsa-1", claimsOf(alice, nil))},
-		{"RS256 with an unknown kid", signed(t, jwt.SigningMethodRS256, otherKey, "rsa-2", claimsOf(alice, nil))},
-		{"RS256 with a wrong aud", signed(t, jwt.SigningMethodRS256, key, "rsa-1", claimsOf(alice, func(c jwt.MapClaims) { c["aud"] = "anon" }))},
+		{"RS256 by an unpublished key", authtest.Sign(t, jwt.SigningMethodRS256, otherKey, "rsa-1", claimsOf(alice, nil))},
+		{"RS256 with an unknown kid", authtest.Sign(t, jwt.SigningMethodRS256, otherKey, "rsa-2", claimsOf(alice, nil))},
+		{"RS256 with a wrong aud", authtest.Sign(t, jwt.SigningMethodRS256, key, "rsa-1", claimsOf(alice, func(c jwt.MapClaims) { c["aud"] = "anon" }))},
 	}
 	for _, tt := range rejected {
 		t.Run(tt.name, func(t *testing.T) {

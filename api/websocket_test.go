@@ -16,6 +16,7 @@ import (
 	"github.com/narrate/narrate/app"
 	"github.com/narrate/narrate/app/apptest"
 	"github.com/narrate/narrate/auth"
+	"github.com/narrate/narrate/auth/authtest"
 	"github.com/narrate/narrate/db/dbtest"
 	"github.com/narrate/narrate/generation"
 	"github.com/narrate/narrate/socket"
@@ -421,12 +422,7 @@ func TestOneReadPerUserAndEvent(t *testing.T) {
 // mintExpiredToken signs a token for u that expired at exp.
 func mintExpiredToken(t *testing.T, u user, exp time.Time) string {
 	t.Helper()
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"sub": u.ID.String(), "email": u.Email, "role": "authenticated", "aud": "authenticated",
-		"iat": exp.Add(-time.Hour).Unix(), "exp": exp.Unix(),
-	}).SignedString(testSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return authtest.Sign(t, jwt.SigningMethodHS256, testSecret, "", claimsOf(u, func(c jwt.MapClaims) {
+		c["iat"], c["exp"] = exp.Add(-time.Hour).Unix(), exp.Unix()
+	}))
 }

@@ -14,7 +14,6 @@ import (
 	"testing"
 
 	"github.com/MicahParks/jwkset"
-	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/goleak"
 )
 
@@ -120,20 +119,6 @@ func newVerifier(t *testing.T, cfg Config) *Verifier {
 		t.Fatalf("NewVerifier: %v", err)
 	}
 	return v
-}
-
-// sign makes a token with the given method, key and optional kid.
-func sign(t *testing.T, method jwt.SigningMethod, key any, kid string, claims jwt.MapClaims) string {
-	t.Helper()
-	tok := jwt.NewWithClaims(method, claims)
-	if kid != "" {
-		tok.Header["kid"] = kid
-	}
-	s, err := tok.SignedString(key)
-	if err != nil {
-		t.Fatalf("sign %s: %v", method.Alg(), err)
-	}
-	return s
 }
 
 // cancelledContext returns a context that is already done.

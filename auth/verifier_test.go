@@ -18,6 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 
+	"github.com/narrate/narrate/auth/authtest"
 	"github.com/narrate/narrate/db/dbtest"
 )
 
@@ -26,24 +27,7 @@ var testSecret = []byte("super-secret-jwt-token-with-at-least-32-characters-long
 // claimsFor returns Supabase-shaped claims for userID, valid for an hour,
 // after applying mod.
 func claimsFor(userID uuid.UUID, mod func(jwt.MapClaims)) jwt.MapClaims {
-	now := time.Now()
-	c := jwt.MapClaims{
-		"sub":           userID.String(),
-		"email":         "alice@example.com",
-		"role":          "authenticated",
-		"aud":           "authenticated",
-		"iat":           now.Unix(),
-		"exp":           now.Add(time.Hour).Unix(),
-		"iss":           "https://ref.supabase.co/auth/v1",
-		"app_metadata":  map[string]any{"provider": "email", "providers": []string{"email"}},
-		"user_metadata": map[string]any{},
-		"session_id":    uuid.NewString(),
-		"is_anonymous":  false,
-	}
-	if mod != nil {
-		mod(c)
-	}
-	return c
+	return authtest.Claims(userID, "alice@example.com", mod)
 }
 
 // payloadOf returns the decoded payload segment of a compact token.
@@ -90,7 +74,7 @@ func TestVerify(t *testing.T) {
 	// signed makes a token maker for a table entry: user's claims after mod,
 	// signed with method and key under kid.
 	signed := func(method jwt.SigningMethod, key any, kid string, mod func(jwt.MapClaims)) func(*testing.T) string {
-		return func(t *testing.T) string { return sign(t, method, key, kid, claimsFor(user, mod)) }
+		return func(t *testing.T) string { return authtest.Sign(t, method, key, kid, claimsFor(user, mod)) }
 	}
 	tests := []struct {
 		name     string
@@ -196,8 +180,8 @@ func TestVerify(t *testing.T) {
 		{
 			name: "tampered payload", verifier: "secret", wantReason: "token signature is invalid", wantCause: jwt.ErrTokenSignatureInvalid,
 			token: func(t *testing.T) string {
-				good := strings.Split(sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, nil)), ".")
-				forged := strings.Split(sign(t, jwt.SigningMethodHS256, []byte("x"), "", claimsFor(user, func(c jwt.MapClaims) {
+				good := strings.Split(authtest.Sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, nil)), ".")
+				forged := strings.Split(authtest.Sign(t, jwt.SigningMethodHS256, []byte("x"), "", claimsFor(user, func(c jwt.MapClaims) {
 					c["app_metadata"] = map[string]any{"role": "admin"}
 				})), ".")
 				return good[0] + "." + forged[1] + "." + good[2]
@@ -412,7 +396,7 @@ func TestVerifyIssuer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			tok := sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, func(c jwt.MapClaims) {
+			tok := authtest.Sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, func(c jwt.MapClaims) {
 				if tt.iss == nil {
 					delete(c, "iss")
 				} else {
@@ -456,7 +440,7 @@ func TestVerifyCustomAudienceAndLeeway(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := v.Verify(t.Context(), sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, tt.mod)))
+			_, err := v.Verify(t.Context(), authtest.Sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(user, tt.mod)))
 			if tt.wantErr == nil {
 				if err != nil {
 					t.Fatalf("Verify: %v", err)
@@ -479,7 +463,7 @@ func TestVerifyRemembersTokens(t *testing.T) {
 	start := time.Now()
 	clock := start
 	v.now = func() time.Time { return clock }
-	token := sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(uuid.New(), func(c jwt.MapClaims) {
+	token := authtest.Sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(uuid.New(), func(c jwt.MapClaims) {
 		c["exp"] = start.Add(time.Hour).Unix()
 	}))
 
@@ -529,7 +513,7 @@ func TestVerifierRefreshesOnUnknownKID(t *testing.T) {
 	user := uuid.New()
 
 	srv.add(t, &ecKey.PublicKey, "ec-rotated", jwkset.AlgES256)
-	if _, err := v.Verify(t.Context(), sign(t, jwt.SigningMethodES256, ecKey, "ec-rotated", claimsFor(user, nil))); err != nil {
+	if _, err := v.Verify(t.Context(), authtest.Sign(t, jwt.SigningMethodES256, ecKey, "ec-rotated", claimsFor(user, nil))); err != nil {
 		t.Fatalf("Verify with rotated key: %v", err)
 	}
 	if got := srv.fetchCount(); got != 2 {
@@ -537,7 +521,7 @@ func TestVerifierRefreshesOnUnknownKID(t *testing.T) {
 	}
 
 	srv.add(t, &otherRSAKey.PublicKey, "rsa-rotated", jwkset.AlgRS256)
-	_, err := v.Verify(t.Context(), sign(t, jwt.SigningMethodRS256, otherRSAKey, "rsa-rotated", claimsFor(user, nil)))
+	_, err := v.Verify(t.Context(), authtest.Sign(t, jwt.SigningMethodRS256, otherRSAKey, "rsa-rotated", claimsFor(user, nil)))
 	if !errors.Is(err, errKeyUnknown) || !errors.Is(err, ErrInvalidToken) {
 		t.Fatalf("Verify with a second new kid = %v, want unknown key (rate limited)", err)
 	}
@@ -546,7 +530,7 @@ func TestVerifierRefreshesOnUnknownKID(t *testing.T) {
 	}
 
 	// Known keys keep working without any fetch.
-	if _, err := v.Verify(t.Context(), sign(t, jwt.SigningMethodRS256, rsaKey, "rsa-1", claimsFor(user, nil))); err != nil {
+	if _, err := v.Verify(t.Context(), authtest.Sign(t, jwt.SigningMethodRS256, rsaKey, "rsa-1", claimsFor(user, nil))); err != nil {
 		t.Fatalf("Verify with known key: %v", err)
 	}
 	if got := srv.fetchCount(); got != 2 {
@@ -577,7 +561,7 @@ func TestVerifierJWKSUnavailableAtStart(t *testing.T) {
 	srv.mu.Lock()
 	srv.fail = false
 	srv.mu.Unlock()
-	if _, err := v.Verify(t.Context(), sign(t, jwt.SigningMethodRS256, rsaKey, "rsa-1", claimsFor(uuid.New(), nil))); err != nil {
+	if _, err := v.Verify(t.Context(), authtest.Sign(t, jwt.SigningMethodRS256, rsaKey, "rsa-1", claimsFor(uuid.New(), nil))); err != nil {
 		t.Fatalf("Verify after recovery: %v", err)
 	}
 }
@@ -590,7 +574,7 @@ func TestVerifyCancelledContext(t *testing.T) {
 	srv.add(t, &rsaKey.PublicKey, "rsa-1", jwkset.AlgRS256)
 	v := newVerifier(t, Config{JWKSURL: srv.URL, HTTPClient: srv.Client()})
 
-	_, err := v.Verify(cancelledContext(), sign(t, jwt.SigningMethodRS256, rsaKey, "unknown", claimsFor(uuid.New(), nil)))
+	_, err := v.Verify(cancelledContext(), authtest.Sign(t, jwt.SigningMethodRS256, rsaKey, "unknown", claimsFor(uuid.New(), nil)))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Verify error = %v, want context.Canceled", err)
 	}
@@ -630,7 +614,7 @@ func TestVerifierSecretIsCopied(t *testing.T) {
 	secret := append([]byte(nil), testSecret...)
 	v := newVerifier(t, Config{Secret: secret})
 	secret[0] ^= 0xff
-	if _, err := v.Verify(t.Context(), sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(uuid.New(), nil))); err != nil {
+	if _, err := v.Verify(t.Context(), authtest.Sign(t, jwt.SigningMethodHS256, testSecret, "", claimsFor(uuid.New(), nil))); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
 }
