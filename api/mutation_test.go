@@ -70,9 +70,7 @@ func TestUpdateProfile(t *testing.T) {
 				deref(row.DisplayName), deref(row.AvatarURL), ok, deref(step.want.DisplayName), deref(step.want.AvatarURL))
 		}
 	}
-	if n := e.Count(`SELECT count(*) FROM profiles`); n != 1 {
-		t.Errorf("%d profiles, want 1", n)
-	}
+	e.WantCount(1, `SELECT count(*) FROM profiles`)
 }
 
 func TestUpdateProfileRejects(t *testing.T) {
@@ -114,9 +112,7 @@ func TestUpdateProfileRejects(t *testing.T) {
 		if !ok || deref(row.DisplayName) != "Alice" || deref(row.AvatarURL) != "https://img.test/a.png" {
 			t.Errorf("profile changed by refused updates: %s %s", deref(row.DisplayName), deref(row.AvatarURL))
 		}
-		if n := e.Count(`SELECT count(*) FROM profiles`); n != 1 {
-			t.Errorf("%d profiles, want 1", n)
-		}
+		e.WantCount(1, `SELECT count(*) FROM profiles`)
 	})
 }
 
@@ -192,9 +188,7 @@ func TestStartGenerationRejects(t *testing.T) {
 		})
 	}
 	t.Cleanup(func() {
-		if n := e.Count(`SELECT count(*) FROM story_generations`); n != 0 {
-			t.Errorf("%d generations after refused starts, want 0", n)
-		}
+		e.WantCount(0, `SELECT count(*) FROM story_generations`)
 	})
 }
 
@@ -231,9 +225,7 @@ func TestCancelGeneration(t *testing.T) {
 			if s := e.genState(id); s.Status != "failed" || s.Logs != 2 {
 				t.Errorf("stored = %+v, want failed with 2 logs", s)
 			}
-			if n := e.Count(`SELECT count(*) FROM generation_logs WHERE generation_id = $1 AND event = 'canceled'`, id); n != 1 {
-				t.Errorf("%d canceled events, want 1", n)
-			}
+			e.WantCount(1, `SELECT count(*) FROM generation_logs WHERE generation_id = $1 AND event = 'canceled'`, id)
 		})
 	}
 
@@ -428,8 +420,6 @@ func TestStoryAdminRejects(t *testing.T) {
 		if row, _ := e.storyRow(fox); row != wantFox {
 			t.Errorf("story changed by refused mutations: %+v, want %+v", row, wantFox)
 		}
-		if n := e.Count(`SELECT count(*) FROM stories`); n != 2 {
-			t.Errorf("%d stories after refused mutations, want 2", n)
-		}
+		e.WantCount(2, `SELECT count(*) FROM stories`)
 	})
 }

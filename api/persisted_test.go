@@ -69,9 +69,7 @@ func TestPersistedQueriesAreShared(t *testing.T) {
 	// GET, as Apollo's persisted-query link sends queries by default.
 	r := e.Get("", url.Values{"extensions": {fmt.Sprintf(`{"persistedQuery":{"version":1,"sha256Hash":%q}}`, hash)}})
 	r.Decode(t, &first)
-	if n := e.Count(`SELECT count(*) FROM persisted_operations WHERE hash = $1 AND query = $2 AND NOT trusted`, hash, q); n != 1 {
-		t.Errorf("%d rows for the query, want 1", n)
-	}
+	e.WantCount(1, `SELECT count(*) FROM persisted_operations WHERE hash = $1 AND query = $2 AND NOT trusted`, hash, q)
 }
 
 // TestPersistedQueriesAreBounded: clients cannot grow the table beyond
@@ -84,9 +82,7 @@ func TestPersistedQueriesAreBounded(t *testing.T) {
 		last = fmt.Sprintf(`{ stories(first: %d) { nodes { id } } }`, i+1)
 		e.persistedPost(e.URL, last, hashOf(last)).Decode(t, &struct{}{})
 	}
-	if n := e.Count(`SELECT count(*) FROM persisted_operations`); n != 3 {
-		t.Errorf("%d persisted operations, want the limit of 3", n)
-	}
+	e.WantCount(3, `SELECT count(*) FROM persisted_operations`)
 	if n := e.Count(`SELECT count(*) FROM persisted_operations WHERE hash = $1`, hashOf(last)); n != 1 {
 		t.Error("the newest operation was pruned")
 	}

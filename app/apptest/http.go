@@ -71,6 +71,14 @@ func (s *Server) Count(sql string, args ...any) int {
 	return n
 }
 
+// WantCount fails the test unless the count query sql counts want rows.
+func (s *Server) WantCount(want int, sql string, args ...any) {
+	s.t.Helper()
+	if n := s.Count(sql, args...); n != want {
+		s.t.Errorf("%s counts %d, want %d", sql, n, want)
+	}
+}
+
 // IDs runs a query of one uuid column as the superuser, in its order.
 func (s *Server) IDs(sql string, args ...any) []string {
 	s.t.Helper()
