@@ -75,13 +75,8 @@ func TestStartAndProvision(t *testing.T) {
 	}
 
 	admin := dbtest.Connect(t, c.AdminURL("postgres"))
-	var user string
-	var super bool
-	if err := admin.QueryRow(ctx, "SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&user, &super); err != nil {
-		t.Fatal(err)
-	}
-	if user != "postgres" || !super {
-		t.Fatalf("admin login = %q (superuser %v), want superuser postgres", user, super)
+	if l := dbtest.LoginOf(t, admin); l.User != "postgres" || !l.Superuser {
+		t.Fatalf("admin login = %+v, want superuser postgres", l)
 	}
 
 	var migrations atomic.Int32
@@ -109,12 +104,8 @@ func TestStartAndProvision(t *testing.T) {
 	}
 
 	app := dbtest.Connect(t, appURL)
-	var db string
-	if err := app.QueryRow(ctx, "SELECT current_user::text, current_database()::text, rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&user, &db, &super); err != nil {
-		t.Fatal(err)
-	}
-	if user != role.Login || db != "app" || super {
-		t.Fatalf("app login = %q on %q (superuser %v), want non-superuser %q on app", user, db, super, role.Login)
+	if l := dbtest.LoginOf(t, app); l != (dbtest.Login{User: role.Login, Database: "app"}) {
+		t.Fatalf("app login = %+v, want non-superuser %q on app", l, role.Login)
 	}
 	// NOINHERIT: the login itself cannot read what authenticated may.
 	if _, err := app.Exec(ctx, "SELECT * FROM notes"); dbtest.SQLState(err) != "42501" {

@@ -64,13 +64,8 @@ func TestAppURLIsTheNonSuperuserLogin(t *testing.T) {
 	}
 	ctx := context.Background()
 	app := dbtest.Connect(t, db.AppURL)
-	var user, dbname string
-	var super bool
-	if err := app.QueryRow(ctx, "SELECT current_user::text, current_database()::text, rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&user, &dbname, &super); err != nil {
-		t.Fatal(err)
-	}
-	if user != role.Login || dbname != db.Name || super {
-		t.Fatalf("AppURL logs in as %q on %q (superuser %v), want non-superuser %q on %q", user, dbname, super, role.Login, db.Name)
+	if l := dbtest.LoginOf(t, app); l != (dbtest.Login{User: role.Login, Database: db.Name}) {
+		t.Fatalf("AppURL logs in as %+v, want non-superuser %q on %q", l, role.Login, db.Name)
 	}
 	if _, err := app.Exec(ctx, "SELECT * FROM notes"); dbtest.SQLState(err) != "42501" {
 		t.Fatalf("reading notes before SET ROLE: err = %v, want insufficient_privilege", err)

@@ -60,6 +60,24 @@ func Exec(t testing.TB, conn *pgx.Conn, sql string, args ...any) {
 	}
 }
 
+// Login is whom a connection is logged in as, where.
+type Login struct {
+	User, Database string
+	Superuser      bool
+}
+
+// LoginOf reports whom conn is logged in as, on which database.
+func LoginOf(t testing.TB, conn *pgx.Conn) Login {
+	t.Helper()
+	var l Login
+	err := conn.QueryRow(context.Background(), `SELECT current_user::text, current_database()::text, rolsuper
+		FROM pg_roles WHERE rolname = current_user`).Scan(&l.User, &l.Database, &l.Superuser)
+	if err != nil {
+		t.Fatalf("login of the connection: %v", err)
+	}
+	return l
+}
+
 // SQLState is err's SQLSTATE, or "" when err does not come from
 // PostgreSQL.
 func SQLState(err error) string {
