@@ -5,10 +5,11 @@ GO ?= go
 .PHONY: run test build generate check fmt vet contract token bench clean
 
 ## run: start the API, GraphiQL and the worker (a local PostgreSQL cluster when DATABASE_URL is unset).
-## The binary is built and then run in make's place, not through `go run`, which exits 1 whenever it
-## gets a signal: the server's own exit status (0 after a clean Ctrl-C) is then what make reports.
+## The binary is built and then run, not through `go run`, which exits 1 whenever it gets a signal. At a
+## terminal the server takes the foreground for itself (NARRATE_TERMINAL_FOREGROUND), so a Ctrl-C reaches
+## it alone and make reports its own exit status, 0 after a clean stop, instead of re-raising the interrupt.
 run: build
-	exec ./bin/server
+	NARRATE_TERMINAL_FOREGROUND=1 exec ./bin/server
 
 ## test: run every test against real PostgreSQL clusters the tests start themselves
 test:

@@ -29,6 +29,9 @@ import (
 )
 
 func main() {
+	if status, ok := runInForeground(os.Args[1:]); ok {
+		os.Exit(status)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

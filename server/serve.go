@@ -6,6 +6,7 @@ import (
 
 	"github.com/narrate/narrate/app"
 	"github.com/narrate/narrate/config"
+	"github.com/narrate/narrate/pacer"
 )
 
 // serve runs the server in mode until ctx is cancelled (SIGINT, SIGTERM),
@@ -15,6 +16,12 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, mode app
 	if err != nil {
 		return err
 	}
+	// The collector's pace belongs to the process, not to an App (tests
+	// run many in one process), so the command sets it.
+	paceCtx, stopPacing := context.WithCancel(ctx)
+	paced := make(chan struct{})
+	go func() { defer close(paced); pacer.Run(paceCtx, pacer.Defaults(), logger) }()
+	defer func() { stopPacing(); <-paced }()
 	return a.Run(ctx)
 }
 

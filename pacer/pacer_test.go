@@ -1,0 +1,88 @@
+package pacer
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"testing"
+	"time"
+)
+
+func TestPercent(t *testing.T) {
+	t.Parallel()
+	s := Defaults()
+	tests := []struct {
+		name string
+		live uint64
+		want int
+	}{
+		{"no heap yet", 0, 400},
+		{"small heap: the most garbage the bounds allow", 4 << 20, 400},
+		{"16 MiB: 64 MiB of garbage is 400 %", 16 << 20, 400},
+		{"32 MiB: 200 %", 32 << 20, 200},
+		{"64 MiB: 100 %", 64 << 20, 100},
+		{"128 MiB: 50 %", 128 << 20, 50},
+		{"large heap: never below the floor", 1 << 30, 50},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := s.Percent(tt.live); got != tt.want {
+				t.Errorf("Percent(%d) = %d, want %d", tt.live, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestRunSetsAndRestores: Run sets the percentage for the live heap while
+// it runs and restores the one it found when its context ends. Not
+// parallel: the GC percentage belongs to the process.
+func TestRunSetsAndRestores(t *testing.T) {
+	// Run must see GOGC unset to act; t.Setenv restores it afterwards.
+	t.Setenv("GOGC", "")
+	os.Unsetenv("GOGC")
+	before := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(before)
+
+	// The live heap is known after a collection. A headroom no live heap
+	// can reach then pins the percentage at the floor.
+	runtime.GC()
+	s := Settings{Headroom: 1, MinPercent: 70, MaxPercent: 300, Every: time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); Run(ctx, s, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for gcPercent() != 70 {
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not set the GC percentage to its floor")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	if got := gcPercent(); got != 100 {
+		t.Errorf("GC percentage after Run = %d, want the 100 it found", got)
+	}
+}
+
+// gcPercent reads the GC percentage without changing it.
+func gcPercent() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return int(s[0].Value.Uint64())
+}
+
+func TestRunLeavesGOGCToTheOperator(t *testing.T) {
+	t.Setenv("GOGC", "150")
+	before := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(before)
+	Run(context.Background(), Settings{Headroom: 1, MinPercent: 70, MaxPercent: 300, Every: time.Millisecond},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if got := gcPercent(); got != 100 {
+		t.Errorf("GC percentage = %d, want it untouched (100) with GOGC set", got)
+	}
+}
