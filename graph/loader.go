@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,6 +48,27 @@ type Loaders struct {
 	logs        lazyLoader[pageKey[uuid.UUID], []db.Log]
 	parts       lazyLoader[uuid.UUID, []db.GenerationPart]
 	generations lazyLoader[pageKey[db.OwnerKey], []db.Generation]
+
+	// primed holds the generation connections (their field contexts)
+	// whose nodes' nested reads primeGenerations has cached: their lists
+	// need no goroutine per element (marshalList).
+	primedMu sync.Mutex
+	primed   []*graphql.FieldContext
+}
+
+// markPrimed records that the nested reads under the connection resolved
+// in fc are cached.
+func (l *Loaders) markPrimed(fc *graphql.FieldContext) {
+	l.primedMu.Lock()
+	l.primed = append(l.primed, fc)
+	l.primedMu.Unlock()
+}
+
+// isPrimed reports whether markPrimed recorded fc.
+func (l *Loaders) isPrimed(fc *graphql.FieldContext) bool {
+	l.primedMu.Lock()
+	defer l.primedMu.Unlock()
+	return slices.Contains(l.primed, fc)
 }
 
 // lazyLoader makes its dataloader on first use: most responses use one or

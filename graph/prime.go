@@ -113,6 +113,15 @@ func (r *Resolver) primeGenerations(ctx context.Context, rows []db.Generation) {
 			l.email.get().Prime(ctx, id, found[id])
 		}
 	}
+	l.markPrimed(fc)
+}
+
+// primedFields are the fields of a primed page's nodes that find their
+// rows cached (see primeGenerations), or never wait: user is made from the
+// generation's own user id.
+var primedFields = map[string]map[string]bool{
+	"StoryGeneration": {"story": true, "logs": true, "user": true},
+	"User":            {"email": true},
 }
 
 // inList reports whether the field is resolved once per element of a list.

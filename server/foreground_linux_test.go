@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -68,17 +67,7 @@ func TestMakeRunExitsZeroAfterCtrlC(t *testing.T) {
 	if _, err := master.Write([]byte{3}); err != nil { // Ctrl-C
 		t.Fatal(err)
 	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("make run after Ctrl-C: %v, want exit status 0", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("make run did not exit within 60 s of Ctrl-C")
-	}
-	if !strings.Contains(out.String(), "postgres stopped") {
-		t.Error("the local PostgreSQL was not stopped")
-	}
+	wantCleanExit(t, exited, 60*time.Second, "Ctrl-C (make run)", out)
 }
 
 // openPTY opens a pseudo-terminal pair.

@@ -197,15 +197,22 @@ func serveEndToEnd(t *testing.T, tmp, dataDir string) {
 	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+	wantCleanExit(t, exited, 30*time.Second, "SIGTERM", logs)
+}
+
+// wantCleanExit waits up to limit for a process that was told to stop
+// (by what) to exit with status 0, having stopped its local PostgreSQL.
+func wantCleanExit(t *testing.T, exited <-chan error, limit time.Duration, what string, output *syncBuffer) {
+	t.Helper()
 	select {
 	case err := <-exited:
 		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v, want status 0", err)
+			t.Fatalf("exit after %s: %v, want status 0", what, err)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("server did not exit within 30 s of SIGTERM")
+	case <-time.After(limit):
+		t.Fatalf("no exit within %v of %s", limit, what)
 	}
-	if !strings.Contains(logs.String(), "postgres stopped") {
+	if !strings.Contains(output.String(), "postgres stopped") {
 		t.Error("the local PostgreSQL was not stopped")
 	}
 }

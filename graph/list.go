@@ -1,0 +1,88 @@
+package graph
+
+import (
+	"context"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+)
+
+// marshalList marshals the n elements of a list of objects, as the
+// generated code's list marshalers do (graph/generate rewrites them to call
+// it). gqlgen runs each element on a goroutine of its own so that fields
+// that wait (on a loader's batch, on the database) overlap and batch. When
+// the selection asks for no such field, every element is plain values and
+// the goroutines are pure cost: the elements are then marshaled one after
+// another, with the same per-element field context and panic recovery.
+func marshalList(ctx context.Context, sel ast.SelectionSet, n int, workerLimit int64, omitPanicHandler bool,
+	marshal func(ctx context.Context, i int) graphql.Marshaler,
+) graphql.Array {
+	if n > 1 && mayWait(sel, cachedFields(ctx)) {
+		return graphql.MarshalSliceConcurrently(ctx, n, workerLimit, omitPanicHandler, marshal)
+	}
+	ret := make(graphql.Array, n)
+	for i := range n {
+		ret[i] = marshalElement(ctx, i, omitPanicHandler, marshal)
+	}
+	return ret
+}
+
+// marshalElement marshals element i under its own field context, turning
+// a panic into a field error and null as gqlgen does.
+func marshalElement(ctx context.Context, i int, omitPanicHandler bool, marshal func(ctx context.Context, i int) graphql.Marshaler) (m graphql.Marshaler) {
+	ctx = graphql.WithFieldContext(ctx, &graphql.FieldContext{Index: &i})
+	if !omitPanicHandler {
+		defer func() {
+			if r := recover(); r != nil {
+				graphql.AddError(ctx, graphql.Recover(ctx, r))
+				m = graphql.Null
+			}
+		}()
+	}
+	return marshal(ctx, i)
+}
+
+// cachedFields are the fields that find their rows cached under the list
+// being marshaled in ctx: primedFields when the list is the nodes or the
+// edges of a page of generations that primeGenerations primed.
+func cachedFields(ctx context.Context) map[string]map[string]bool {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil || fc.Parent == nil {
+		return nil
+	}
+	if l, ok := ctx.Value(loadersKey{}).(*Loaders); ok && l.isPrimed(fc.Parent) {
+		return primedFields
+	}
+	return nil
+}
+
+// mayWait reports whether a selection on a list's elements asks, at any
+// depth, for a field gqlgen resolves concurrently (concurrentFields) whose
+// rows are not cached (cached):
+// such a field below a plain one (an edge's node, say) runs on the
+// element's goroutine, and the elements must not wait for it one after
+// another. Fields of other kinds of parent than objects count as waiting:
+// the table does not know them.
+func mayWait(sel ast.SelectionSet, cached map[string]map[string]bool) bool {
+	for _, s := range sel {
+		switch s := s.(type) {
+		case *ast.Field:
+			def := s.ObjectDefinition
+			if def == nil || def.Kind != ast.Object {
+				return true
+			}
+			if concurrentFields[def.Name][s.Name] && !cached[def.Name][s.Name] || mayWait(s.SelectionSet, cached) {
+				return true
+			}
+		case *ast.InlineFragment:
+			if mayWait(s.SelectionSet, cached) {
+				return true
+			}
+		case *ast.FragmentSpread:
+			if s.Definition == nil || mayWait(s.Definition.SelectionSet, cached) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,100 @@
+package graph
+
+import (
+	"testing"
+
+	"github.com/vektah/gqlparser/v2"
+	"github.com/vektah/gqlparser/v2/ast"
+)
+
+// TestMayWait: a list's elements are marshaled one after another only
+// when nothing selected under them, at any depth and through fragments,
+// has a resolver that may wait.
+func TestMayWait(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		query string
+		// path leads from the operation to the list field whose element
+		// selection is judged.
+		path []string
+		// primed: the list belongs to a page primeGenerations primed.
+		primed bool
+		want   bool
+	}{
+		{"plain story fields", `{ stories(first: 50) { nodes { id title slug version } } }`,
+			[]string{"stories", "nodes"}, false, false},
+		{"a generation's story and logs", `{ viewer { generations(first: 20) { nodes { status story { title } logs(first: 5) { nodes { event } } } } } }`,
+			[]string{"viewer", "generations", "nodes"}, false, true},
+		{"log events under them", `{ viewer { generations(first: 20) { nodes { logs(first: 5) { nodes { event occurredAt } } } } } }`,
+			[]string{"viewer", "generations", "nodes", "logs", "nodes"}, false, false},
+		{"a resolver below a plain field", `{ viewer { generations { edges { cursor node { story { title } } } } } }`,
+			[]string{"viewer", "generations", "edges"}, false, true},
+		{"plain edges", `{ viewer { generations { edges { cursor node { status progress } } } } }`,
+			[]string{"viewer", "generations", "edges"}, false, false},
+		{"a resolver in a fragment", `{ viewer { generations { nodes { ...G } } } } fragment G on StoryGeneration { user { email } }`,
+			[]string{"viewer", "generations", "nodes"}, false, true},
+		{"a resolver in an inline fragment", `{ viewer { generations { nodes { ... on StoryGeneration { parts { url } } } } } }`,
+			[]string{"viewer", "generations", "nodes"}, false, true},
+		{"plain fields in fragments", `{ stories { nodes { ...S ... on Story { slug } } } } fragment S on Story { id title }`,
+			[]string{"stories", "nodes"}, false, false},
+		{"a primed page's story and logs", `{ viewer { generations(first: 20) { nodes { status story { title } logs(first: 5) { nodes { event } } user { email } } } } }`,
+			[]string{"viewer", "generations", "nodes"}, true, false},
+		{"a primed page's edges", `{ viewer { generations(first: 20) { edges { node { story { slug } } } } } }`,
+			[]string{"viewer", "generations", "edges"}, true, false},
+		{"what priming does not read", `{ viewer { generations { nodes { story { myGenerations { nodes { id } } } } } } }`,
+			[]string{"viewer", "generations", "nodes"}, true, true},
+		{"a primed page's parts", `{ viewer { generations { nodes { parts { url } } } } }`,
+			[]string{"viewer", "generations", "nodes"}, true, true},
+		{"a primed page's user profile", `{ viewer { generations { nodes { user { profile { displayName } } } } } }`,
+			[]string{"viewer", "generations", "nodes"}, true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			doc, errs := gqlparser.LoadQuery(realSchema().Schema(), tt.query)
+			if errs != nil {
+				t.Fatalf("query does not validate: %v", errs)
+			}
+			sel := doc.Operations[0].SelectionSet
+			for _, name := range tt.path {
+				sel = fieldNamed(t, sel, name).SelectionSet
+			}
+			var cached map[string]map[string]bool
+			if tt.primed {
+				cached = primedFields
+			}
+			if got := mayWait(sel, cached); got != tt.want {
+				t.Errorf("mayWait = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestConcurrentFieldsTable: the generated table knows the resolvers
+// that wait, so a stale table (a new resolver field, generation not run)
+// shows here as well as in `make check`.
+func TestConcurrentFieldsTable(t *testing.T) {
+	t.Parallel()
+	for _, f := range []struct{ object, field string }{
+		{"StoryGeneration", "story"}, {"StoryGeneration", "logs"}, {"User", "profile"}, {"Story", "myGenerations"},
+	} {
+		if !concurrentFields[f.object][f.field] {
+			t.Errorf("concurrentFields lacks %s.%s", f.object, f.field)
+		}
+	}
+	if concurrentFields["Story"]["title"] || concurrentFields["GenerationLog"] != nil {
+		t.Error("concurrentFields holds fields without resolvers")
+	}
+}
+
+func fieldNamed(t *testing.T, sel ast.SelectionSet, name string) *ast.Field {
+	t.Helper()
+	for _, s := range sel {
+		if f, ok := s.(*ast.Field); ok && f.Name == name {
+			return f
+		}
+	}
+	t.Fatalf("no field %q in the selection", name)
+	return nil
+}
