@@ -1,6 +1,7 @@
 package socket
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -17,13 +18,20 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 )
 
-// conn is one socket. Its reader goroutine (run) is its only permanent
-// goroutine: it handles every client message and, when it ends, tears the
-// socket down. Messages to the client go through queue, which a goroutine
-// started on demand (write) empties, so an idle socket has no writer.
+// conn is one socket. Its reader (run) handles every client message and,
+// when the connection ends, tears the socket down; while nothing is left to
+// read, the socket is parked with the poller and has no reader goroutine
+// (see park). Messages to the client go through queue, which a goroutine
+// started on demand (write) empties, so an idle socket has no writer
+// either.
 type conn struct {
-	s      *Server
-	ws     *websocket.Conn
+	s  *Server
+	ws *websocket.Conn
+	// br is the buffer gorilla reads the connection through (see
+	// hijacker); fd is the connection's descriptor, -1 when the socket
+	// cannot be parked.
+	br     *bufio.Reader
+	fd     int
 	exec   graphql.GraphExecutor
 	legacy bool
 	addr   string
@@ -33,11 +41,23 @@ type conn struct {
 	base context.Context
 	// ctx is the socket's context, with the caller's identity once
 	// connection_init was accepted; cancel ends it and every operation.
-	// Both are only touched by the reader goroutine.
+	// Both are only touched by the reader (one goroutine at a time, each
+	// handing over to the next through the poller under pmu).
 	ctx    context.Context
 	cancel context.CancelFunc
 	// user is the key counted against the per-user cap; reader only.
 	user string
+
+	// pmu guards the hand-offs between the socket's readers, the poller
+	// and closing the connection.
+	pmu sync.Mutex
+	// token is the socket's registration with the poller, 0 for none.
+	token uint64
+	// parked: registered for readiness, and no goroutine reads.
+	parked bool
+	// netClosed: the connection is closed or closing, and must not be
+	// registered again.
+	netClosed bool
 
 	// lastRead is when a message last arrived, in Unix nanoseconds, and
 	// handling whether one is being handled (the reader is not reading).
@@ -97,11 +117,17 @@ const (
 	msgStop                = "stop" // legacy
 )
 
-func newConn(s *Server, ws *websocket.Conn, exec graphql.GraphExecutor, base context.Context, addr string) *conn {
+func newConn(s *Server, ws *websocket.Conn, br *bufio.Reader, exec graphql.GraphExecutor, base context.Context, addr string) *conn {
 	now := time.Now()
+	fd := -1
+	if s.poller != nil && br != nil {
+		fd = connFD(ws.NetConn())
+	}
 	c := &conn{
 		s:      s,
 		ws:     ws,
+		br:     br,
+		fd:     fd,
 		exec:   exec,
 		legacy: ws.Subprotocol() != ProtocolTransportWS,
 		addr:   addr,
@@ -114,10 +140,16 @@ func newConn(s *Server, ws *websocket.Conn, exec graphql.GraphExecutor, base con
 	return c
 }
 
-// run reads and handles the client's messages until the connection ends,
-// then tears the socket down: every exit path goes through here.
+// run reads and handles the client's messages until nothing is left to
+// read, when it parks the socket and ends, or until the connection ends,
+// when it tears the socket down: every exit path goes through here.
 func (c *conn) run() {
-	defer c.teardown()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			c.teardown()
+		}
+	}()
 	for {
 		_, data, err := c.ws.ReadMessage()
 		if err != nil {
@@ -127,29 +159,42 @@ func (c *conn) run() {
 		c.mu.Lock()
 		closing := c.closing
 		c.mu.Unlock()
-		if closing {
-			// Waiting for the client's close frame: the rest is moot.
-			continue
+		// Once closing, the reader only waits for the client's close
+		// frame: the rest is moot.
+		if !closing {
+			c.handling.Store(true)
+			c.handleMessage(data)
+			c.handling.Store(false)
+			// Time spent on the message (a snapshot read waiting for the
+			// database, say) is not the client's silence.
+			c.lastRead.Store(time.Now().UnixNano())
 		}
-		// The message is handled on a goroutine of its own while the
-		// reader waits, so that messages keep their order and the
-		// reader's stack stays as small as reading needs: parsing,
-		// validation and a resolver's snapshot read grow a stack to tens
-		// of kilobytes, which a goroutine that then sits idle for hours
-		// would keep until garbage collections shrink it, a half at a
-		// time.
-		done := make(chan struct{})
-		c.handling.Store(true)
-		go func() {
-			defer close(done)
-			c.handleSafely(data)
-		}()
-		<-done
-		c.handling.Store(false)
-		// Time spent on the message (a snapshot read waiting for the
-		// database, say) is not the client's silence.
-		c.lastRead.Store(time.Now().UnixNano())
+		if c.park() {
+			// The poller may already have started the next reader.
+			handedOff = true
+			return
+		}
 	}
+}
+
+// handleMessage handles one message, in order with the others. A socket
+// that parks handles it on its reader, which ends once the socket is idle.
+// A socket that cannot park handles it on a goroutine of its own while the
+// reader waits, so that the reader's stack stays as small as reading needs:
+// parsing, validation and a resolver's snapshot read grow a stack to tens
+// of kilobytes, which a goroutine that then sits idle for hours would keep
+// until garbage collections shrink it, a half at a time.
+func (c *conn) handleMessage(data []byte) {
+	if c.fd >= 0 {
+		c.handleSafely(data)
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.handleSafely(data)
+	}()
+	<-done
 }
 
 // handleSafely handles a message and contains a panic in its handling:
@@ -565,7 +610,7 @@ func (c *conn) close(code int, reason string) {
 
 // drop closes the connection at once; the reader then tears down.
 func (c *conn) drop() {
-	_ = c.ws.NetConn().Close()
+	c.closeNet()
 }
 
 // teardown releases everything the socket holds; the reader runs it once,
@@ -578,7 +623,7 @@ func (c *conn) teardown() {
 	code := c.closeCode
 	c.mu.Unlock()
 	c.cancel()
-	_ = c.ws.Close()
+	c.closeNet()
 	c.s.unregister(c)
 	c.s.cfg.Logger.InfoContext(c.base, "websocket closed", "duration", time.Since(c.opened), "close_code", code)
 }

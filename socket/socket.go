@@ -13,12 +13,14 @@
 //   - caps: operations per socket, sockets per user and per client address;
 //   - authentication of connection_init before connection_ack, and the
 //     socket's end when the token's validity ends (4403);
-//   - memory: an idle socket costs one goroutine (its reader) and small
-//     buffers. There is no writer, ping or watcher goroutine per socket:
-//     messages are written by a goroutine that exists only while the socket
-//     has something to send, keepalives and deadlines are run by one ticker
-//     for all sockets, and subscriptions whose resolver accepts a [Driver]
-//     run without a goroutine of their own;
+//   - memory: an idle socket costs no goroutine on Linux (one elsewhere,
+//     its reader) and small buffers. A socket with nothing left to read is
+//     handed to one epoll poller per Server, which gives it a reader again
+//     when the client sends something; messages are written by a goroutine
+//     that exists only while the socket has something to send, keepalives
+//     and deadlines are run by one ticker for all sockets, and
+//     subscriptions whose resolver accepts a [Driver] run without a
+//     goroutine of their own;
 //   - slow clients: every write has a deadline, and a client that does not
 //     read is dropped once a write times out, without holding up anyone
 //     else.
@@ -33,6 +35,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -164,7 +167,9 @@ type Config struct {
 	Tick time.Duration
 	// ReadLimit caps one incoming message.
 	ReadLimit int64
-	// ReadBufferSize sizes a socket's read buffer.
+	// ReadBufferSize sizes a socket's read buffer, 257 bytes at the least
+	// (gorilla reads through the buffer this package hands it only when it
+	// is larger than 256).
 	ReadBufferSize int
 	Limits         Limits
 	Logger         *slog.Logger
@@ -185,6 +190,13 @@ type Config struct {
 type Server struct {
 	cfg      Config
 	upgrader websocket.Upgrader
+	// poller watches idle sockets; nil where there is none (see
+	// pollerSupported) or it could not be made, and every socket then
+	// keeps its reader goroutine.
+	poller *poller
+	// pollWarned is set once a socket could not be handed to the poller,
+	// so that the warning is logged once, not once per socket.
+	pollWarned atomic.Bool
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -200,7 +212,8 @@ type Server struct {
 
 var _ graphql.Transport = (*Server)(nil)
 
-// NewServer returns a Server and starts its ticker; Shutdown stops it.
+// NewServer returns a Server and starts its ticker and poller; Shutdown and
+// Wait stop them.
 func NewServer(cfg Config) *Server {
 	if cfg.KeepAlive <= 0 {
 		cfg.KeepAlive = DefaultKeepAlive
@@ -223,6 +236,7 @@ func NewServer(cfg Config) *Server {
 	if cfg.ReadBufferSize <= 0 {
 		cfg.ReadBufferSize = DefaultReadBufferSize
 	}
+	cfg.ReadBufferSize = max(cfg.ReadBufferSize, minReadBufferSize)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -239,7 +253,9 @@ func NewServer(cfg Config) *Server {
 		cfg: cfg,
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: cfg.WriteTimeout,
-			ReadBufferSize:   cfg.ReadBufferSize,
+			// Zero, so that gorilla reads through the buffer the
+			// hijacker hands it (see hijacker), sized ReadBufferSize.
+			ReadBufferSize: 0,
 			// Write buffers are taken from the pool only while a message
 			// is written, so an idle socket holds none.
 			WriteBufferPool: &sync.Pool{},
@@ -258,6 +274,11 @@ func NewServer(cfg Config) *Server {
 	if s.upgrader.CheckOrigin == nil {
 		s.upgrader.CheckOrigin = SameOrigin
 	}
+	p, err := newPoller(cfg.Logger, cfg.Panics)
+	if err != nil {
+		cfg.Logger.Warn("websocket poller unavailable; every socket keeps a reader goroutine", "err", err)
+	}
+	s.poller = p
 	go s.tick()
 	return s
 }
@@ -267,16 +288,18 @@ func (s *Server) Supports(r *http.Request) bool {
 	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 }
 
-// Do upgrades the request and returns: the socket is then served by a
-// reader goroutine of its own, and net/http's connection goroutine and
-// buffers are released.
+// Do upgrades the request and returns: the socket is then parked with the
+// poller until the client sends something (or, without a poller, served
+// by a reader goroutine of its own), and net/http's connection goroutine
+// and buffers are released.
 func (s *Server) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	addr := clientAddress(r)
 	if status, msg := s.admit(addr); status != 0 {
 		http.Error(w, msg, status)
 		return
 	}
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	hw := &hijacker{ResponseWriter: w, size: s.cfg.ReadBufferSize}
+	ws, err := s.upgrader.Upgrade(hw, r, nil)
 	if err != nil {
 		// The upgrader has answered the request.
 		s.release(addr, "")
@@ -287,14 +310,16 @@ func (s *Server) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphEx
 	if s.cfg.BaseContext != nil {
 		base = s.cfg.BaseContext(r)
 	}
-	c := newConn(s, ws, exec, base, addr)
+	c := newConn(s, ws, hw.br, exec, base, addr)
 	if !s.register(c) {
 		s.release(addr, "")
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseGoingAway, "server shutting down"), time.Now().Add(s.cfg.WriteTimeout))
 		_ = ws.Close()
 		return
 	}
-	go c.run()
+	if !c.park() {
+		go c.run()
+	}
 }
 
 // admit counts a socket against its address's cap before the upgrade.
@@ -398,8 +423,10 @@ func (s *Server) Shutdown() {
 
 // Wait waits, after Shutdown, until every socket has ended (a client that
 // does not answer the close frame is dropped after the close grace period
-// by the ticker), then stops the ticker. When ctx ends first, the sockets
-// left are dropped, and Wait reports how many there were.
+// by the ticker), then stops the poller and the ticker: the poller only
+// once no socket is left, since a parked socket hears its client's close
+// frame through it. When ctx ends first, the sockets left are dropped, and
+// Wait reports how many there were.
 func (s *Server) Wait(ctx context.Context) error {
 	s.mu.Lock()
 	empty := s.empty
@@ -419,6 +446,9 @@ func (s *Server) Wait(ctx context.Context) error {
 			c.drop()
 		}
 		<-empty
+	}
+	if s.poller != nil {
+		s.poller.stop()
 	}
 	s.stopOnce.Do(func() { close(s.stop) })
 	<-s.tickDone
