@@ -25,8 +25,8 @@ func TestPercent(t *testing.T) {
 		{"16 MiB: 64 MiB of garbage is 400 %", 16 << 20, 400},
 		{"32 MiB: 200 %", 32 << 20, 200},
 		{"64 MiB: 100 %", 64 << 20, 100},
-		{"128 MiB: 50 %", 128 << 20, 50},
-		{"large heap: never below the floor", 1 << 30, 50},
+		{"128 MiB: never below the floor", 128 << 20, 100},
+		{"large heap: never below the floor", 1 << 30, 100},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
