@@ -86,3 +86,38 @@ func TestRunLeavesGOGCToTheOperator(t *testing.T) {
 		t.Errorf("GC percentage = %d, want it untouched (100) with GOGC set", got)
 	}
 }
+
+// TestRunReleasesAfterIdle: a heap larger than the headroom that no
+// collection has visited for IdleRelease is collected and its free
+// memory returned. Not parallel: the collector belongs to the process.
+func TestRunReleasesAfterIdle(t *testing.T) {
+	t.Setenv("GOGC", "")
+	os.Unsetenv("GOGC")
+	before := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(before)
+
+	runtime.GC()
+	// 8 MiB held across the test keeps the heap above a 1 MiB headroom.
+	held := make([]byte, 8<<20)
+	start := collections()
+	s := Settings{Headroom: 1 << 20, MinPercent: 100, MaxPercent: 100, Every: time.Millisecond, IdleRelease: 20 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); Run(ctx, s, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for collections() < start+2 {
+		if time.Now().After(deadline) {
+			t.Fatal("an idle heap larger than the headroom was not collected")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	runtime.KeepAlive(held)
+}
+
+func collections() uint64 {
+	s := []metrics.Sample{{Name: collection}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
