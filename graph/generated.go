@@ -5561,7 +5561,7 @@ func (ec *executionContext) _GenerationPart(ctx context.Context, sel ast.Selecti
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "url":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+			resolveObjectField(ctx, out, field, ec.OperationContext, &deferred, i,
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._GenerationPart_url(ctx, field, obj)
@@ -5577,7 +5577,7 @@ func (ec *executionContext) _GenerationPart(ctx context.Context, sel ast.Selecti
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "durationSeconds":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+			resolveObjectField(ctx, out, field, ec.OperationContext, &deferred, i,
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._GenerationPart_durationSeconds(ctx, field, obj)
@@ -5910,7 +5910,7 @@ func (ec *executionContext) _Story(ctx context.Context, sel ast.SelectionSet, ob
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "myGenerations":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+			resolveObjectField(ctx, out, field, ec.OperationContext, &deferred, i,
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Story_myGenerations(ctx, field, obj)
@@ -6040,7 +6040,7 @@ func (ec *executionContext) _StoryGeneration(ctx context.Context, sel ast.Select
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "resultUrl":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+			resolveObjectField(ctx, out, field, ec.OperationContext, &deferred, i,
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._StoryGeneration_resultUrl(ctx, field, obj)
@@ -6061,25 +6061,25 @@ func (ec *executionContext) _StoryGeneration(ctx context.Context, sel ast.Select
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "story":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+			resolveObjectField(ctx, out, field, ec.OperationContext, &deferred, i,
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._StoryGeneration_story(ctx, field, obj)
 				})
 		case "user":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+			resolveObjectField(ctx, out, field, ec.OperationContext, &deferred, i,
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._StoryGeneration_user(ctx, field, obj)
 				})
 		case "logs":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+			resolveObjectField(ctx, out, field, ec.OperationContext, &deferred, i,
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._StoryGeneration_logs(ctx, field, obj)
 				})
 		case "parts":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+			resolveObjectField(ctx, out, field, ec.OperationContext, &deferred, i,
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._StoryGeneration_parts(ctx, field, obj)
@@ -6221,25 +6221,25 @@ func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "email":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+			resolveObjectField(ctx, out, field, ec.OperationContext, &deferred, i,
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._User_email(ctx, field, obj)
 				})
 		case "profile":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+			resolveObjectField(ctx, out, field, ec.OperationContext, &deferred, i,
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._User_profile(ctx, field, obj)
 				})
 		case "voiceSample":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+			resolveObjectField(ctx, out, field, ec.OperationContext, &deferred, i,
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._User_voiceSample(ctx, field, obj)
 				})
 		case "generations":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+			resolveObjectField(ctx, out, field, ec.OperationContext, &deferred, i,
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._User_generations(ctx, field, obj)

@@ -1,8 +1,12 @@
 package graph
 
 import (
+	"context"
+	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 )
@@ -97,4 +101,42 @@ func fieldNamed(t *testing.T, sel ast.SelectionSet, name string) *ast.Field {
 	}
 	t.Fatalf("no field %q in the selection", name)
 	return nil
+}
+
+// TestResolveObjectFieldInPlace: under a list marshaled in order, a
+// concurrent field is resolved at once, with gqlgen's bookkeeping: a null
+// non-null field marks the object invalid, and a panic becomes the
+// field's error and null. Elsewhere the field waits for the field set's
+// Dispatch, as gqlgen schedules it.
+func TestResolveObjectFieldInPlace(t *testing.T) {
+	t.Parallel()
+	oc := &graphql.OperationContext{RecoverFunc: func(ctx context.Context, v any) error { return fmt.Errorf("panic: %v", v) }}
+	fields := []graphql.CollectedField{{Field: &ast.Field{Name: "a"}}, {Field: &ast.Field{Name: "b"}}, {Field: &ast.Field{Name: "c"}}}
+	base := graphql.WithResponseContext(context.Background(), graphql.DefaultErrorPresenter, oc.RecoverFunc)
+	inPlace := context.WithValue(base, inPlaceKey{}, true)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(inPlace)
+	resolveObjectField(inPlace, out, fields[0], oc, &deferred, 0, true, true, func(context.Context) graphql.Marshaler { return graphql.MarshalString("x") })
+	resolveObjectField(inPlace, out, fields[1], oc, &deferred, 1, true, true, func(context.Context) graphql.Marshaler { return graphql.Null })
+	resolveObjectField(inPlace, out, fields[2], oc, &deferred, 2, true, false, func(context.Context) graphql.Marshaler { panic("boom") })
+	if out.Values[0] == nil || out.Values[1] != graphql.Null || out.Values[2] != graphql.Null {
+		t.Fatalf("values %v, want x, null, null resolved in place", out.Values)
+	}
+	if out.Invalids != 1 {
+		t.Errorf("Invalids = %d, want 1 (the null non-null field)", out.Invalids)
+	}
+	if errs := graphql.GetErrors(inPlace); len(errs) != 1 || !strings.Contains(errs[0].Message, "boom") {
+		t.Errorf("errors %v, want the panic's", errs)
+	}
+
+	later := graphql.NewFieldSet(fields[:1])
+	resolveObjectField(base, later, fields[0], oc, &deferred, 0, true, true, func(context.Context) graphql.Marshaler { return graphql.MarshalString("x") })
+	if later.Values[0] != nil {
+		t.Fatal("outside an in-order list the field was resolved before Dispatch")
+	}
+	later.Dispatch(base)
+	if later.Values[0] == nil {
+		t.Fatal("Dispatch did not resolve the field")
+	}
 }

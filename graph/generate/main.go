@@ -16,7 +16,10 @@
 //   - rewrites the generated list marshalers to call graph.marshalList,
 //     which marshals the elements one after another when the selection
 //     asks for none of those fields, and otherwise hands over to
-//     graph.MarshalSliceConcurrently as gqlgen would.
+//     graph.MarshalSliceConcurrently as gqlgen would; and the objects'
+//     concurrent fields to go through graph.resolveObjectField, which
+//     resolves them in place under such a list (an object with two of
+//     them, a generation's story and logs, took a goroutine each).
 //
 // The rewrite is a fixed text substitution checked to apply, so a gqlgen
 // upgrade that changes the generated call fails the generation loudly
@@ -56,24 +59,29 @@ func run() error {
 	return rewriteLists(cfg.Exec.Filename)
 }
 
-// The generated call, and what replaces it.
-const (
-	sliceCall = "graphql.MarshalSliceConcurrently(ctx, len(v), "
-	listCall  = "marshalList(ctx, sel, len(v), "
-)
+// The generated calls, what replaces them, and the prefix every generated
+// call of the kind starts with (all of them must be replaced).
+var rewrites = []struct{ generated, ours, kind string }{
+	{"graphql.MarshalSliceConcurrently(ctx, len(v), ", "marshalList(ctx, sel, len(v), ", "graphql.MarshalSliceConcurrently("},
+	{"out.ResolveConcurrently(ec.OperationContext, &deferred, i,", "resolveObjectField(ctx, out, field, ec.OperationContext, &deferred, i,", ".ResolveConcurrently("},
+}
 
-// rewriteLists makes the generated list marshalers call marshalList.
+// rewriteLists makes the generated list marshalers call marshalList, and
+// the objects' concurrent fields go through resolveObjectField.
 func rewriteLists(filename string) error {
 	src, err := os.ReadFile(filename)
 	if err != nil {
 		return err
 	}
-	n := bytes.Count(src, []byte(sliceCall))
-	if n == 0 || n != bytes.Count(src, []byte("graphql.MarshalSliceConcurrently(")) {
-		return fmt.Errorf("%s: the list marshalers are not generated as expected (%d calls of %q): "+
-			"gqlgen changed; update graph/generate", filename, n, sliceCall)
+	for _, r := range rewrites {
+		n := bytes.Count(src, []byte(r.generated))
+		if n == 0 || n != bytes.Count(src, []byte(r.kind)) {
+			return fmt.Errorf("%s: the code is not generated as expected (%d calls of %q): "+
+				"gqlgen changed; update graph/generate", filename, n, r.generated)
+		}
+		src = bytes.ReplaceAll(src, []byte(r.generated), []byte(r.ours))
 	}
-	out, err := format.Source(bytes.ReplaceAll(src, []byte(sliceCall), []byte(listCall)))
+	out, err := format.Source(src)
 	if err != nil {
 		return err
 	}
