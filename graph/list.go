@@ -18,11 +18,16 @@ import (
 func marshalList(ctx context.Context, sel ast.SelectionSet, n int, workerLimit int64, omitPanicHandler bool,
 	marshal func(ctx context.Context, i int) graphql.Marshaler,
 ) graphql.Array {
-	if n > 1 && mayWait(sel, cachedFields(ctx)) {
+	wait := mayWait(sel, cachedFields(ctx))
+	if wait && n > 1 {
 		return graphql.MarshalSliceConcurrently(ctx, n, workerLimit, omitPanicHandler, marshal)
 	}
+	if !wait {
+		// A single element that waits runs here too, as gqlgen runs it,
+		// but its fields must still overlap their waits.
+		ctx = context.WithValue(ctx, inPlaceKey{}, true)
+	}
 	ret := make(graphql.Array, n)
-	ctx = context.WithValue(ctx, inPlaceKey{}, true)
 	for i := range n {
 		ret[i] = marshalElement(ctx, i, omitPanicHandler, marshal)
 	}

@@ -3,7 +3,10 @@ package graph
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -139,4 +142,61 @@ func TestResolveObjectFieldInPlace(t *testing.T) {
 	if later.Values[0] == nil {
 		t.Fatal("Dispatch did not resolve the field")
 	}
+}
+
+// TestMarshalListInPlaceOnlyWhenNothingWaits: elements run in order when
+// the list has one element, but only a selection that cannot wait lets
+// their objects' fields run in place; a single element whose story and
+// logs wait must still overlap the two.
+func TestMarshalListInPlaceOnlyWhenNothingWaits(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		query  string
+		n      int
+		want   bool
+		inline bool
+	}{
+		{"one element that waits", `{ viewer { generations { nodes { story { title } logs { nodes { event } } } } } }`, 1, false, true},
+		{"one plain element", `{ viewer { generations { nodes { status } } } }`, 1, true, true},
+		{"many plain elements", `{ viewer { generations { nodes { status } } } }`, 3, true, true},
+		{"many that wait", `{ viewer { generations { nodes { story { title } } } } }`, 3, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			doc, errs := gqlparser.LoadQuery(realSchema().Schema(), tt.query)
+			if errs != nil {
+				t.Fatal(errs)
+			}
+			sel := fieldNamed(t, fieldNamed(t, fieldNamed(t, doc.Operations[0].SelectionSet, "viewer").SelectionSet, "generations").SelectionSet, "nodes").SelectionSet
+			ctx := graphql.WithResponseContext(context.Background(), graphql.DefaultErrorPresenter, graphql.DefaultRecover)
+			var mu sync.Mutex
+			inPlace := map[bool]int{}
+			goroutines := map[int]bool{}
+			caller := goid()
+			marshalList(ctx, sel, tt.n, 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+				v, _ := ctx.Value(inPlaceKey{}).(bool)
+				mu.Lock()
+				defer mu.Unlock()
+				inPlace[v]++
+				goroutines[goid()] = true
+				return graphql.Null
+			})
+			if inPlace[tt.want] != tt.n {
+				t.Errorf("in place %v, want %v for all %d elements", inPlace, tt.want, tt.n)
+			}
+			if inline := len(goroutines) == 1 && goroutines[caller]; inline != tt.inline {
+				t.Errorf("elements marshaled on the caller's goroutine: %v, want %v", inline, tt.inline)
+			}
+		})
+	}
+}
+
+// goid is the current goroutine's id, from its stack header.
+func goid() int {
+	var buf [64]byte
+	n := runtime.Stack(buf[:], false)
+	id, _ := strconv.Atoi(strings.Fields(strings.TrimPrefix(string(buf[:n]), "goroutine "))[0])
+	return id
 }

@@ -74,6 +74,8 @@ func (r *Resolver) primeGenerations(ctx context.Context, rows []db.Generation) {
 		}
 	}
 	if storyIDs == nil && logPages == nil && userIDs == nil {
+		// Nothing under the nodes waits on a loader.
+		l.markPrimed(fc)
 		return
 	}
 	genIDs := make([]uuid.UUID, len(rows))

@@ -221,7 +221,7 @@ func uploadError(err error) error {
 // client.
 func providerError(err error, op, rejected string) error {
 	var pe *voice.Error
-	if errors.As(err, &pe) && !errors.Is(err, voice.ErrNotConfigured) {
+	if errors.As(err, &pe) {
 		switch pe.Kind {
 		case voice.KindRateLimited:
 			return &Error{Code: CodeRateLimited, Message: "the voice service is busy; try again in a minute", Err: err}

@@ -42,28 +42,11 @@ func TestPercent(t *testing.T) {
 // it runs and restores the one it found when its context ends. Not
 // parallel: the GC percentage belongs to the process.
 func TestRunSetsAndRestores(t *testing.T) {
-	// Run must see GOGC unset to act; t.Setenv restores it afterwards.
-	t.Setenv("GOGC", "")
-	os.Unsetenv("GOGC")
-	before := debug.SetGCPercent(100)
-	defer debug.SetGCPercent(before)
-
 	// The live heap is known after a collection. A headroom no live heap
 	// can reach then pins the percentage at the floor.
-	runtime.GC()
-	s := Settings{Headroom: 1, MinPercent: 70, MaxPercent: 300, Every: time.Millisecond}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); Run(ctx, s, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for gcPercent() != 70 {
-		if time.Now().After(deadline) {
-			t.Fatal("Run did not set the GC percentage to its floor")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	cancel()
-	<-done
+	stop := startPacer(t, Settings{Headroom: 1, MinPercent: 70, MaxPercent: 300, Every: time.Millisecond})
+	waitUntil(t, func() bool { return gcPercent() == 70 }, "Run did not set the GC percentage to its floor")
+	stop()
 	if got := gcPercent(); got != 100 {
 		t.Errorf("GC percentage after Run = %d, want the 100 it found", got)
 	}
@@ -91,29 +74,44 @@ func TestRunLeavesGOGCToTheOperator(t *testing.T) {
 // collection has visited for IdleRelease is collected and its free
 // memory returned. Not parallel: the collector belongs to the process.
 func TestRunReleasesAfterIdle(t *testing.T) {
-	t.Setenv("GOGC", "")
-	os.Unsetenv("GOGC")
-	before := debug.SetGCPercent(100)
-	defer debug.SetGCPercent(before)
-
-	runtime.GC()
 	// 8 MiB held across the test keeps the heap above a 1 MiB headroom.
 	held := make([]byte, 8<<20)
 	start := collections()
-	s := Settings{Headroom: 1 << 20, MinPercent: 100, MaxPercent: 100, Every: time.Millisecond, IdleRelease: 20 * time.Millisecond}
+	stop := startPacer(t, Settings{Headroom: 1 << 20, MinPercent: 100, MaxPercent: 100, Every: time.Millisecond, IdleRelease: 20 * time.Millisecond})
+	waitUntil(t, func() bool { return collections() >= start+2 }, "an idle heap larger than the headroom was not collected")
+	stop()
+	runtime.KeepAlive(held)
+}
+
+// startPacer runs the pacer with s after a collection (so the live heap
+// is known), with GOGC unset and the GC percentage at 100, both restored
+// when the test ends. The returned function stops it and waits.
+func startPacer(t *testing.T, s Settings) (stop func()) {
+	t.Helper()
+	// Run must see GOGC unset to act; t.Setenv restores it afterwards.
+	t.Setenv("GOGC", "")
+	os.Unsetenv("GOGC")
+	before := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(before) })
+	runtime.GC()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); Run(ctx, s, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	stop = func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return stop
+}
+
+// waitUntil fails the test unless cond holds within 5 s.
+func waitUntil(t *testing.T, cond func() bool, failure string) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for collections() < start+2 {
+	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("an idle heap larger than the headroom was not collected")
+			t.Fatal(failure)
 		}
 		time.Sleep(time.Millisecond)
 	}
-	cancel()
-	<-done
-	runtime.KeepAlive(held)
 }
 
 func collections() uint64 {

@@ -36,10 +36,11 @@ func runInForeground(args []string) (status int, ok bool) {
 	if fg, err := foregroundGroup(tty); err != nil || fg != own {
 		return 0, false
 	}
-	cmd := exec.Command("/proc/self/exe", args...)
-	if exe, err := os.Executable(); err == nil {
-		cmd.Path = exe
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, false
 	}
+	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), foregroundEnv+"=0")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Foreground: true, Ctty: tty}
@@ -60,7 +61,7 @@ func runInForeground(args []string) (status int, ok bool) {
 			_ = cmd.Process.Signal(sig)
 		}
 	}()
-	err := cmd.Wait()
+	err = cmd.Wait()
 	_ = setForegroundGroup(tty, own)
 	var exit *exec.ExitError
 	switch {

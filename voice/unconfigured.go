@@ -5,7 +5,7 @@ import (
 	"errors"
 )
 
-// ErrNotConfigured is returned (wrapped) by every method of Unconfigured:
+// ErrNotConfigured is returned by every method of Unconfigured:
 // the server has no voice provider to clone, transcribe or narrate with.
 var ErrNotConfigured = errors.New("no voice provider is configured on this server (set ELEVENLABS_API_KEY)")
 
@@ -22,24 +22,19 @@ func (Unconfigured) Name() string { return "none" }
 // ChunkLimit is only there to satisfy the worker: nothing is narrated.
 func (Unconfigured) ChunkLimit() int { return 1000 }
 
-// notConfigured is the provider failure every method returns. Its kind
-// says that retrying does not help.
-func notConfigured() error {
-	return &Error{Provider: "none", Kind: KindBadRequest, Message: ErrNotConfigured.Error(), Err: ErrNotConfigured}
-}
-
 // CloneVoice refuses: there is no provider.
 func (Unconfigured) CloneVoice(context.Context, string, []File) (Clone, error) {
-	return Clone{}, notConfigured()
+	return Clone{}, ErrNotConfigured
 }
 
 // DeleteVoice refuses: there is no provider.
-func (Unconfigured) DeleteVoice(context.Context, string) error { return notConfigured() }
+func (Unconfigured) DeleteVoice(context.Context, string) error { return ErrNotConfigured }
 
 // Transcribe refuses: there is no provider.
-func (Unconfigured) Transcribe(context.Context, File) (string, error) { return "", notConfigured() }
+func (Unconfigured) Transcribe(context.Context, File) (string, error) { return "", ErrNotConfigured }
 
-// Synthesize refuses: there is no provider.
+// Synthesize refuses: there is no provider. The error is not an *Error, so
+// the worker does not retry it.
 func (Unconfigured) Synthesize(context.Context, SynthesisRequest) (*Audio, error) {
-	return nil, notConfigured()
+	return nil, ErrNotConfigured
 }
