@@ -123,8 +123,8 @@ func (u *uploads) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphE
 		_ = json.NewEncoder(w).Encode(resp)
 		return
 	}
-	responses, ctx := exec.DispatchOperation(r.Context(), rc)
-	_ = json.NewEncoder(w).Encode(responses(ctx))
+	// The response is written by the one writer of JSON responses.
+	respond(w, r, exec, rc)
 }
 
 // bodyError turns a failure to read the body into the answer, or nil when
