@@ -5424,25 +5424,28 @@ var generationLogImplementors = []string{"GenerationLog"}
 
 func (ec *executionContext) _GenerationLog(ctx context.Context, sel ast.SelectionSet, obj *db.Log) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, generationLogImplementors)
+	if m := ec.plain_GenerationLog(ctx, fields, obj); m != nil {
+		return m
+	}
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("GenerationLog")
 		case "id":
-			out.Values[i] = ec._GenerationLog_id(ctx, field, obj)
+			out.Values[i] = ec.plain_GenerationLog_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		case "event":
-			out.Values[i] = ec._GenerationLog_event(ctx, field, obj)
+			out.Values[i] = ec.plain_GenerationLog_event(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		case "occurredAt":
-			out.Values[i] = ec._GenerationLog_occurredAt(ctx, field, obj)
+			out.Values[i] = ec.plain_GenerationLog_occurredAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -5460,7 +5463,7 @@ func (ec *executionContext) _GenerationLog(ctx context.Context, sel ast.Selectio
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 var generationLogConnectionImplementors = []string{"GenerationLogConnection"}
@@ -5469,7 +5472,7 @@ func (ec *executionContext) _GenerationLogConnection(ctx context.Context, sel as
 	fields := graphql.CollectFields(ec.OperationContext, sel, generationLogConnectionImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -5503,22 +5506,25 @@ func (ec *executionContext) _GenerationLogConnection(ctx context.Context, sel as
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 var generationLogEdgeImplementors = []string{"GenerationLogEdge"}
 
 func (ec *executionContext) _GenerationLogEdge(ctx context.Context, sel ast.SelectionSet, obj *model.GenerationLogEdge) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, generationLogEdgeImplementors)
+	if m := ec.plain_GenerationLogEdge(ctx, fields, obj); m != nil {
+		return m
+	}
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("GenerationLogEdge")
 		case "cursor":
-			out.Values[i] = ec._GenerationLogEdge_cursor(ctx, field, obj)
+			out.Values[i] = ec.plain_GenerationLogEdge_cursor(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -5541,22 +5547,25 @@ func (ec *executionContext) _GenerationLogEdge(ctx context.Context, sel ast.Sele
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 var generationPartImplementors = []string{"GenerationPart"}
 
 func (ec *executionContext) _GenerationPart(ctx context.Context, sel ast.SelectionSet, obj *db.GenerationPart) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, generationPartImplementors)
+	if m := ec.plain_GenerationPart(ctx, fields, obj); m != nil {
+		return m
+	}
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("GenerationPart")
 		case "index":
-			out.Values[i] = ec._GenerationPart_index(ctx, field, obj)
+			out.Values[i] = ec.plain_GenerationPart_index(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
@@ -5567,12 +5576,12 @@ func (ec *executionContext) _GenerationPart(ctx context.Context, sel ast.Selecti
 					return ec._GenerationPart_url(ctx, field, obj)
 				})
 		case "contentType":
-			out.Values[i] = ec._GenerationPart_contentType(ctx, field, obj)
+			out.Values[i] = ec.plain_GenerationPart_contentType(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "byteSize":
-			out.Values[i] = ec._GenerationPart_byteSize(ctx, field, obj)
+			out.Values[i] = ec.plain_GenerationPart_byteSize(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
@@ -5583,12 +5592,12 @@ func (ec *executionContext) _GenerationPart(ctx context.Context, sel ast.Selecti
 					return ec._GenerationPart_durationSeconds(ctx, field, obj)
 				})
 		case "startChar":
-			out.Values[i] = ec._GenerationPart_startChar(ctx, field, obj)
+			out.Values[i] = ec.plain_GenerationPart_startChar(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "endChar":
-			out.Values[i] = ec._GenerationPart_endChar(ctx, field, obj)
+			out.Values[i] = ec.plain_GenerationPart_endChar(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
@@ -5606,7 +5615,7 @@ func (ec *executionContext) _GenerationPart(ctx context.Context, sel ast.Selecti
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 var mutationImplementors = []string{"Mutation"}
@@ -5618,7 +5627,7 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 	})
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		innerCtx := graphql.WithRootFieldContext(ctx, &graphql.RootFieldContext{
 			Object: field.Name,
@@ -5705,27 +5714,30 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 var pageInfoImplementors = []string{"PageInfo"}
 
 func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet, obj *model.PageInfo) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, pageInfoImplementors)
+	if m := ec.plain_PageInfo(ctx, fields, obj); m != nil {
+		return m
+	}
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("PageInfo")
 		case "hasNextPage":
-			out.Values[i] = ec._PageInfo_hasNextPage(ctx, field, obj)
+			out.Values[i] = ec.plain_PageInfo_hasNextPage(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		case "endCursor":
-			out.Values[i] = ec._PageInfo_endCursor(ctx, field, obj)
+			out.Values[i] = ec.plain_PageInfo_endCursor(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
@@ -5743,37 +5755,40 @@ func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet,
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 var profileImplementors = []string{"Profile"}
 
 func (ec *executionContext) _Profile(ctx context.Context, sel ast.SelectionSet, obj *db.Profile) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, profileImplementors)
+	if m := ec.plain_Profile(ctx, fields, obj); m != nil {
+		return m
+	}
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("Profile")
 		case "userId":
-			out.Values[i] = ec._Profile_userId(ctx, field, obj)
+			out.Values[i] = ec.plain_Profile_userId(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		case "displayName":
-			out.Values[i] = ec._Profile_displayName(ctx, field, obj)
+			out.Values[i] = ec.plain_Profile_displayName(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "avatarUrl":
-			out.Values[i] = ec._Profile_avatarUrl(ctx, field, obj)
+			out.Values[i] = ec.plain_Profile_avatarUrl(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "createdAt":
-			out.Values[i] = ec._Profile_createdAt(ctx, field, obj)
+			out.Values[i] = ec.plain_Profile_createdAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -5791,7 +5806,7 @@ func (ec *executionContext) _Profile(ctx context.Context, sel ast.SelectionSet, 
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 var queryImplementors = []string{"Query"}
@@ -5803,7 +5818,7 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 	})
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		innerCtx := graphql.WithRootFieldContext(ctx, &graphql.RootFieldContext{
 			Object: field.Name,
@@ -5865,47 +5880,50 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 var storyImplementors = []string{"Story"}
 
 func (ec *executionContext) _Story(ctx context.Context, sel ast.SelectionSet, obj *db.Story) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, storyImplementors)
+	if m := ec.plain_Story(ctx, fields, obj); m != nil {
+		return m
+	}
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("Story")
 		case "id":
-			out.Values[i] = ec._Story_id(ctx, field, obj)
+			out.Values[i] = ec.plain_Story_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "title":
-			out.Values[i] = ec._Story_title(ctx, field, obj)
+			out.Values[i] = ec.plain_Story_title(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "slug":
-			out.Values[i] = ec._Story_slug(ctx, field, obj)
+			out.Values[i] = ec.plain_Story_slug(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "content":
-			out.Values[i] = ec._Story_content(ctx, field, obj)
+			out.Values[i] = ec.plain_Story_content(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "version":
-			out.Values[i] = ec._Story_version(ctx, field, obj)
+			out.Values[i] = ec.plain_Story_version(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "updatedAt":
-			out.Values[i] = ec._Story_updatedAt(ctx, field, obj)
+			out.Values[i] = ec.plain_Story_updatedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
@@ -5929,7 +5947,7 @@ func (ec *executionContext) _Story(ctx context.Context, sel ast.SelectionSet, ob
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 var storyConnectionImplementors = []string{"StoryConnection"}
@@ -5938,7 +5956,7 @@ func (ec *executionContext) _StoryConnection(ctx context.Context, sel ast.Select
 	fields := graphql.CollectFields(ec.OperationContext, sel, storyConnectionImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -5972,22 +5990,25 @@ func (ec *executionContext) _StoryConnection(ctx context.Context, sel ast.Select
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 var storyEdgeImplementors = []string{"StoryEdge"}
 
 func (ec *executionContext) _StoryEdge(ctx context.Context, sel ast.SelectionSet, obj *model.StoryEdge) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, storyEdgeImplementors)
+	if m := ec.plain_StoryEdge(ctx, fields, obj); m != nil {
+		return m
+	}
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("StoryEdge")
 		case "cursor":
-			out.Values[i] = ec._StoryEdge_cursor(ctx, field, obj)
+			out.Values[i] = ec.plain_StoryEdge_cursor(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -6010,32 +6031,35 @@ func (ec *executionContext) _StoryEdge(ctx context.Context, sel ast.SelectionSet
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 var storyGenerationImplementors = []string{"StoryGeneration"}
 
 func (ec *executionContext) _StoryGeneration(ctx context.Context, sel ast.SelectionSet, obj *db.Generation) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, storyGenerationImplementors)
+	if m := ec.plain_StoryGeneration(ctx, fields, obj); m != nil {
+		return m
+	}
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("StoryGeneration")
 		case "id":
-			out.Values[i] = ec._StoryGeneration_id(ctx, field, obj)
+			out.Values[i] = ec.plain_StoryGeneration_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "status":
-			out.Values[i] = ec._StoryGeneration_status(ctx, field, obj)
+			out.Values[i] = ec.plain_StoryGeneration_status(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "progress":
-			out.Values[i] = ec._StoryGeneration_progress(ctx, field, obj)
+			out.Values[i] = ec.plain_StoryGeneration_progress(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
@@ -6046,17 +6070,17 @@ func (ec *executionContext) _StoryGeneration(ctx context.Context, sel ast.Select
 					return ec._StoryGeneration_resultUrl(ctx, field, obj)
 				})
 		case "metadata":
-			out.Values[i] = ec._StoryGeneration_metadata(ctx, field, obj)
+			out.Values[i] = ec.plain_StoryGeneration_metadata(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "createdAt":
-			out.Values[i] = ec._StoryGeneration_createdAt(ctx, field, obj)
+			out.Values[i] = ec.plain_StoryGeneration_createdAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "updatedAt":
-			out.Values[i] = ec._StoryGeneration_updatedAt(ctx, field, obj)
+			out.Values[i] = ec.plain_StoryGeneration_updatedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
@@ -6098,7 +6122,7 @@ func (ec *executionContext) _StoryGeneration(ctx context.Context, sel ast.Select
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 var storyGenerationConnectionImplementors = []string{"StoryGenerationConnection"}
@@ -6107,7 +6131,7 @@ func (ec *executionContext) _StoryGenerationConnection(ctx context.Context, sel 
 	fields := graphql.CollectFields(ec.OperationContext, sel, storyGenerationConnectionImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -6141,22 +6165,25 @@ func (ec *executionContext) _StoryGenerationConnection(ctx context.Context, sel 
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 var storyGenerationEdgeImplementors = []string{"StoryGenerationEdge"}
 
 func (ec *executionContext) _StoryGenerationEdge(ctx context.Context, sel ast.SelectionSet, obj *model.StoryGenerationEdge) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, storyGenerationEdgeImplementors)
+	if m := ec.plain_StoryGenerationEdge(ctx, fields, obj); m != nil {
+		return m
+	}
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("StoryGenerationEdge")
 		case "cursor":
-			out.Values[i] = ec._StoryGenerationEdge_cursor(ctx, field, obj)
+			out.Values[i] = ec.plain_StoryGenerationEdge_cursor(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -6179,7 +6206,7 @@ func (ec *executionContext) _StoryGenerationEdge(ctx context.Context, sel ast.Se
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 var subscriptionImplementors = []string{"Subscription"}
@@ -6208,15 +6235,18 @@ var userImplementors = []string{"User"}
 
 func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj *db.User) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, userImplementors)
+	if m := ec.plain_User(ctx, fields, obj); m != nil {
+		return m
+	}
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("User")
 		case "id":
-			out.Values[i] = ec._User_id(ctx, field, obj)
+			out.Values[i] = ec.plain_User_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
@@ -6258,47 +6288,50 @@ func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 var voiceSampleImplementors = []string{"VoiceSample"}
 
 func (ec *executionContext) _VoiceSample(ctx context.Context, sel ast.SelectionSet, obj *db.VoiceSample) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, voiceSampleImplementors)
+	if m := ec.plain_VoiceSample(ctx, fields, obj); m != nil {
+		return m
+	}
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("VoiceSample")
 		case "id":
-			out.Values[i] = ec._VoiceSample_id(ctx, field, obj)
+			out.Values[i] = ec.plain_VoiceSample_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		case "elevenlabsVoiceId":
-			out.Values[i] = ec._VoiceSample_elevenlabsVoiceId(ctx, field, obj)
+			out.Values[i] = ec.plain_VoiceSample_elevenlabsVoiceId(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		case "verificationPhrase":
-			out.Values[i] = ec._VoiceSample_verificationPhrase(ctx, field, obj)
+			out.Values[i] = ec.plain_VoiceSample_verificationPhrase(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		case "verified":
-			out.Values[i] = ec._VoiceSample_verified(ctx, field, obj)
+			out.Values[i] = ec.plain_VoiceSample_verified(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		case "providerVerificationRequired":
-			out.Values[i] = ec._VoiceSample_providerVerificationRequired(ctx, field, obj)
+			out.Values[i] = ec.plain_VoiceSample_providerVerificationRequired(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		case "createdAt":
-			out.Values[i] = ec._VoiceSample_createdAt(ctx, field, obj)
+			out.Values[i] = ec.plain_VoiceSample_createdAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -6316,7 +6349,7 @@ func (ec *executionContext) _VoiceSample(ctx context.Context, sel ast.SelectionS
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 var __DirectiveImplementors = []string{"__Directive"}
@@ -6325,7 +6358,7 @@ func (ec *executionContext) ___Directive(ctx context.Context, sel ast.SelectionS
 	fields := graphql.CollectFields(ec.OperationContext, sel, __DirectiveImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -6369,7 +6402,7 @@ func (ec *executionContext) ___Directive(ctx context.Context, sel ast.SelectionS
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 var __EnumValueImplementors = []string{"__EnumValue"}
@@ -6378,7 +6411,7 @@ func (ec *executionContext) ___EnumValue(ctx context.Context, sel ast.SelectionS
 	fields := graphql.CollectFields(ec.OperationContext, sel, __EnumValueImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -6417,7 +6450,7 @@ func (ec *executionContext) ___EnumValue(ctx context.Context, sel ast.SelectionS
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 var __FieldImplementors = []string{"__Field"}
@@ -6426,7 +6459,7 @@ func (ec *executionContext) ___Field(ctx context.Context, sel ast.SelectionSet, 
 	fields := graphql.CollectFields(ec.OperationContext, sel, __FieldImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -6475,7 +6508,7 @@ func (ec *executionContext) ___Field(ctx context.Context, sel ast.SelectionSet, 
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 var __InputValueImplementors = []string{"__InputValue"}
@@ -6484,7 +6517,7 @@ func (ec *executionContext) ___InputValue(ctx context.Context, sel ast.Selection
 	fields := graphql.CollectFields(ec.OperationContext, sel, __InputValueImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -6533,7 +6566,7 @@ func (ec *executionContext) ___InputValue(ctx context.Context, sel ast.Selection
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 var __SchemaImplementors = []string{"__Schema"}
@@ -6542,7 +6575,7 @@ func (ec *executionContext) ___Schema(ctx context.Context, sel ast.SelectionSet,
 	fields := graphql.CollectFields(ec.OperationContext, sel, __SchemaImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -6591,7 +6624,7 @@ func (ec *executionContext) ___Schema(ctx context.Context, sel ast.SelectionSet,
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 var __TypeImplementors = []string{"__Type"}
@@ -6600,7 +6633,7 @@ func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, o
 	fields := graphql.CollectFields(ec.OperationContext, sel, __TypeImplementors)
 
 	out := graphql.NewFieldSet(fields)
-	deferred := graphql.NewDeferredGroup(ctx)
+	deferred := graphql.DeferredGroup{Context: ctx}
 	for i, field := range fields {
 		switch field.Name {
 		case "__typename":
@@ -6674,7 +6707,7 @@ func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, o
 		ec.ProcessDeferredGroup(deferred)
 	}
 
-	return out
+	return fieldValues{fields: fields, values: out.Values}
 }
 
 // endregion **************************** object.gotpl ****************************

@@ -44,9 +44,18 @@ type inPlaceKey struct{}
 // resolved in place, with the same panic recovery and invalid-result
 // count, instead of on a goroutine of its own when the object has more
 // than one such field. Deferred fields always go to gqlgen.
+//
+// The object's deferred group starts empty, holding only the object's
+// context (graph/generate rewrites its creation): gqlgen's
+// NewDeferredGroup computes the object's path, a slice built anew for
+// every object of a response, which only a deferred field uses. The first
+// deferred field of the object makes the group as gqlgen would have.
 func resolveObjectField(ctx context.Context, out *graphql.FieldSet, field graphql.CollectedField, oc *graphql.OperationContext,
 	deferred *graphql.DeferredGroup, i int, recoverFromPanic, nonNull bool, resolve func(context.Context) graphql.Marshaler,
 ) {
+	if field.IsDeferred() && deferred.FieldSet == nil {
+		*deferred = graphql.NewDeferredGroup(deferred.Context)
+	}
 	if inPlace, _ := ctx.Value(inPlaceKey{}).(bool); !inPlace || field.IsDeferred() {
 		out.ResolveConcurrently(oc, deferred, i, recoverFromPanic, nonNull, resolve)
 		return

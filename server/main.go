@@ -70,7 +70,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	logger := newLogger(stderr)
+	logger, err := newLogger(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "configuration:", err)
+		return 2
+	}
 	slog.SetDefault(logger)
 	cfg, err := config.FromEnv()
 	if err == nil && cmd != "migrate" && cmd != "worker" {
@@ -120,17 +124,19 @@ func isHelpFlag(arg string) bool {
 type usageError struct{ error }
 
 // newLogger logs text for people at a terminal, or JSON when LOG_FORMAT is
-// json; LOG_LEVEL=debug shows more. Every record carries the request id of
-// its context.
-func newLogger(w io.Writer) *slog.Logger {
+// json, from the level LOG_LEVEL names (debug, info, warn or error; info
+// when unset). Every record carries the request id of its context.
+func newLogger(w io.Writer) (*slog.Logger, error) {
 	level := slog.LevelInfo
-	if strings.EqualFold(os.Getenv("LOG_LEVEL"), "debug") {
-		level = slog.LevelDebug
+	if v := os.Getenv("LOG_LEVEL"); v != "" {
+		if err := level.UnmarshalText([]byte(v)); err != nil {
+			return nil, fmt.Errorf("LOG_LEVEL %q: want debug, info, warn or error", v)
+		}
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if strings.EqualFold(os.Getenv("LOG_FORMAT"), "json") {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(api.LogHandler{Handler: h})
+	return slog.New(api.LogHandler{Handler: h}), nil
 }

@@ -57,6 +57,51 @@ func TestHelpStartsNothing(t *testing.T) {
 	}
 }
 
+// TestLogLevel: LOG_LEVEL names the least severe level logged, and a
+// level that is not one of slog's is a configuration error (exit 2), not a
+// silent fallback to info.
+func TestLogLevel(t *testing.T) {
+	tests := []struct {
+		level           string
+		wantInfo, valid bool
+	}{
+		{"", true, true},
+		{"debug", true, true},
+		{"INFO", true, true},
+		{"warn", false, true},
+		{"error", false, true},
+		{"loud", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.level, func(t *testing.T) {
+			t.Setenv("LOG_LEVEL", tt.level)
+			var out bytes.Buffer
+			logger, err := newLogger(&out)
+			if !tt.valid {
+				if err == nil {
+					t.Fatal("newLogger accepted it")
+				}
+				var stdout, stderr bytes.Buffer
+				if got := run([]string{"migrate"}, &stdout, &stderr); got != 2 || !strings.Contains(stderr.String(), "LOG_LEVEL") {
+					t.Fatalf("run: exit %d, stderr %q; want 2 naming LOG_LEVEL", got, stderr.String())
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			logger.Info("an info record")
+			logger.Error("an error record")
+			if got := strings.Contains(out.String(), "an info record"); got != tt.wantInfo {
+				t.Errorf("info logged: %v, want %v: %s", got, tt.wantInfo, out.String())
+			}
+			if !strings.Contains(out.String(), "an error record") {
+				t.Errorf("error not logged: %s", out.String())
+			}
+		})
+	}
+}
+
 // TestServeLocalEndToEnd runs the real binary the way the README's `make
 // run` does: no DATABASE_URL, so it starts its own PostgreSQL under
 // DATA_DIR, migrates, loads the demo stories and serves. A second process

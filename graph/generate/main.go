@@ -53,10 +53,11 @@ func run() error {
 		return fmt.Errorf("load gqlgen.yml: %w", err)
 	}
 	table := &concurrentFields{filename: filepath.Join(cfg.Exec.Dir(), "concurrent_gen.go"), pkg: cfg.Exec.Package}
-	if err := api.Generate(cfg, api.AddPlugin(table)); err != nil {
+	plain := newPlainFields(cfg)
+	if err := api.Generate(cfg, api.AddPlugin(table), api.AddPlugin(plain)); err != nil {
 		return err
 	}
-	return rewriteLists(cfg.Exec.Filename)
+	return rewriteGenerated(cfg.Exec.Filename, plain.rewrites())
 }
 
 // The generated calls, what replaces them, and the prefix every generated
@@ -64,11 +65,14 @@ func run() error {
 var rewrites = []struct{ generated, ours, kind string }{
 	{"graphql.MarshalSliceConcurrently(ctx, len(v), ", "marshalList(ctx, sel, len(v), ", "graphql.MarshalSliceConcurrently("},
 	{"out.ResolveConcurrently(ec.OperationContext, &deferred, i,", "resolveObjectField(ctx, out, field, ec.OperationContext, &deferred, i,", ".ResolveConcurrently("},
+	{"\treturn out\n}", "\treturn fieldValues{fields: fields, values: out.Values}\n}", "graphql.NewDeferredGroup("},
+	{"deferred := graphql.NewDeferredGroup(ctx)", "deferred := graphql.DeferredGroup{Context: ctx}", "graphql.NewDeferredGroup("},
 }
 
-// rewriteLists makes the generated list marshalers call marshalList, and
-// the objects' concurrent fields go through resolveObjectField.
-func rewriteLists(filename string) error {
+// rewriteGenerated makes the generated list marshalers call marshalList,
+// the objects' concurrent fields go through resolveObjectField, and the
+// plain fields through their plain marshalers.
+func rewriteGenerated(filename string, plain []rewrite) error {
 	src, err := os.ReadFile(filename)
 	if err != nil {
 		return err
@@ -80,6 +84,10 @@ func rewriteLists(filename string) error {
 				"gqlgen changed; update graph/generate", filename, n, r.generated)
 		}
 		src = bytes.ReplaceAll(src, []byte(r.generated), []byte(r.ours))
+	}
+	src, err = apply(src, plain)
+	if err != nil {
+		return fmt.Errorf("%s: %w", filename, err)
 	}
 	out, err := format.Source(src)
 	if err != nil {

@@ -1,0 +1,82 @@
+package graph
+
+import (
+	"context"
+	"io"
+
+	"github.com/99designs/gqlgen/graphql"
+)
+
+// plainObject marshals an object whose selection asks for plain fields only
+// (see graph/generate): values of its own that cannot wait, fail or panic.
+// It writes them straight from the object, one allocation per object,
+// where gqlgen's generated code builds a field set, a deferred group and,
+// for each field, a field context and a resolver call, and then writes the
+// field set through a map of the aliases written so far.
+//
+// Field middleware does not see plain fields, on this path or on gqlgen's
+// (whose plain fields call plain_<Object>_<field>): the server installs
+// none (api.New). One that must see every field would need
+// graph/generate's plain rewrite removed.
+type plainObject[T any] struct {
+	ec     *executionContext
+	ctx    context.Context
+	fields []graphql.CollectedField
+	obj    T
+	value  func(ec *executionContext, ctx context.Context, field graphql.CollectedField, obj T) graphql.Marshaler
+}
+
+// MarshalGQL writes the object.
+func (p *plainObject[T]) MarshalGQL(w io.Writer) {
+	writeObject(w, p.fields, func(i int) graphql.Marshaler { return p.value(p.ec, p.ctx, p.fields[i], p.obj) })
+}
+
+// fieldValues writes an object gqlgen's generated code has resolved into a
+// field set: graph/generate makes the object functions return it instead
+// of the field set, whose MarshalGQL allocates a map of the aliases it has
+// written, for every object of a response.
+type fieldValues struct {
+	fields []graphql.CollectedField
+	values []graphql.Marshaler
+}
+
+// MarshalGQL writes the object.
+func (f fieldValues) MarshalGQL(w io.Writer) {
+	writeObject(w, f.fields, func(i int) graphql.Marshaler { return f.values[i] })
+}
+
+// writeObject writes the fields of an object as JSON, each value(i) under
+// its alias. A field asked twice under one alias (through fragments) is
+// collected once by gqlgen; the check for a repeated alias is the one
+// gqlgen's field set makes.
+func writeObject(w io.Writer, fields []graphql.CollectedField, value func(i int) graphql.Marshaler) {
+	_, _ = io.WriteString(w, "{")
+	first := true
+	for i := range fields {
+		f := &fields[i]
+		if aliasWritten(fields[:i], f.Alias) {
+			continue
+		}
+		if !first {
+			_, _ = io.WriteString(w, ",")
+		}
+		first = false
+		// An alias is a GraphQL name ([_A-Za-z][_0-9A-Za-z]*): nothing
+		// in it needs escaping.
+		_, _ = io.WriteString(w, `"`)
+		_, _ = io.WriteString(w, f.Alias)
+		_, _ = io.WriteString(w, `":`)
+		value(i).MarshalGQL(w)
+	}
+	_, _ = io.WriteString(w, "}")
+}
+
+// aliasWritten reports whether alias is among fields.
+func aliasWritten(fields []graphql.CollectedField, alias string) bool {
+	for i := range fields {
+		if fields[i].Alias == alias {
+			return true
+		}
+	}
+	return false
+}
