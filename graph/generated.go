@@ -5470,6 +5470,9 @@ var generationLogConnectionImplementors = []string{"GenerationLogConnection"}
 
 func (ec *executionContext) _GenerationLogConnection(ctx context.Context, sel ast.SelectionSet, obj *model.GenerationLogConnection) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, generationLogConnectionImplementors)
+	if m := ec.plain_GenerationLogConnection(ctx, fields, obj); m != nil {
+		return m
+	}
 
 	out := graphql.NewFieldSet(fields)
 	deferred := graphql.DeferredGroup{Context: ctx}
@@ -5478,12 +5481,12 @@ func (ec *executionContext) _GenerationLogConnection(ctx context.Context, sel as
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("GenerationLogConnection")
 		case "edges":
-			out.Values[i] = ec._GenerationLogConnection_edges(ctx, field, obj)
+			out.Values[i] = ec.plain_GenerationLogConnection_edges(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		case "nodes":
-			out.Values[i] = ec._GenerationLogConnection_nodes(ctx, field, obj)
+			out.Values[i] = ec.plain_GenerationLogConnection_nodes(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -5954,6 +5957,9 @@ var storyConnectionImplementors = []string{"StoryConnection"}
 
 func (ec *executionContext) _StoryConnection(ctx context.Context, sel ast.SelectionSet, obj *model.StoryConnection) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, storyConnectionImplementors)
+	if m := ec.plain_StoryConnection(ctx, fields, obj); m != nil {
+		return m
+	}
 
 	out := graphql.NewFieldSet(fields)
 	deferred := graphql.DeferredGroup{Context: ctx}
@@ -5962,12 +5968,12 @@ func (ec *executionContext) _StoryConnection(ctx context.Context, sel ast.Select
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("StoryConnection")
 		case "edges":
-			out.Values[i] = ec._StoryConnection_edges(ctx, field, obj)
+			out.Values[i] = ec.plain_StoryConnection_edges(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		case "nodes":
-			out.Values[i] = ec._StoryConnection_nodes(ctx, field, obj)
+			out.Values[i] = ec.plain_StoryConnection_nodes(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -6129,6 +6135,9 @@ var storyGenerationConnectionImplementors = []string{"StoryGenerationConnection"
 
 func (ec *executionContext) _StoryGenerationConnection(ctx context.Context, sel ast.SelectionSet, obj *model.StoryGenerationConnection) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, storyGenerationConnectionImplementors)
+	if m := ec.plain_StoryGenerationConnection(ctx, fields, obj); m != nil {
+		return m
+	}
 
 	out := graphql.NewFieldSet(fields)
 	deferred := graphql.DeferredGroup{Context: ctx}
@@ -6137,12 +6146,12 @@ func (ec *executionContext) _StoryGenerationConnection(ctx context.Context, sel 
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("StoryGenerationConnection")
 		case "edges":
-			out.Values[i] = ec._StoryGenerationConnection_edges(ctx, field, obj)
+			out.Values[i] = ec.plain_StoryGenerationConnection_edges(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		case "nodes":
-			out.Values[i] = ec._StoryGenerationConnection_nodes(ctx, field, obj)
+			out.Values[i] = ec.plain_StoryGenerationConnection_nodes(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}

@@ -28,6 +28,18 @@ func marshalList(ctx context.Context, sel ast.SelectionSet, n int, workerLimit i
 		ctx = context.WithValue(ctx, inPlaceKey{}, true)
 	}
 	ret := make(graphql.Array, n)
+	if !wait && plainSelection(sel) {
+		// Nothing under the elements can fail, so no error will need an
+		// element's path: they share one field context, its index moved
+		// along, instead of a context each.
+		fc := &graphql.FieldContext{Index: new(int)}
+		ctx = graphql.WithFieldContext(ctx, fc)
+		for i := range n {
+			*fc.Index = i
+			ret[i] = marshalRecovering(ctx, i, omitPanicHandler, marshal)
+		}
+		return ret
+	}
 	for i := range n {
 		ret[i] = marshalElement(ctx, i, omitPanicHandler, marshal)
 	}
@@ -85,8 +97,13 @@ func resolveRecovering(ctx context.Context, oc *graphql.OperationContext, recove
 
 // marshalElement marshals element i under its own field context, turning
 // a panic into a field error and null as gqlgen does.
-func marshalElement(ctx context.Context, i int, omitPanicHandler bool, marshal func(ctx context.Context, i int) graphql.Marshaler) (m graphql.Marshaler) {
-	ctx = graphql.WithFieldContext(ctx, &graphql.FieldContext{Index: &i})
+func marshalElement(ctx context.Context, i int, omitPanicHandler bool, marshal func(ctx context.Context, i int) graphql.Marshaler) graphql.Marshaler {
+	return marshalRecovering(graphql.WithFieldContext(ctx, &graphql.FieldContext{Index: &i}), i, omitPanicHandler, marshal)
+}
+
+// marshalRecovering marshals element i in ctx, turning a panic into a field
+// error and null as gqlgen does.
+func marshalRecovering(ctx context.Context, i int, omitPanicHandler bool, marshal func(ctx context.Context, i int) graphql.Marshaler) (m graphql.Marshaler) {
 	if !omitPanicHandler {
 		defer func() {
 			if r := recover(); r != nil {

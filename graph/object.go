@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
 )
 
 // plainObject marshals an object whose selection asks for plain fields only
@@ -79,4 +80,36 @@ func aliasWritten(fields []graphql.CollectedField, alias string) bool {
 		}
 	}
 	return false
+}
+
+// plainSelection reports whether a selection asks, at every depth and
+// through fragments, for plain fields only (plainFieldTypes): then nothing
+// under it can wait, fail or panic, and no error can need its path.
+// Directives are not looked at: @skip and @include only drop fields.
+func plainSelection(sel ast.SelectionSet) bool {
+	for _, s := range sel {
+		switch s := s.(type) {
+		case *ast.Field:
+			if s.Name == "__typename" {
+				continue
+			}
+			def := s.ObjectDefinition
+			if def == nil || def.Kind != ast.Object {
+				return false
+			}
+			child, ok := plainFieldTypes[def.Name][s.Name]
+			if !ok || child != "" && !plainSelection(s.SelectionSet) {
+				return false
+			}
+		case *ast.InlineFragment:
+			if !plainSelection(s.SelectionSet) {
+				return false
+			}
+		case *ast.FragmentSpread:
+			if s.Definition == nil || !plainSelection(s.Definition.SelectionSet) {
+				return false
+			}
+		}
+	}
+	return true
 }

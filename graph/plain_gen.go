@@ -50,6 +50,53 @@ func (ec *executionContext) plain_GenerationLog_occurredAt(ctx context.Context, 
 	return ec.marshalNTime2timeᚐTime(ctx, field.Selections, obj.OccurredAt)
 }
 
+// plain_GenerationLogConnection marshals obj whole with plainObject when the selection
+// asks for its plain fields only, and returns nil otherwise.
+func (ec *executionContext) plain_GenerationLogConnection(ctx context.Context, fields []graphql.CollectedField, obj *model.GenerationLogConnection) graphql.Marshaler {
+	for i := range fields {
+		switch fields[i].Name {
+		case "__typename":
+		case "edges":
+			if !plainSelection(fields[i].Selections) {
+				return nil
+			}
+		case "nodes":
+			if !plainSelection(fields[i].Selections) {
+				return nil
+			}
+		default:
+			return nil
+		}
+	}
+	return &plainObject[*model.GenerationLogConnection]{ec: ec, ctx: ctx, fields: fields, obj: obj, value: (*executionContext).plainValue_GenerationLogConnection}
+}
+
+func (ec *executionContext) plainValue_GenerationLogConnection(ctx context.Context, field graphql.CollectedField, obj *model.GenerationLogConnection) graphql.Marshaler {
+	switch field.Name {
+	case "__typename":
+		return graphql.MarshalString("GenerationLogConnection")
+	case "edges":
+		return ec.plain_GenerationLogConnection_edges(ctx, field, obj)
+	case "nodes":
+		return ec.plain_GenerationLogConnection_nodes(ctx, field, obj)
+	}
+	panic("unknown field " + strconv.Quote(field.Name))
+}
+
+func (ec *executionContext) plain_GenerationLogConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.GenerationLogConnection) graphql.Marshaler {
+	if !plainSelection(field.Selections) {
+		return ec._GenerationLogConnection_edges(ctx, field, obj)
+	}
+	return ec.marshalNGenerationLogEdge2ᚕgithubᚗcomᚋnarrateᚋnarrateᚋgraphᚋmodelᚐGenerationLogEdgeᚄ(ctx, field.Selections, obj.Edges)
+}
+
+func (ec *executionContext) plain_GenerationLogConnection_nodes(ctx context.Context, field graphql.CollectedField, obj *model.GenerationLogConnection) graphql.Marshaler {
+	if !plainSelection(field.Selections) {
+		return ec._GenerationLogConnection_nodes(ctx, field, obj)
+	}
+	return ec.marshalNGenerationLog2ᚕgithubᚗcomᚋnarrateᚋnarrateᚋdbᚐLogᚄ(ctx, field.Selections, obj.Nodes)
+}
+
 // plain_GenerationLogEdge marshals obj whole with plainObject when the selection
 // asks for its plain fields only, and returns nil otherwise.
 func (ec *executionContext) plain_GenerationLogEdge(ctx context.Context, fields []graphql.CollectedField, obj *model.GenerationLogEdge) graphql.Marshaler {
@@ -263,6 +310,53 @@ func (ec *executionContext) plain_Story_updatedAt(ctx context.Context, field gra
 	return ec.marshalNTime2timeᚐTime(ctx, field.Selections, obj.UpdatedAt)
 }
 
+// plain_StoryConnection marshals obj whole with plainObject when the selection
+// asks for its plain fields only, and returns nil otherwise.
+func (ec *executionContext) plain_StoryConnection(ctx context.Context, fields []graphql.CollectedField, obj *model.StoryConnection) graphql.Marshaler {
+	for i := range fields {
+		switch fields[i].Name {
+		case "__typename":
+		case "edges":
+			if !plainSelection(fields[i].Selections) {
+				return nil
+			}
+		case "nodes":
+			if !plainSelection(fields[i].Selections) {
+				return nil
+			}
+		default:
+			return nil
+		}
+	}
+	return &plainObject[*model.StoryConnection]{ec: ec, ctx: ctx, fields: fields, obj: obj, value: (*executionContext).plainValue_StoryConnection}
+}
+
+func (ec *executionContext) plainValue_StoryConnection(ctx context.Context, field graphql.CollectedField, obj *model.StoryConnection) graphql.Marshaler {
+	switch field.Name {
+	case "__typename":
+		return graphql.MarshalString("StoryConnection")
+	case "edges":
+		return ec.plain_StoryConnection_edges(ctx, field, obj)
+	case "nodes":
+		return ec.plain_StoryConnection_nodes(ctx, field, obj)
+	}
+	panic("unknown field " + strconv.Quote(field.Name))
+}
+
+func (ec *executionContext) plain_StoryConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.StoryConnection) graphql.Marshaler {
+	if !plainSelection(field.Selections) {
+		return ec._StoryConnection_edges(ctx, field, obj)
+	}
+	return ec.marshalNStoryEdge2ᚕgithubᚗcomᚋnarrateᚋnarrateᚋgraphᚋmodelᚐStoryEdgeᚄ(ctx, field.Selections, obj.Edges)
+}
+
+func (ec *executionContext) plain_StoryConnection_nodes(ctx context.Context, field graphql.CollectedField, obj *model.StoryConnection) graphql.Marshaler {
+	if !plainSelection(field.Selections) {
+		return ec._StoryConnection_nodes(ctx, field, obj)
+	}
+	return ec.marshalNStory2ᚕgithubᚗcomᚋnarrateᚋnarrateᚋdbᚐStoryᚄ(ctx, field.Selections, obj.Nodes)
+}
+
 // plain_StoryEdge marshals obj whole with plainObject when the selection
 // asks for its plain fields only, and returns nil otherwise.
 func (ec *executionContext) plain_StoryEdge(ctx context.Context, fields []graphql.CollectedField, obj *model.StoryEdge) graphql.Marshaler {
@@ -345,6 +439,53 @@ func (ec *executionContext) plain_StoryGeneration_createdAt(ctx context.Context,
 
 func (ec *executionContext) plain_StoryGeneration_updatedAt(ctx context.Context, field graphql.CollectedField, obj *db.Generation) graphql.Marshaler {
 	return ec.marshalNTime2timeᚐTime(ctx, field.Selections, obj.UpdatedAt)
+}
+
+// plain_StoryGenerationConnection marshals obj whole with plainObject when the selection
+// asks for its plain fields only, and returns nil otherwise.
+func (ec *executionContext) plain_StoryGenerationConnection(ctx context.Context, fields []graphql.CollectedField, obj *model.StoryGenerationConnection) graphql.Marshaler {
+	for i := range fields {
+		switch fields[i].Name {
+		case "__typename":
+		case "edges":
+			if !plainSelection(fields[i].Selections) {
+				return nil
+			}
+		case "nodes":
+			if !plainSelection(fields[i].Selections) {
+				return nil
+			}
+		default:
+			return nil
+		}
+	}
+	return &plainObject[*model.StoryGenerationConnection]{ec: ec, ctx: ctx, fields: fields, obj: obj, value: (*executionContext).plainValue_StoryGenerationConnection}
+}
+
+func (ec *executionContext) plainValue_StoryGenerationConnection(ctx context.Context, field graphql.CollectedField, obj *model.StoryGenerationConnection) graphql.Marshaler {
+	switch field.Name {
+	case "__typename":
+		return graphql.MarshalString("StoryGenerationConnection")
+	case "edges":
+		return ec.plain_StoryGenerationConnection_edges(ctx, field, obj)
+	case "nodes":
+		return ec.plain_StoryGenerationConnection_nodes(ctx, field, obj)
+	}
+	panic("unknown field " + strconv.Quote(field.Name))
+}
+
+func (ec *executionContext) plain_StoryGenerationConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.StoryGenerationConnection) graphql.Marshaler {
+	if !plainSelection(field.Selections) {
+		return ec._StoryGenerationConnection_edges(ctx, field, obj)
+	}
+	return ec.marshalNStoryGenerationEdge2ᚕgithubᚗcomᚋnarrateᚋnarrateᚋgraphᚋmodelᚐStoryGenerationEdgeᚄ(ctx, field.Selections, obj.Edges)
+}
+
+func (ec *executionContext) plain_StoryGenerationConnection_nodes(ctx context.Context, field graphql.CollectedField, obj *model.StoryGenerationConnection) graphql.Marshaler {
+	if !plainSelection(field.Selections) {
+		return ec._StoryGenerationConnection_nodes(ctx, field, obj)
+	}
+	return ec.marshalNStoryGeneration2ᚕgithubᚗcomᚋnarrateᚋnarrateᚋdbᚐGenerationᚄ(ctx, field.Selections, obj.Nodes)
 }
 
 // plain_StoryGenerationEdge marshals obj whole with plainObject when the selection
@@ -456,4 +597,23 @@ func (ec *executionContext) plain_VoiceSample_providerVerificationRequired(ctx c
 
 func (ec *executionContext) plain_VoiceSample_createdAt(ctx context.Context, field graphql.CollectedField, obj *db.VoiceSample) graphql.Marshaler {
 	return ec.marshalNTime2timeᚐTime(ctx, field.Selections, obj.CreatedAt)
+}
+
+// plainFieldTypes are the plain fields of each object: the object type of
+// those whose value is an object or a list of objects, "" for the others.
+var plainFieldTypes = map[string]map[string]string{
+	"GenerationLog":             {"id": "", "event": "", "occurredAt": ""},
+	"GenerationLogConnection":   {"edges": "GenerationLogEdge", "nodes": "GenerationLog"},
+	"GenerationLogEdge":         {"cursor": ""},
+	"GenerationPart":            {"index": "", "contentType": "", "byteSize": "", "startChar": "", "endChar": ""},
+	"PageInfo":                  {"hasNextPage": "", "endCursor": ""},
+	"Profile":                   {"userId": "", "displayName": "", "avatarUrl": "", "createdAt": ""},
+	"Story":                     {"id": "", "title": "", "slug": "", "content": "", "version": "", "updatedAt": ""},
+	"StoryConnection":           {"edges": "StoryEdge", "nodes": "Story"},
+	"StoryEdge":                 {"cursor": ""},
+	"StoryGeneration":           {"id": "", "status": "", "progress": "", "metadata": "", "createdAt": "", "updatedAt": ""},
+	"StoryGenerationConnection": {"edges": "StoryGenerationEdge", "nodes": "StoryGeneration"},
+	"StoryGenerationEdge":       {"cursor": ""},
+	"User":                      {"id": ""},
+	"VoiceSample":               {"id": "", "elevenlabsVoiceId": "", "verificationPhrase": "", "verified": "", "providerVerificationRequired": "", "createdAt": ""},
 }

@@ -43,7 +43,15 @@ type plainFields struct {
 
 type plainObject struct {
 	*codegen.Object
-	Fields []*codegen.Field
+	Fields []*plainField
+}
+
+// plainField is a plain field; Child names the object type of a field whose
+// value is an object or a list of objects, plain when the selection on it
+// is (see graph.plainSelection), and is empty for a scalar or an enum.
+type plainField struct {
+	*codegen.Field
+	Child string
 }
 
 // Name names the plugin in gqlgen's errors.
@@ -59,8 +67,8 @@ func (p *plainFields) GenerateCode(data *codegen.Data) error {
 		}
 		po := plainObject{Object: o}
 		for _, f := range o.Fields {
-			if isPlain(f) {
-				po.Fields = append(po.Fields, f)
+			if child, ok := isPlain(f); ok {
+				po.Fields = append(po.Fields, &plainField{Field: f, Child: child})
 			}
 		}
 		if len(po.Fields) > 0 {
@@ -78,29 +86,44 @@ func (p *plainFields) GenerateCode(data *codegen.Data) error {
 	})
 }
 
-// isPlain reports whether a field is plain (see plainFields).
-func isPlain(f *codegen.Field) bool {
+// isPlain reports whether a field is plain (see plainFields), and for one
+// whose value is an object or a list of objects, the object's type.
+func isPlain(f *codegen.Field) (child string, ok bool) {
 	ref := f.TypeReference
 	switch {
 	case f.IsResolver, f.Stream, len(f.Args) > 0, len(f.Directives) > 0, f.IsReserved():
-		return false
+		return "", false
 	case f.IsMethod() && (f.MethodHasContext || !f.NoErr || f.VOkFunc):
-		return false
+		return "", false
 	case !f.IsVariable() && !f.IsMethod():
-		return false
-	case ref == nil || ref.IsSlice() || ref.Definition == nil:
-		return false
-	case ref.GQL.NonNull && ref.IsNilable():
+		return "", false
+	case ref == nil || ref.Definition == nil:
+		return "", false
+	}
+	if ref.IsSlice() {
+		// A list of objects (a connection's nodes or edges): gqlgen
+		// writes a nil list of a non-null type as [], and its elements
+		// must not be nil where the schema says they are not.
+		elem := ref.Elem()
+		if elem.IsSlice() || elem.Definition == nil || elem.Definition.Kind != ast.Object ||
+			elem.GQL.NonNull && elem.IsNilable() {
+			return "", false
+		}
+		return elem.Definition.Name, true
+	}
+	if ref.GQL.NonNull && ref.IsNilable() {
 		// A nil value would be an error reported at this field's path.
-		return false
+		return "", false
 	}
 	switch ref.Definition.Kind {
 	case ast.Enum:
-		return true
+		return "", true
 	case ast.Scalar:
-		return plainScalars[ref.Definition.Name]
+		return "", plainScalars[ref.Definition.Name]
+	case ast.Object:
+		return ref.Definition.Name, true
 	}
-	return false
+	return "", false
 }
 
 // rewrites returns the substitutions that make the generated code call the
@@ -156,7 +179,13 @@ const plainTemplate = `
 func (ec *executionContext) plain_{{ $o.Name }}(ctx context.Context, fields []graphql.CollectedField, obj {{ $o.Reference | ref }}) graphql.Marshaler {
 	for i := range fields {
 		switch fields[i].Name {
-		case "__typename"{{ range $f := $o.Fields }}, {{ $f.Name | quote }}{{ end }}:
+		case "__typename"{{ range $f := $o.Fields }}{{ if not $f.Child }}, {{ $f.Name | quote }}{{ end }}{{ end }}:
+		{{- range $f := $o.Fields }}{{ if $f.Child }}
+		case {{ $f.Name | quote }}:
+			if !plainSelection(fields[i].Selections) {
+				return nil
+			}
+		{{- end }}{{ end }}
 		default:
 			return nil
 		}
@@ -178,8 +207,21 @@ func (ec *executionContext) plainValue_{{ $o.Name }}(ctx context.Context, field 
 {{- range $f := $o.Fields }}
 
 func (ec *executionContext) plain_{{ $o.Name }}_{{ $f.Name }}(ctx context.Context, field graphql.CollectedField, obj {{ $o.Reference | ref }}) graphql.Marshaler {
+	{{- if $f.Child }}
+	if !plainSelection(field.Selections) {
+		return ec._{{ $o.Name }}_{{ $f.Name }}(ctx, field, obj)
+	}
+	{{- end }}
 	return ec.{{ $f.TypeReference.MarshalFunc }}(ctx, field.Selections, obj.{{ $f.GoFieldName }}{{ if $f.IsMethod }}(){{ end }})
 }
 {{- end }}
 {{- end }}
+
+// plainFieldTypes are the plain fields of each object: the object type of
+// those whose value is an object or a list of objects, "" for the others.
+var plainFieldTypes = map[string]map[string]string{
+{{- range $o := . }}
+	{{ $o.Name | quote }}: { {{- range $i, $f := $o.Fields }}{{ if $i }}, {{ end }}{{ $f.Name | quote }}: {{ $f.Child | quote }}{{ end -}} },
+{{- end }}
+}
 `
