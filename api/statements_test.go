@@ -10,7 +10,8 @@ import (
 
 // TestNestedPageStatementCount checks that the nested fields of a page of
 // generations are batched: the number of statements does not grow with
-// the page size.
+// the page size, and the page and everything under it take one round trip
+// to the database.
 func TestNestedPageStatementCount(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -29,7 +30,7 @@ func TestNestedPageStatementCount(t *testing.T) {
 
 	const q = `query($n: Int) { viewer { generations(first: $n) { nodes {
 		story { title } logs(first: 3) { nodes { event } } user { email } } } } }`
-	statements := func(n int) int64 {
+	statements := func(n int) (statements, trips int64) {
 		t.Helper()
 		var got struct {
 			Viewer struct {
@@ -42,9 +43,9 @@ func TestNestedPageStatementCount(t *testing.T) {
 				}
 			}
 		}
-		before := e.Statements.Load()
+		before, tripsBefore := e.Statements.Load(), e.RoundTrips.Load()
 		e.Post(alice.Token, q, map[string]any{"n": n}).Decode(t, &got)
-		used := e.Statements.Load() - before
+		used, trips := e.Statements.Load()-before, e.RoundTrips.Load()-tripsBefore
 		nodes := got.Viewer.Generations.Nodes
 		if len(nodes) != n {
 			t.Fatalf("first %d: %d nodes", n, len(nodes))
@@ -54,10 +55,11 @@ func TestNestedPageStatementCount(t *testing.T) {
 				t.Fatalf("first %d: incomplete node %+v", n, g)
 			}
 		}
-		return used
+		return used, trips
 	}
 
-	small, large := statements(5), statements(50)
+	small, smallTrips := statements(5)
+	large, largeTrips := statements(50)
 	if small != large {
 		t.Errorf("statements: %d for 5 generations, %d for 50; want the same", small, large)
 	}
@@ -68,6 +70,9 @@ func TestNestedPageStatementCount(t *testing.T) {
 	}
 	if small == 0 {
 		t.Error("no statements counted: the counter is not wired")
+	}
+	if smallTrips != 1 || largeTrips != 1 {
+		t.Errorf("round trips: %d for 5 generations, %d for 50; want 1", smallTrips, largeTrips)
 	}
 }
 

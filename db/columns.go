@@ -228,7 +228,16 @@ type Reads struct{ b *pgx.Batch }
 // Read runs the reads queue adds under s in one transaction and one round
 // trip. The reads' results are in place when it returns nil.
 func (d *DB) Read(ctx context.Context, s Session, queue func(r *Reads)) error {
-	return classify(d.send(ctx, s, false, func(b *pgx.Batch) { queue(&Reads{b: b}) }))
+	return classify(d.send(ctx, s, "", func(b *pgx.Batch) { queue(&Reads{b: b}) }))
+}
+
+// ReadSnapshot is Read for reads that must agree with one another: they
+// share one snapshot of the database (a read-only REPEATABLE READ
+// transaction), where Read's statements each see the commits made before
+// it started. A page and the reads nested under it by position (see
+// GenerationPage) need it.
+func (d *DB) ReadSnapshot(ctx context.Context, s Session, queue func(r *Reads)) error {
+	return classify(d.send(ctx, s, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", func(b *pgx.Batch) { queue(&Reads{b: b}) }))
 }
 
 // queueRead queues a statement whose rows sc reads into out.

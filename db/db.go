@@ -138,17 +138,17 @@ func (d *DB) Ping(ctx context.Context) error { return d.Pool.Ping(ctx) }
 // function such as user_emails instead, or use Tx, whose statements are
 // prepared after the switch).
 func (d *DB) Batch(ctx context.Context, s Session, queue func(b *pgx.Batch)) error {
-	return d.send(ctx, s, true, queue)
+	return d.send(ctx, s, "BEGIN", queue)
 }
 
-// send runs a batch under s: in an explicit transaction (BEGIN ... COMMIT)
-// when explicit, else in the implicit transaction PostgreSQL gives the
+// send runs a batch under s: in an explicit transaction that begin starts
+// (BEGIN, say) and COMMIT ends when begin is not empty, else in the implicit transaction PostgreSQL gives the
 // statements of a pipeline up to its Sync, which pgx sends once, at the
 // end of the batch. The implicit one is enough for reads (the settings are
 // transaction-local all the same, and a failing statement rolls back the
 // rest) and spares the server two statements; some statements (LOCK, SET
 // TRANSACTION) require an explicit one.
-func (d *DB) send(ctx context.Context, s Session, explicit bool, queue func(b *pgx.Batch)) error {
+func (d *DB) send(ctx context.Context, s Session, begin string, queue func(b *pgx.Batch)) error {
 	return d.retryStale(ctx, func() error {
 		conn, err := d.Pool.Acquire(ctx)
 		if err != nil {
@@ -157,12 +157,12 @@ func (d *DB) send(ctx context.Context, s Session, explicit bool, queue func(b *p
 		defer conn.Release()
 
 		b := &pgx.Batch{}
-		if explicit {
-			b.Queue("BEGIN")
+		if begin != "" {
+			b.Queue(begin)
 		}
 		b.Queue(setSessionSQL, s.Role, s.claimsArg())
 		queue(b)
-		if explicit {
+		if begin != "" {
 			b.Queue("COMMIT")
 		}
 		if err := conn.SendBatch(ctx, b).Close(); err != nil {

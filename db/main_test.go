@@ -38,6 +38,7 @@ func TestShared(t *testing.T) {
 		{"EnsureUserOnLocalAuth", testEnsureUserOnLocalAuth},
 		{"GenerationsByOwnerBatches", testGenerationsByOwnerBatches},
 		{"LogsByGenerationBatches", testLogsByGenerationBatches},
+		{"GenerationPageNested", testGenerationPageNested},
 		{"StoryWrites", testStoryWrites},
 		{"GenerationWrites", testGenerationWrites},
 		{"UpsertProfile", testUpsertProfile},

@@ -214,6 +214,75 @@ func (d *DB) GenerationsByOwner(ctx context.Context, s Session, keys []OwnerKey,
 		ORDER BY k.ord, g.created_at DESC, g.id`, q.args...)
 }
 
+// GenerationPage is one owner's page of generations as GenerationsByOwner
+// reads it, for reads that take the page's generations from the database
+// rather than from the caller: queued with the page in one ReadSnapshot,
+// the page and what its nodes show (their stories, their logs) cost one
+// round trip instead of two.
+type GenerationPage struct {
+	Owner  OwnerKey
+	Filter GenerationFilter
+	Page   PageParams[GenerationKey]
+}
+
+// sql is the statement selecting cols (over alias g) of the page's first
+// limit generations, in page order, with its arguments added to q.
+func (p GenerationPage) sql(q *statement, cols string, limit int) string {
+	var where conditions
+	where.and("g.user_id = " + q.arg([16]byte(p.Owner.UserID)))
+	if p.Owner.StoryID != uuid.Nil {
+		where.and("g.story_id = " + q.arg([16]byte(p.Owner.StoryID)))
+	}
+	if p.Filter.Status != nil {
+		where.and("g.status = " + q.arg(string(*p.Filter.Status)) + "::generation_status")
+	}
+	if p.Page.After != nil {
+		at, id := q.arg(p.Page.After.CreatedAt), q.arg([16]byte(p.Page.After.ID))
+		where.and("(g.created_at < " + at + " OR (g.created_at = " + at + " AND g.id > " + id + "))")
+	}
+	return `SELECT ` + cols + ` FROM story_generations g` + where.String() + `
+		ORDER BY g.created_at DESC, g.id LIMIT ` + q.arg(limit)
+}
+
+// GenerationPage queues the page's rows (p.Page.Limit of them at most)
+// into out, newest first, as GenerationsByOwner reads them.
+func (r *Reads) GenerationPage(p GenerationPage, out *[]Generation) {
+	var q statement
+	queueRead(r, scanner[Generation]{t: generations, cols: p.Page.Columns}, out,
+		p.sql(&q, generations.list(p.Page.Columns, "g"), p.Page.Limit), q.args...)
+}
+
+// StoriesOfPage queues the columns cols of the stories the page's first
+// nodes generations narrate, in no particular order, into out.
+func (r *Reads) StoriesOfPage(p GenerationPage, nodes int, cols Columns, out *[]Story) {
+	var q statement
+	queueRead(r, scanner[Story]{t: stories, cols: cols}, out, `
+		SELECT `+stories.list(cols, "")+` FROM stories
+		WHERE id IN (SELECT g.story_id FROM (`+p.sql(&q, "g.story_id", nodes)+`) g)`, q.args...)
+}
+
+// LogsOfPage queues the page lp of the logs of each of the page's first
+// nodes generations into out, keyed by the generation's position in the
+// page: what LogsByGeneration reads for those generations' ids.
+func (r *Reads) LogsOfPage(p GenerationPage, nodes int, lp PageParams[LogKey], out *[]Keyed[Log]) {
+	var q statement
+	page := p.sql(&q, "g.id, row_number() OVER (ORDER BY g.created_at DESC, g.id) AS ord", nodes)
+	var where conditions
+	where.and("l.generation_id = k.id")
+	if lp.After != nil {
+		where.and("(l.occurred_at, l.id) > (" + q.arg(lp.After.OccurredAt) + "::timestamptz, " + q.arg([16]byte(lp.After.ID)) + "::uuid)")
+	}
+	queueRead(r, keyed(keyedLogs, lp.Columns), out, `
+		SELECT k.ord - 1 AS key_index, l.*
+		FROM (`+page+`) k
+		CROSS JOIN LATERAL (
+		  SELECT `+logs.list(lp.Columns, "")+` FROM generation_logs l`+where.String()+`
+		  ORDER BY l.occurred_at, l.id
+		  LIMIT `+q.arg(lp.Limit)+`
+		) l
+		ORDER BY k.ord, l.occurred_at, l.id`, q.args...)
+}
+
 // OwnerKey names whose generations, of which story (uuid.Nil: any), to list.
 type OwnerKey struct {
 	UserID  uuid.UUID

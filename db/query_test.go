@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -490,4 +491,138 @@ func testUpsertProfile(t *testing.T, tdb *testDB) {
 	if err != nil || len(emails) != 1 || emails[0].ID != f.F {
 		t.Fatalf("UserEmails as F = %+v, %v; want F's only", emails, err)
 	}
+}
+
+// testGenerationPageNested: a page read with GenerationPage is the page
+// GenerationsByOwner reads, and the reads nested under it by position
+// (StoriesOfPage, LogsOfPage) are what StoriesByID and LogsByGeneration
+// read for the page's first nodes generations, under the caller's
+// row-level security, all in one round trip.
+func testGenerationPageNested(t *testing.T, tdb *testDB) {
+	f, d := tdb.fixtureAndDB(t, 0)
+	ctx := context.Background()
+	s2 := uuid.New()
+	mustExec(t, tdb.Admin, `INSERT INTO stories (id, title, slug, content) VALUES ($1, 'Second', $2, 'Text.')`, s2, f.Prefix+"-page")
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for i, story := range []uuid.UUID{s2, f.Story, s2, s2} {
+		// Two share a created_at: the page breaks the tie by id.
+		at := base.Add(time.Duration(min(i, 2)) * time.Minute)
+		mustExec(t, tdb.Admin, `WITH g AS (INSERT INTO story_generations (user_id, story_id, status, created_at)
+			VALUES ($1, $2, 'completed', $3) RETURNING id)
+			INSERT INTO generation_logs (generation_id, event, occurred_at)
+			SELECT g.id, 'event ' || n, $3::timestamptz + n * interval '1 second' FROM g, generate_series(1, $4) n`,
+			f.A, story, at, i+1)
+	}
+	pending := generation.Pending
+	first, err := d.GenerationsByOwner(ctx, sessionOf(f.A), []db.OwnerKey{{UserID: f.A}}, db.GenerationFilter{},
+		db.PageParams[db.GenerationKey]{Limit: 2, Columns: db.AllColumns})
+	if err != nil || len(first) != 2 {
+		t.Fatalf("first page %v, %v", first, err)
+	}
+	after := &db.GenerationKey{CreatedAt: first[1].Row.CreatedAt, ID: first[1].Row.ID}
+
+	tests := []struct {
+		name    string
+		session db.Session
+		page    db.GenerationPage
+		logs    *db.LogKey
+		// empty: the caller sees none of the page's generations.
+		empty bool
+	}{
+		{name: "owner", session: sessionOf(f.A), page: db.GenerationPage{Owner: db.OwnerKey{UserID: f.A}}},
+		{name: "owner after", session: sessionOf(f.A), page: db.GenerationPage{Owner: db.OwnerKey{UserID: f.A}, Page: db.PageParams[db.GenerationKey]{After: after}}},
+		{name: "owner of one story", session: sessionOf(f.A), page: db.GenerationPage{Owner: db.OwnerKey{UserID: f.A, StoryID: s2}}},
+		{name: "owner pending", session: sessionOf(f.A), page: db.GenerationPage{Owner: db.OwnerKey{UserID: f.A}, Filter: db.GenerationFilter{Status: &pending}}},
+		{name: "logs after", session: sessionOf(f.A), page: db.GenerationPage{Owner: db.OwnerKey{UserID: f.A}}, logs: &db.LogKey{OccurredAt: base.Add(time.Second), ID: uuid.Max}},
+		{name: "another user's page", session: sessionOf(f.B), page: db.GenerationPage{Owner: db.OwnerKey{UserID: f.A}}, empty: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			const nodes = 3
+			tc.page.Page.Limit, tc.page.Page.Columns = nodes+1, db.AllColumns
+			logPage := db.PageParams[db.LogKey]{Limit: 2, After: tc.logs, Columns: db.AllColumns}
+			var (
+				page    []db.Generation
+				stories []db.Story
+				logs    []db.Keyed[db.Log]
+			)
+			err := d.ReadSnapshot(ctx, tc.session, func(q *db.Reads) {
+				q.GenerationPage(tc.page, &page)
+				q.StoriesOfPage(tc.page, nodes, db.AllColumns, &stories)
+				q.LogsOfPage(tc.page, nodes, logPage, &logs)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.empty {
+				if len(page)+len(stories)+len(logs) > 0 {
+					t.Fatalf("another user's page: %d generations, %d stories, %d logs", len(page), len(stories), len(logs))
+				}
+				return
+			}
+			want, err := d.GenerationsByOwner(ctx, tc.session, []db.OwnerKey{tc.page.Owner}, tc.page.Filter, tc.page.Page)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := func(rows []db.Generation) []uuid.UUID {
+				out := []uuid.UUID{}
+				for _, g := range rows {
+					out = append(out, g.ID)
+				}
+				return out
+			}
+			var wantRows []db.Generation
+			for _, k := range want {
+				wantRows = append(wantRows, k.Row)
+			}
+			if got, want := ids(page), ids(wantRows); !slices.Equal(got, want) || len(got) == 0 {
+				t.Fatalf("page %v, want %v (not empty)", got, want)
+			}
+			shown := page[:min(len(page), nodes)]
+
+			wantStories, err := d.StoriesByID(ctx, tc.session, distinctStories(shown), db.AllColumns)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sortStories := func(s []db.Story) []uuid.UUID {
+				out := []uuid.UUID{}
+				for _, st := range s {
+					out = append(out, st.ID)
+				}
+				slices.SortFunc(out, func(a, b uuid.UUID) int { return strings.Compare(a.String(), b.String()) })
+				return out
+			}
+			if got, want := sortStories(stories), sortStories(wantStories); !slices.Equal(got, want) {
+				t.Errorf("stories %v, want %v", got, want)
+			}
+
+			wantLogs, err := d.LogsByGeneration(ctx, tc.session, ids(shown), logPage)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotByKey, err := groupByKey(len(shown), logs, func(l db.Log) uuid.UUID { return l.ID })
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantByKey, err := groupByKey(len(shown), wantLogs, func(l db.Log) uuid.UUID { return l.ID })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.EqualFunc(gotByKey, wantByKey, slices.Equal) || len(logs) == 0 {
+				t.Errorf("logs by position %v, want %v (not empty)", gotByKey, wantByKey)
+			}
+		})
+	}
+}
+
+// distinctStories are the stories rows narrate, each once.
+func distinctStories(rows []db.Generation) []uuid.UUID {
+	var out []uuid.UUID
+	for _, g := range rows {
+		if !slices.Contains(out, g.StoryID) {
+			out = append(out, g.StoryID)
+		}
+	}
+	return out
 }

@@ -98,13 +98,20 @@ func (r *Resolver) generations(ctx context.Context, owner db.OwnerKey, first *in
 	if status != nil {
 		key.Status = *status
 	}
-	var rows []db.Generation
 	if fc := graphql.GetFieldContext(ctx); fc != nil && !inList(fc) {
 		// Only one such connection per field: batching would only wait.
-		rows, err = r.loaders(ctx).generationPage(ctx, key)
-	} else {
-		rows, err = r.loaders(ctx).generations.Load(ctx, key)()
+		// The page and its nodes' nested reads go in one round trip.
+		page, err := r.loaders(ctx).page(key)
+		if err != nil {
+			return nil, err
+		}
+		rows, err := r.generationPageNested(ctx, page)
+		if err != nil {
+			return nil, err
+		}
+		return generationConnection(rows, size, sh), nil
 	}
+	rows, err := r.loaders(ctx).generations.Load(ctx, key)()
 	if err != nil {
 		return nil, err
 	}

@@ -143,14 +143,25 @@ func (l *Loaders) generationPages(ctx context.Context, owners []db.OwnerKey, lim
 	return l.db.GenerationsByOwner(ctx, l.session, owners, f, db.PageParams[db.GenerationKey]{Limit: limit, After: key, Columns: l.cols.generation})
 }
 
-// generationPage reads the page k asks for at once, without the loader's
-// wait: for a connection that is not one of many.
-func (l *Loaders) generationPage(ctx context.Context, k pageKey[db.OwnerKey]) ([]db.Generation, error) {
-	rows, err := l.generationPages(ctx, []db.OwnerKey{k.Parent}, k.Limit, k.After, k.Status)
+// page is the page k asks for, as the database reads it.
+func (l *Loaders) page(k pageKey[db.OwnerKey]) (db.GenerationPage, error) {
+	after, err := decodeCursor[db.GenerationKey](cursorGeneration, nonEmpty(k.After))
 	if err != nil {
-		return nil, err
+		return db.GenerationPage{}, err
 	}
-	return byKeyIndex(rows, 1)[0], nil
+	p := db.GenerationPage{Owner: k.Parent, Page: db.PageParams[db.GenerationKey]{Limit: k.Limit, After: after, Columns: l.cols.generation}}
+	if k.Status != "" {
+		p.Filter.Status = &k.Status
+	}
+	return p, nil
+}
+
+// generationPage reads one page at once, without the loader's wait: for a
+// connection that is not one of many.
+func (l *Loaders) generationPage(ctx context.Context, p db.GenerationPage) ([]db.Generation, error) {
+	var rows []db.Generation
+	err := l.db.Read(ctx, l.session, func(q *db.Reads) { q.GenerationPage(p, &rows) })
+	return rows, err
 }
 
 func storyID(s db.Story) uuid.UUID { return s.ID }

@@ -16,7 +16,8 @@ import (
 // user.email), all in one transaction and one round trip, and caches the
 // rows in the response's loaders, where the nodes' resolvers then find
 // them. A page of generations with its nested fields thus costs two round
-// trips: the page, then everything under it.
+// trips: the page, then everything under it; and one when the page is read
+// with them (generationPageNested).
 //
 // Left to the loaders alone, every node asks on a goroutine of its own, and
 // under load the keys that arrive after the loader's short wait go in a
@@ -25,57 +26,16 @@ import (
 // is not primed: priming each one would cost a statement per parent, while
 // the loaders usually batch them all.
 func (r *Resolver) primeGenerations(ctx context.Context, rows []db.Generation) {
-	if len(rows) == 0 || !graphql.HasOperationContext(ctx) {
+	if len(rows) == 0 {
 		return
 	}
-	fc := graphql.GetFieldContext(ctx)
-	if fc == nil || fc.Field.Field == nil || inList(fc) {
+	n, ok := r.planNested(ctx)
+	if !ok {
 		return
 	}
-	opCtx := graphql.GetOperationContext(ctx)
 	l := r.loaders(ctx)
-
-	// What to read: each nested field once, each shape of logs page once.
-	type logPage struct {
-		size  int
-		after string
-		key   *db.LogKey
-		rows  []db.Keyed[db.Log]
-	}
-	var (
-		storyIDs, userIDs []uuid.UUID
-		logPages          []*logPage
-		stories           []db.Story
-		emails            []db.UserEmail
-	)
-	for _, f := range nodeFields(opCtx, fc.Field.Selections) {
-		switch f.Name {
-		case "story":
-			if storyIDs == nil {
-				storyIDs = distinct(rows, func(g db.Generation) uuid.UUID { return g.StoryID })
-			}
-		case "logs":
-			size, after, ok := logPageArgs(f, opCtx.Variables)
-			if !ok || slices.ContainsFunc(logPages, func(p *logPage) bool { return p.size == size && p.after == after }) {
-				// Bad arguments are the resolver's to report.
-				continue
-			}
-			key, err := decodeCursor[db.LogKey](cursorLog, nonEmpty(after))
-			if err != nil {
-				continue
-			}
-			logPages = append(logPages, &logPage{size: size, after: after, key: key})
-		case "user":
-			for _, uf := range graphql.CollectFields(opCtx, f.Selections, []string{"User"}) {
-				if uf.Name == "email" && userIDs == nil {
-					userIDs = distinct(rows, func(g db.Generation) uuid.UUID { return g.UserID })
-				}
-			}
-		}
-	}
-	if storyIDs == nil && logPages == nil && userIDs == nil {
-		// Nothing under the nodes waits on a loader.
-		l.markPrimed(fc)
+	if n.empty() {
+		l.markPrimed(n.fc)
 		return
 	}
 	genIDs := make([]uuid.UUID, len(rows))
@@ -83,14 +43,14 @@ func (r *Resolver) primeGenerations(ctx context.Context, rows []db.Generation) {
 		genIDs[i] = g.ID
 	}
 	err := l.db.Read(ctx, l.session, func(q *db.Reads) {
-		if storyIDs != nil {
-			q.StoriesByID(storyIDs, l.cols.story, &stories)
+		if n.stories {
+			q.StoriesByID(distinct(rows, func(g db.Generation) uuid.UUID { return g.StoryID }), l.cols.story, &n.storyRows)
 		}
-		for _, p := range logPages {
+		for _, p := range n.logPages {
 			q.LogsByGeneration(genIDs, db.PageParams[db.LogKey]{Limit: p.size + 1, After: p.key, Columns: l.cols.log}, &p.rows)
 		}
-		if userIDs != nil {
-			q.UserEmails(userIDs, &emails)
+		if n.emails {
+			q.UserEmails(distinct(rows, func(g db.Generation) uuid.UUID { return g.UserID }), &n.emailRows)
 		}
 	})
 	if err != nil {
@@ -98,24 +58,129 @@ func (r *Resolver) primeGenerations(ctx context.Context, rows []db.Generation) {
 		// error if it persists.
 		return
 	}
-	if storyIDs != nil {
-		found := index(stories, storyID)
-		for _, id := range storyIDs {
+	n.prime(ctx, l, rows)
+}
+
+// generationPageNested reads one owner's page of generations (the first
+// page.Page.Limit-1 of which are the connection's nodes) and, in the same
+// round trip and snapshot, what primeGenerations would read under its
+// nodes, which it caches as primeGenerations does.
+func (r *Resolver) generationPageNested(ctx context.Context, page db.GenerationPage) ([]db.Generation, error) {
+	l := r.loaders(ctx)
+	n, ok := r.planNested(ctx)
+	if !ok || n.empty() {
+		rows, err := l.generationPage(ctx, page)
+		if err == nil && ok {
+			l.markPrimed(n.fc)
+		}
+		return rows, err
+	}
+	var rows []db.Generation
+	nodes := page.Page.Limit - 1
+	err := l.db.ReadSnapshot(ctx, l.session, func(q *db.Reads) {
+		q.GenerationPage(page, &rows)
+		if n.stories {
+			q.StoriesOfPage(page, nodes, l.cols.story, &n.storyRows)
+		}
+		for _, p := range n.logPages {
+			q.LogsOfPage(page, nodes, db.PageParams[db.LogKey]{Limit: p.size + 1, After: p.key, Columns: l.cols.log}, &p.rows)
+		}
+		if n.emails {
+			q.UserEmails([]uuid.UUID{page.Owner.UserID}, &n.emailRows)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.prime(ctx, l, rows[:min(len(rows), nodes)])
+	return rows, nil
+}
+
+// nested is what the nodes of a page of generations ask for through
+// loaders, and, once read, the rows.
+type nested struct {
+	// fc is the connection's field context.
+	fc       *graphql.FieldContext
+	stories  bool
+	logPages []*logPage
+	emails   bool
+
+	storyRows []db.Story
+	emailRows []db.UserEmail
+}
+
+// logPage is one shape of logs page asked of the nodes.
+type logPage struct {
+	size  int
+	after string
+	key   *db.LogKey
+	rows  []db.Keyed[db.Log]
+}
+
+func (n *nested) empty() bool { return !n.stories && n.logPages == nil && !n.emails }
+
+// planNested reads from the operation what the nodes of the generation
+// connection resolved in ctx ask for: each nested field once, each shape of
+// logs page once. ok is false when the connection is not to be primed: it
+// is nested in a list, or there is no operation.
+func (r *Resolver) planNested(ctx context.Context) (n nested, ok bool) {
+	if !graphql.HasOperationContext(ctx) {
+		return n, false
+	}
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil || fc.Field.Field == nil || inList(fc) {
+		return n, false
+	}
+	n.fc = fc
+	opCtx := graphql.GetOperationContext(ctx)
+	for _, f := range nodeFields(opCtx, fc.Field.Selections) {
+		switch f.Name {
+		case "story":
+			n.stories = true
+		case "logs":
+			size, after, ok := logPageArgs(f, opCtx.Variables)
+			if !ok || slices.ContainsFunc(n.logPages, func(p *logPage) bool { return p.size == size && p.after == after }) {
+				// Bad arguments are the resolver's to report.
+				continue
+			}
+			key, err := decodeCursor[db.LogKey](cursorLog, nonEmpty(after))
+			if err != nil {
+				continue
+			}
+			n.logPages = append(n.logPages, &logPage{size: size, after: after, key: key})
+		case "user":
+			for _, uf := range graphql.CollectFields(opCtx, f.Selections, []string{"User"}) {
+				if uf.Name == "email" {
+					n.emails = true
+				}
+			}
+		}
+	}
+	return n, true
+}
+
+// prime caches the rows read for the nodes rows in the response's loaders,
+// and marks the connection primed. The logs pages are keyed by the nodes'
+// positions.
+func (n *nested) prime(ctx context.Context, l *Loaders, rows []db.Generation) {
+	if n.stories {
+		found := index(n.storyRows, storyID)
+		for _, id := range distinct(rows, func(g db.Generation) uuid.UUID { return g.StoryID }) {
 			l.story.get().Prime(ctx, id, found[id])
 		}
 	}
-	for _, p := range logPages {
-		for i, page := range byKeyIndex(p.rows, len(genIDs)) {
-			l.logs.get().Prime(ctx, pageKey[uuid.UUID]{Parent: genIDs[i], Limit: p.size + 1, After: p.after}, page)
+	for _, p := range n.logPages {
+		for i, page := range byKeyIndex(p.rows, len(rows)) {
+			l.logs.get().Prime(ctx, pageKey[uuid.UUID]{Parent: rows[i].ID, Limit: p.size + 1, After: p.after}, page)
 		}
 	}
-	if userIDs != nil {
-		found := emailsByID(emails)
-		for _, id := range userIDs {
+	if n.emails {
+		found := emailsByID(n.emailRows)
+		for _, id := range distinct(rows, func(g db.Generation) uuid.UUID { return g.UserID }) {
 			l.email.get().Prime(ctx, id, found[id])
 		}
 	}
-	l.markPrimed(fc)
+	l.markPrimed(n.fc)
 }
 
 // primedFields are the fields of a primed page's nodes that find their

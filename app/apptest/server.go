@@ -51,6 +51,9 @@ type Server struct {
 	// Statements counts the SQL statements the server ran, not counting
 	// the transaction control and session settings around them.
 	Statements *atomic.Int64
+	// RoundTrips counts the server's exchanges with the database: a batch
+	// (pipeline) or a statement sent on its own.
+	RoundTrips *atomic.Int64
 }
 
 // Option changes what Start assembles.
@@ -166,7 +169,7 @@ func Start(t testing.TB, d *dbtest.DB, opts ...Option) *Server {
 			t.Fatalf("notification listener: %v", err)
 		}
 	}
-	return &Server{t: t, URL: a.URL, App: a, DB: d, Admin: admin, Statements: &counter.n}
+	return &Server{t: t, URL: a.URL, App: a, DB: d, Admin: admin, Statements: &counter.n, RoundTrips: &counter.trips}
 }
 
 // On returns the server reporting to t, for use inside t's own goroutine:
@@ -178,15 +181,18 @@ func (s *Server) On(t testing.TB) *Server {
 }
 
 // statementCounter counts statements, leaving out BEGIN, COMMIT,
-// ROLLBACK and the session settings, which every transaction has.
-type statementCounter struct{ n atomic.Int64 }
+// ROLLBACK and the session settings, which every transaction has, and
+// round trips.
+type statementCounter struct{ n, trips atomic.Int64 }
 
 func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	c.trips.Add(1)
 	c.count(d.SQL)
 	return ctx
 }
 func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 func (c *statementCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	c.trips.Add(1)
 	return ctx
 }
 func (c *statementCounter) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
@@ -196,7 +202,7 @@ func (c *statementCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBa
 
 func (c *statementCounter) count(sql string) {
 	s := strings.ToUpper(strings.TrimSpace(sql))
-	if s == "BEGIN" || s == "COMMIT" || s == "ROLLBACK" || strings.HasPrefix(s, "SELECT SET_CONFIG('ROLE'") {
+	if strings.HasPrefix(s, "BEGIN") || s == "COMMIT" || s == "ROLLBACK" || strings.HasPrefix(s, "SELECT SET_CONFIG('ROLE'") {
 		return
 	}
 	c.n.Add(1)
