@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"io"
+	"strconv"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -24,12 +25,12 @@ type plainObject[T any] struct {
 	ctx    context.Context
 	fields []graphql.CollectedField
 	obj    T
-	value  func(ec *executionContext, ctx context.Context, field graphql.CollectedField, obj T) graphql.Marshaler
+	write  func(ec *executionContext, ctx context.Context, w io.Writer, field *graphql.CollectedField, obj T)
 }
 
 // MarshalGQL writes the object.
 func (p *plainObject[T]) MarshalGQL(w io.Writer) {
-	writeObject(w, p.fields, func(i int) graphql.Marshaler { return p.value(p.ec, p.ctx, p.fields[i], p.obj) })
+	writeObject(w, p.fields, func(i int) { p.write(p.ec, p.ctx, w, &p.fields[i], p.obj) })
 }
 
 // fieldValues writes an object gqlgen's generated code has resolved into a
@@ -43,14 +44,14 @@ type fieldValues struct {
 
 // MarshalGQL writes the object.
 func (f fieldValues) MarshalGQL(w io.Writer) {
-	writeObject(w, f.fields, func(i int) graphql.Marshaler { return f.values[i] })
+	writeObject(w, f.fields, func(i int) { f.values[i].MarshalGQL(w) })
 }
 
-// writeObject writes the fields of an object as JSON, each value(i) under
-// its alias. A field asked twice under one alias (through fragments) is
+// writeObject writes the fields of an object as JSON, each under its alias
+// followed by what value(i) writes. A field asked twice under one alias (through fragments) is
 // collected once by gqlgen; the check for a repeated alias is the one
 // gqlgen's field set makes.
-func writeObject(w io.Writer, fields []graphql.CollectedField, value func(i int) graphql.Marshaler) {
+func writeObject(w io.Writer, fields []graphql.CollectedField, value func(i int)) {
 	_, _ = io.WriteString(w, "{")
 	first := true
 	for i := range fields {
@@ -67,7 +68,7 @@ func writeObject(w io.Writer, fields []graphql.CollectedField, value func(i int)
 		_, _ = io.WriteString(w, `"`)
 		_, _ = io.WriteString(w, f.Alias)
 		_, _ = io.WriteString(w, `":`)
-		value(i).MarshalGQL(w)
+		value(i)
 	}
 	_, _ = io.WriteString(w, "}")
 }
@@ -112,4 +113,51 @@ func plainSelection(sel ast.SelectionSet) bool {
 		}
 	}
 	return true
+}
+
+// writeString writes s as a JSON string, escaped as gqlgen's
+// graphql.MarshalString escapes it, without the closure that allocates.
+func writeString(w io.Writer, s string) {
+	const hex = "0123456789ABCDEF"
+	_, _ = io.WriteString(w, `"`)
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '\\' && c != '"' {
+			continue
+		}
+		_, _ = io.WriteString(w, s[start:i])
+		switch c {
+		case '\t':
+			_, _ = io.WriteString(w, `\t`)
+		case '\r':
+			_, _ = io.WriteString(w, `\r`)
+		case '\n':
+			_, _ = io.WriteString(w, `\n`)
+		case '\\':
+			_, _ = io.WriteString(w, `\\`)
+		case '"':
+			_, _ = io.WriteString(w, `\"`)
+		default:
+			_, _ = w.Write([]byte{'\\', 'u', '0', '0', hex[c>>4], hex[c&0xf]})
+		}
+		start = i + 1
+	}
+	_, _ = io.WriteString(w, s[start:])
+	_, _ = io.WriteString(w, `"`)
+}
+
+// writeInt writes n as graphql.MarshalInt does.
+func writeInt(w io.Writer, n int) {
+	var b [20]byte
+	_, _ = w.Write(strconv.AppendInt(b[:0], int64(n), 10))
+}
+
+// writeBool writes b as graphql.MarshalBoolean does.
+func writeBool(w io.Writer, b bool) {
+	if b {
+		_, _ = io.WriteString(w, "true")
+	} else {
+		_, _ = io.WriteString(w, "false")
+	}
 }

@@ -4,11 +4,13 @@ package graph
 
 import (
 	"context"
+	"io"
 	"strconv"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/narrate/narrate/db"
 	"github.com/narrate/narrate/graph/model"
+	"github.com/narrate/narrate/graph/scalar"
 )
 
 // plain_GenerationLog marshals obj whole with plainObject when the selection
@@ -21,21 +23,22 @@ func (ec *executionContext) plain_GenerationLog(ctx context.Context, fields []gr
 			return nil
 		}
 	}
-	return &plainObject[*db.Log]{ec: ec, ctx: ctx, fields: fields, obj: obj, value: (*executionContext).plainValue_GenerationLog}
+	return &plainObject[*db.Log]{ec: ec, ctx: ctx, fields: fields, obj: obj, write: (*executionContext).plainWrite_GenerationLog}
 }
 
-func (ec *executionContext) plainValue_GenerationLog(ctx context.Context, field graphql.CollectedField, obj *db.Log) graphql.Marshaler {
+func (ec *executionContext) plainWrite_GenerationLog(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj *db.Log) {
 	switch field.Name {
 	case "__typename":
-		return graphql.MarshalString("GenerationLog")
+		writeString(w, "GenerationLog")
 	case "id":
-		return ec.plain_GenerationLog_id(ctx, field, obj)
+		scalar.WriteUUID(w, obj.ID)
 	case "event":
-		return ec.plain_GenerationLog_event(ctx, field, obj)
+		writeString(w, obj.Event)
 	case "occurredAt":
-		return ec.plain_GenerationLog_occurredAt(ctx, field, obj)
+		scalar.WriteTime(w, obj.OccurredAt)
+	default:
+		panic("unknown field " + strconv.Quote(field.Name))
 	}
-	panic("unknown field " + strconv.Quote(field.Name))
 }
 
 func (ec *executionContext) plain_GenerationLog_id(ctx context.Context, field graphql.CollectedField, obj *db.Log) graphql.Marshaler {
@@ -68,19 +71,20 @@ func (ec *executionContext) plain_GenerationLogConnection(ctx context.Context, f
 			return nil
 		}
 	}
-	return &plainObject[*model.GenerationLogConnection]{ec: ec, ctx: ctx, fields: fields, obj: obj, value: (*executionContext).plainValue_GenerationLogConnection}
+	return &plainObject[*model.GenerationLogConnection]{ec: ec, ctx: ctx, fields: fields, obj: obj, write: (*executionContext).plainWrite_GenerationLogConnection}
 }
 
-func (ec *executionContext) plainValue_GenerationLogConnection(ctx context.Context, field graphql.CollectedField, obj *model.GenerationLogConnection) graphql.Marshaler {
+func (ec *executionContext) plainWrite_GenerationLogConnection(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj *model.GenerationLogConnection) {
 	switch field.Name {
 	case "__typename":
-		return graphql.MarshalString("GenerationLogConnection")
+		writeString(w, "GenerationLogConnection")
 	case "edges":
-		return ec.plain_GenerationLogConnection_edges(ctx, field, obj)
+		ec.plain_GenerationLogConnection_edges(ctx, *field, obj).MarshalGQL(w)
 	case "nodes":
-		return ec.plain_GenerationLogConnection_nodes(ctx, field, obj)
+		ec.plain_GenerationLogConnection_nodes(ctx, *field, obj).MarshalGQL(w)
+	default:
+		panic("unknown field " + strconv.Quote(field.Name))
 	}
-	panic("unknown field " + strconv.Quote(field.Name))
 }
 
 func (ec *executionContext) plain_GenerationLogConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.GenerationLogConnection) graphql.Marshaler {
@@ -107,17 +111,18 @@ func (ec *executionContext) plain_GenerationLogEdge(ctx context.Context, fields 
 			return nil
 		}
 	}
-	return &plainObject[*model.GenerationLogEdge]{ec: ec, ctx: ctx, fields: fields, obj: obj, value: (*executionContext).plainValue_GenerationLogEdge}
+	return &plainObject[*model.GenerationLogEdge]{ec: ec, ctx: ctx, fields: fields, obj: obj, write: (*executionContext).plainWrite_GenerationLogEdge}
 }
 
-func (ec *executionContext) plainValue_GenerationLogEdge(ctx context.Context, field graphql.CollectedField, obj *model.GenerationLogEdge) graphql.Marshaler {
+func (ec *executionContext) plainWrite_GenerationLogEdge(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj *model.GenerationLogEdge) {
 	switch field.Name {
 	case "__typename":
-		return graphql.MarshalString("GenerationLogEdge")
+		writeString(w, "GenerationLogEdge")
 	case "cursor":
-		return ec.plain_GenerationLogEdge_cursor(ctx, field, obj)
+		writeString(w, obj.Cursor)
+	default:
+		panic("unknown field " + strconv.Quote(field.Name))
 	}
-	panic("unknown field " + strconv.Quote(field.Name))
 }
 
 func (ec *executionContext) plain_GenerationLogEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.GenerationLogEdge) graphql.Marshaler {
@@ -134,25 +139,26 @@ func (ec *executionContext) plain_GenerationPart(ctx context.Context, fields []g
 			return nil
 		}
 	}
-	return &plainObject[*db.GenerationPart]{ec: ec, ctx: ctx, fields: fields, obj: obj, value: (*executionContext).plainValue_GenerationPart}
+	return &plainObject[*db.GenerationPart]{ec: ec, ctx: ctx, fields: fields, obj: obj, write: (*executionContext).plainWrite_GenerationPart}
 }
 
-func (ec *executionContext) plainValue_GenerationPart(ctx context.Context, field graphql.CollectedField, obj *db.GenerationPart) graphql.Marshaler {
+func (ec *executionContext) plainWrite_GenerationPart(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj *db.GenerationPart) {
 	switch field.Name {
 	case "__typename":
-		return graphql.MarshalString("GenerationPart")
+		writeString(w, "GenerationPart")
 	case "index":
-		return ec.plain_GenerationPart_index(ctx, field, obj)
+		writeInt(w, obj.Index)
 	case "contentType":
-		return ec.plain_GenerationPart_contentType(ctx, field, obj)
+		writeString(w, obj.ContentType)
 	case "byteSize":
-		return ec.plain_GenerationPart_byteSize(ctx, field, obj)
+		writeInt(w, obj.ByteSize)
 	case "startChar":
-		return ec.plain_GenerationPart_startChar(ctx, field, obj)
+		writeInt(w, obj.StartChar)
 	case "endChar":
-		return ec.plain_GenerationPart_endChar(ctx, field, obj)
+		writeInt(w, obj.EndChar)
+	default:
+		panic("unknown field " + strconv.Quote(field.Name))
 	}
-	panic("unknown field " + strconv.Quote(field.Name))
 }
 
 func (ec *executionContext) plain_GenerationPart_index(ctx context.Context, field graphql.CollectedField, obj *db.GenerationPart) graphql.Marshaler {
@@ -185,19 +191,20 @@ func (ec *executionContext) plain_PageInfo(ctx context.Context, fields []graphql
 			return nil
 		}
 	}
-	return &plainObject[*model.PageInfo]{ec: ec, ctx: ctx, fields: fields, obj: obj, value: (*executionContext).plainValue_PageInfo}
+	return &plainObject[*model.PageInfo]{ec: ec, ctx: ctx, fields: fields, obj: obj, write: (*executionContext).plainWrite_PageInfo}
 }
 
-func (ec *executionContext) plainValue_PageInfo(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) graphql.Marshaler {
+func (ec *executionContext) plainWrite_PageInfo(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj *model.PageInfo) {
 	switch field.Name {
 	case "__typename":
-		return graphql.MarshalString("PageInfo")
+		writeString(w, "PageInfo")
 	case "hasNextPage":
-		return ec.plain_PageInfo_hasNextPage(ctx, field, obj)
+		writeBool(w, obj.HasNextPage)
 	case "endCursor":
-		return ec.plain_PageInfo_endCursor(ctx, field, obj)
+		ec.plain_PageInfo_endCursor(ctx, *field, obj).MarshalGQL(w)
+	default:
+		panic("unknown field " + strconv.Quote(field.Name))
 	}
-	panic("unknown field " + strconv.Quote(field.Name))
 }
 
 func (ec *executionContext) plain_PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) graphql.Marshaler {
@@ -218,23 +225,24 @@ func (ec *executionContext) plain_Profile(ctx context.Context, fields []graphql.
 			return nil
 		}
 	}
-	return &plainObject[*db.Profile]{ec: ec, ctx: ctx, fields: fields, obj: obj, value: (*executionContext).plainValue_Profile}
+	return &plainObject[*db.Profile]{ec: ec, ctx: ctx, fields: fields, obj: obj, write: (*executionContext).plainWrite_Profile}
 }
 
-func (ec *executionContext) plainValue_Profile(ctx context.Context, field graphql.CollectedField, obj *db.Profile) graphql.Marshaler {
+func (ec *executionContext) plainWrite_Profile(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj *db.Profile) {
 	switch field.Name {
 	case "__typename":
-		return graphql.MarshalString("Profile")
+		writeString(w, "Profile")
 	case "userId":
-		return ec.plain_Profile_userId(ctx, field, obj)
+		scalar.WriteUUID(w, obj.UserID)
 	case "displayName":
-		return ec.plain_Profile_displayName(ctx, field, obj)
+		ec.plain_Profile_displayName(ctx, *field, obj).MarshalGQL(w)
 	case "avatarUrl":
-		return ec.plain_Profile_avatarUrl(ctx, field, obj)
+		ec.plain_Profile_avatarUrl(ctx, *field, obj).MarshalGQL(w)
 	case "createdAt":
-		return ec.plain_Profile_createdAt(ctx, field, obj)
+		scalar.WriteTime(w, obj.CreatedAt)
+	default:
+		panic("unknown field " + strconv.Quote(field.Name))
 	}
-	panic("unknown field " + strconv.Quote(field.Name))
 }
 
 func (ec *executionContext) plain_Profile_userId(ctx context.Context, field graphql.CollectedField, obj *db.Profile) graphql.Marshaler {
@@ -263,27 +271,28 @@ func (ec *executionContext) plain_Story(ctx context.Context, fields []graphql.Co
 			return nil
 		}
 	}
-	return &plainObject[*db.Story]{ec: ec, ctx: ctx, fields: fields, obj: obj, value: (*executionContext).plainValue_Story}
+	return &plainObject[*db.Story]{ec: ec, ctx: ctx, fields: fields, obj: obj, write: (*executionContext).plainWrite_Story}
 }
 
-func (ec *executionContext) plainValue_Story(ctx context.Context, field graphql.CollectedField, obj *db.Story) graphql.Marshaler {
+func (ec *executionContext) plainWrite_Story(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj *db.Story) {
 	switch field.Name {
 	case "__typename":
-		return graphql.MarshalString("Story")
+		writeString(w, "Story")
 	case "id":
-		return ec.plain_Story_id(ctx, field, obj)
+		scalar.WriteUUID(w, obj.ID)
 	case "title":
-		return ec.plain_Story_title(ctx, field, obj)
+		writeString(w, obj.Title)
 	case "slug":
-		return ec.plain_Story_slug(ctx, field, obj)
+		writeString(w, obj.Slug)
 	case "content":
-		return ec.plain_Story_content(ctx, field, obj)
+		writeString(w, obj.Content)
 	case "version":
-		return ec.plain_Story_version(ctx, field, obj)
+		writeInt(w, obj.Version)
 	case "updatedAt":
-		return ec.plain_Story_updatedAt(ctx, field, obj)
+		scalar.WriteTime(w, obj.UpdatedAt)
+	default:
+		panic("unknown field " + strconv.Quote(field.Name))
 	}
-	panic("unknown field " + strconv.Quote(field.Name))
 }
 
 func (ec *executionContext) plain_Story_id(ctx context.Context, field graphql.CollectedField, obj *db.Story) graphql.Marshaler {
@@ -328,19 +337,20 @@ func (ec *executionContext) plain_StoryConnection(ctx context.Context, fields []
 			return nil
 		}
 	}
-	return &plainObject[*model.StoryConnection]{ec: ec, ctx: ctx, fields: fields, obj: obj, value: (*executionContext).plainValue_StoryConnection}
+	return &plainObject[*model.StoryConnection]{ec: ec, ctx: ctx, fields: fields, obj: obj, write: (*executionContext).plainWrite_StoryConnection}
 }
 
-func (ec *executionContext) plainValue_StoryConnection(ctx context.Context, field graphql.CollectedField, obj *model.StoryConnection) graphql.Marshaler {
+func (ec *executionContext) plainWrite_StoryConnection(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj *model.StoryConnection) {
 	switch field.Name {
 	case "__typename":
-		return graphql.MarshalString("StoryConnection")
+		writeString(w, "StoryConnection")
 	case "edges":
-		return ec.plain_StoryConnection_edges(ctx, field, obj)
+		ec.plain_StoryConnection_edges(ctx, *field, obj).MarshalGQL(w)
 	case "nodes":
-		return ec.plain_StoryConnection_nodes(ctx, field, obj)
+		ec.plain_StoryConnection_nodes(ctx, *field, obj).MarshalGQL(w)
+	default:
+		panic("unknown field " + strconv.Quote(field.Name))
 	}
-	panic("unknown field " + strconv.Quote(field.Name))
 }
 
 func (ec *executionContext) plain_StoryConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.StoryConnection) graphql.Marshaler {
@@ -367,17 +377,18 @@ func (ec *executionContext) plain_StoryEdge(ctx context.Context, fields []graphq
 			return nil
 		}
 	}
-	return &plainObject[*model.StoryEdge]{ec: ec, ctx: ctx, fields: fields, obj: obj, value: (*executionContext).plainValue_StoryEdge}
+	return &plainObject[*model.StoryEdge]{ec: ec, ctx: ctx, fields: fields, obj: obj, write: (*executionContext).plainWrite_StoryEdge}
 }
 
-func (ec *executionContext) plainValue_StoryEdge(ctx context.Context, field graphql.CollectedField, obj *model.StoryEdge) graphql.Marshaler {
+func (ec *executionContext) plainWrite_StoryEdge(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj *model.StoryEdge) {
 	switch field.Name {
 	case "__typename":
-		return graphql.MarshalString("StoryEdge")
+		writeString(w, "StoryEdge")
 	case "cursor":
-		return ec.plain_StoryEdge_cursor(ctx, field, obj)
+		writeString(w, obj.Cursor)
+	default:
+		panic("unknown field " + strconv.Quote(field.Name))
 	}
-	panic("unknown field " + strconv.Quote(field.Name))
 }
 
 func (ec *executionContext) plain_StoryEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.StoryEdge) graphql.Marshaler {
@@ -394,27 +405,28 @@ func (ec *executionContext) plain_StoryGeneration(ctx context.Context, fields []
 			return nil
 		}
 	}
-	return &plainObject[*db.Generation]{ec: ec, ctx: ctx, fields: fields, obj: obj, value: (*executionContext).plainValue_StoryGeneration}
+	return &plainObject[*db.Generation]{ec: ec, ctx: ctx, fields: fields, obj: obj, write: (*executionContext).plainWrite_StoryGeneration}
 }
 
-func (ec *executionContext) plainValue_StoryGeneration(ctx context.Context, field graphql.CollectedField, obj *db.Generation) graphql.Marshaler {
+func (ec *executionContext) plainWrite_StoryGeneration(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj *db.Generation) {
 	switch field.Name {
 	case "__typename":
-		return graphql.MarshalString("StoryGeneration")
+		writeString(w, "StoryGeneration")
 	case "id":
-		return ec.plain_StoryGeneration_id(ctx, field, obj)
+		scalar.WriteUUID(w, obj.ID)
 	case "status":
-		return ec.plain_StoryGeneration_status(ctx, field, obj)
+		ec.plain_StoryGeneration_status(ctx, *field, obj).MarshalGQL(w)
 	case "progress":
-		return ec.plain_StoryGeneration_progress(ctx, field, obj)
+		writeInt(w, obj.Progress)
 	case "metadata":
-		return ec.plain_StoryGeneration_metadata(ctx, field, obj)
+		ec.plain_StoryGeneration_metadata(ctx, *field, obj).MarshalGQL(w)
 	case "createdAt":
-		return ec.plain_StoryGeneration_createdAt(ctx, field, obj)
+		scalar.WriteTime(w, obj.CreatedAt)
 	case "updatedAt":
-		return ec.plain_StoryGeneration_updatedAt(ctx, field, obj)
+		scalar.WriteTime(w, obj.UpdatedAt)
+	default:
+		panic("unknown field " + strconv.Quote(field.Name))
 	}
-	panic("unknown field " + strconv.Quote(field.Name))
 }
 
 func (ec *executionContext) plain_StoryGeneration_id(ctx context.Context, field graphql.CollectedField, obj *db.Generation) graphql.Marshaler {
@@ -459,19 +471,20 @@ func (ec *executionContext) plain_StoryGenerationConnection(ctx context.Context,
 			return nil
 		}
 	}
-	return &plainObject[*model.StoryGenerationConnection]{ec: ec, ctx: ctx, fields: fields, obj: obj, value: (*executionContext).plainValue_StoryGenerationConnection}
+	return &plainObject[*model.StoryGenerationConnection]{ec: ec, ctx: ctx, fields: fields, obj: obj, write: (*executionContext).plainWrite_StoryGenerationConnection}
 }
 
-func (ec *executionContext) plainValue_StoryGenerationConnection(ctx context.Context, field graphql.CollectedField, obj *model.StoryGenerationConnection) graphql.Marshaler {
+func (ec *executionContext) plainWrite_StoryGenerationConnection(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj *model.StoryGenerationConnection) {
 	switch field.Name {
 	case "__typename":
-		return graphql.MarshalString("StoryGenerationConnection")
+		writeString(w, "StoryGenerationConnection")
 	case "edges":
-		return ec.plain_StoryGenerationConnection_edges(ctx, field, obj)
+		ec.plain_StoryGenerationConnection_edges(ctx, *field, obj).MarshalGQL(w)
 	case "nodes":
-		return ec.plain_StoryGenerationConnection_nodes(ctx, field, obj)
+		ec.plain_StoryGenerationConnection_nodes(ctx, *field, obj).MarshalGQL(w)
+	default:
+		panic("unknown field " + strconv.Quote(field.Name))
 	}
-	panic("unknown field " + strconv.Quote(field.Name))
 }
 
 func (ec *executionContext) plain_StoryGenerationConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.StoryGenerationConnection) graphql.Marshaler {
@@ -498,17 +511,18 @@ func (ec *executionContext) plain_StoryGenerationEdge(ctx context.Context, field
 			return nil
 		}
 	}
-	return &plainObject[*model.StoryGenerationEdge]{ec: ec, ctx: ctx, fields: fields, obj: obj, value: (*executionContext).plainValue_StoryGenerationEdge}
+	return &plainObject[*model.StoryGenerationEdge]{ec: ec, ctx: ctx, fields: fields, obj: obj, write: (*executionContext).plainWrite_StoryGenerationEdge}
 }
 
-func (ec *executionContext) plainValue_StoryGenerationEdge(ctx context.Context, field graphql.CollectedField, obj *model.StoryGenerationEdge) graphql.Marshaler {
+func (ec *executionContext) plainWrite_StoryGenerationEdge(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj *model.StoryGenerationEdge) {
 	switch field.Name {
 	case "__typename":
-		return graphql.MarshalString("StoryGenerationEdge")
+		writeString(w, "StoryGenerationEdge")
 	case "cursor":
-		return ec.plain_StoryGenerationEdge_cursor(ctx, field, obj)
+		writeString(w, obj.Cursor)
+	default:
+		panic("unknown field " + strconv.Quote(field.Name))
 	}
-	panic("unknown field " + strconv.Quote(field.Name))
 }
 
 func (ec *executionContext) plain_StoryGenerationEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.StoryGenerationEdge) graphql.Marshaler {
@@ -525,17 +539,18 @@ func (ec *executionContext) plain_User(ctx context.Context, fields []graphql.Col
 			return nil
 		}
 	}
-	return &plainObject[*db.User]{ec: ec, ctx: ctx, fields: fields, obj: obj, value: (*executionContext).plainValue_User}
+	return &plainObject[*db.User]{ec: ec, ctx: ctx, fields: fields, obj: obj, write: (*executionContext).plainWrite_User}
 }
 
-func (ec *executionContext) plainValue_User(ctx context.Context, field graphql.CollectedField, obj *db.User) graphql.Marshaler {
+func (ec *executionContext) plainWrite_User(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj *db.User) {
 	switch field.Name {
 	case "__typename":
-		return graphql.MarshalString("User")
+		writeString(w, "User")
 	case "id":
-		return ec.plain_User_id(ctx, field, obj)
+		scalar.WriteUUID(w, obj.ID)
+	default:
+		panic("unknown field " + strconv.Quote(field.Name))
 	}
-	panic("unknown field " + strconv.Quote(field.Name))
 }
 
 func (ec *executionContext) plain_User_id(ctx context.Context, field graphql.CollectedField, obj *db.User) graphql.Marshaler {
@@ -552,27 +567,28 @@ func (ec *executionContext) plain_VoiceSample(ctx context.Context, fields []grap
 			return nil
 		}
 	}
-	return &plainObject[*db.VoiceSample]{ec: ec, ctx: ctx, fields: fields, obj: obj, value: (*executionContext).plainValue_VoiceSample}
+	return &plainObject[*db.VoiceSample]{ec: ec, ctx: ctx, fields: fields, obj: obj, write: (*executionContext).plainWrite_VoiceSample}
 }
 
-func (ec *executionContext) plainValue_VoiceSample(ctx context.Context, field graphql.CollectedField, obj *db.VoiceSample) graphql.Marshaler {
+func (ec *executionContext) plainWrite_VoiceSample(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj *db.VoiceSample) {
 	switch field.Name {
 	case "__typename":
-		return graphql.MarshalString("VoiceSample")
+		writeString(w, "VoiceSample")
 	case "id":
-		return ec.plain_VoiceSample_id(ctx, field, obj)
+		scalar.WriteUUID(w, obj.ID)
 	case "elevenlabsVoiceId":
-		return ec.plain_VoiceSample_elevenlabsVoiceId(ctx, field, obj)
+		writeString(w, obj.ElevenlabsVoiceID)
 	case "verificationPhrase":
-		return ec.plain_VoiceSample_verificationPhrase(ctx, field, obj)
+		writeString(w, obj.VerificationPhrase)
 	case "verified":
-		return ec.plain_VoiceSample_verified(ctx, field, obj)
+		writeBool(w, obj.Verified)
 	case "providerVerificationRequired":
-		return ec.plain_VoiceSample_providerVerificationRequired(ctx, field, obj)
+		writeBool(w, obj.ProviderVerificationRequired)
 	case "createdAt":
-		return ec.plain_VoiceSample_createdAt(ctx, field, obj)
+		scalar.WriteTime(w, obj.CreatedAt)
+	default:
+		panic("unknown field " + strconv.Quote(field.Name))
 	}
-	panic("unknown field " + strconv.Quote(field.Name))
 }
 
 func (ec *executionContext) plain_VoiceSample_id(ctx context.Context, field graphql.CollectedField, obj *db.VoiceSample) graphql.Marshaler {

@@ -3,6 +3,8 @@ package graph
 import (
 	"bytes"
 	"context"
+	"io"
+	"math"
 	"testing"
 	"time"
 
@@ -110,4 +112,35 @@ func selection(t *testing.T, query string, path ...string) (context.Context, *ex
 		sel = fieldNamed(t, sel, name).SelectionSet
 	}
 	return ctx, newExecutionContext(oc, es.(*executableSchema), nil), sel
+}
+
+// TestPlainWriters: the writers plain fields use write exactly what
+// gqlgen's marshalers write for the same values.
+func TestPlainWriters(t *testing.T) {
+	t.Parallel()
+	marshaled := func(m graphql.Marshaler) string {
+		var b bytes.Buffer
+		m.MarshalGQL(&b)
+		return b.String()
+	}
+	written := func(write func(w io.Writer)) string {
+		var b bytes.Buffer
+		write(&b)
+		return b.String()
+	}
+	for _, s := range []string{"", "plain", `quote " and \ backslash`, "tab\tnew\nline\rreturn", "\x00\x01\x1f\x7f", "é → 🦊", "bad \xff utf-8", "</script>&"} {
+		if got, want := written(func(w io.Writer) { writeString(w, s) }), marshaled(graphql.MarshalString(s)); got != want {
+			t.Errorf("writeString(%q) = %s, want %s", s, got, want)
+		}
+	}
+	for _, n := range []int{0, -1, 42, math.MaxInt, math.MinInt} {
+		if got, want := written(func(w io.Writer) { writeInt(w, n) }), marshaled(graphql.MarshalInt(n)); got != want {
+			t.Errorf("writeInt(%d) = %s, want %s", n, got, want)
+		}
+	}
+	for _, b := range []bool{true, false} {
+		if got, want := written(func(w io.Writer) { writeBool(w, b) }), marshaled(graphql.MarshalBoolean(b)); got != want {
+			t.Errorf("writeBool(%v) = %s, want %s", b, got, want)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 // Command generate runs gqlgen over gqlgen.yml, as `go tool gqlgen
-// generate` does, and then lets lists whose elements cannot wait be
-// marshaled without a goroutine per element. `make generate` runs it.
+// generate` does, and then trims the generated executor's cost per list
+// element, per object and per field where nothing can wait or fail.
+// `make generate` runs it.
 //
 // gqlgen v0.17 marshals every list of objects with
 // graphql.MarshalSliceConcurrently: one goroutine per element, whatever the
@@ -19,10 +20,19 @@
 //     graph.MarshalSliceConcurrently as gqlgen would; and the objects'
 //     concurrent fields to go through graph.resolveObjectField, which
 //     resolves them in place under such a list (an object with two of
-//     them, a generation's story and logs, took a goroutine each).
+//     them, a generation's story and logs, took a goroutine each);
+//   - writes graph/plain_gen.go (see plainFields) and makes plain fields,
+//     and objects whose selection asks for plain fields only, skip
+//     gqlgen's per-field machinery;
+//   - makes every object return its values as graph.fieldValues, whose
+//     MarshalGQL writes them without the map of aliases gqlgen's field set
+//     allocates per object, and create its deferred group empty, leaving
+//     graph.resolveObjectField to make it whole for a deferred field
+//     (gqlgen's computes the object's path, a new slice per object, which
+//     only a deferred field uses).
 //
-// The rewrite is a fixed text substitution checked to apply, so a gqlgen
-// upgrade that changes the generated call fails the generation loudly
+// Each rewrite is a fixed text substitution checked to apply, so a gqlgen
+// upgrade that changes the generated code fails the generation loudly
 // instead of silently dropping it.
 package main
 

@@ -24,18 +24,19 @@ var plainScalars = map[string]bool{
 // plainFields is a gqlgen plugin that writes graph/plain_gen.go: for every
 // object, how to marshal its plain fields without gqlgen's per-field
 // machinery. A plain field reads a struct field (or a method that takes
-// nothing and cannot fail) of a scalar or enum type that cannot be null
-// when the schema says it is not, and has no resolver, arguments or
-// directives: nothing about it can wait, fail or panic, so the field
-// context, resolver middleware and panic recovery gqlgen wraps around it
-// (six allocations and a context per field) do nothing for it.
+// nothing and cannot fail) and has no resolver, arguments or directives;
+// its value is a scalar or an enum that cannot be null where the schema
+// says it is not, or an object or a list of objects, plain when the
+// selection on it asks for plain fields only. Nothing about such a field
+// can wait, fail or panic, so the field context, resolver middleware and
+// panic recovery gqlgen wraps around it (six allocations and a context per
+// field) do nothing for it.
 //
 // The rewrites it returns then make the generated code use them: each
 // plain field of an object marshaled by gqlgen calls plain_<Object>_<field>
 // instead of _<Object>_<field>, and an object whose selection asks for
-// plain fields only is marshaled whole by plainObject (see graph/plain.go),
-// without a field set, a deferred group or the map gqlgen's field set
-// writes through.
+// plain fields only is marshaled whole by plainObject (see graph/object.go),
+// without a field set or a deferred group.
 type plainFields struct {
 	filename, pkg string
 	objects       []plainObject
@@ -52,6 +53,20 @@ type plainObject struct {
 type plainField struct {
 	*codegen.Field
 	Child string
+	// Write, when not empty, is a format for the Go statement that writes
+	// the value (its %s) as JSON without allocating; the others are written
+	// through their gqlgen marshalers.
+	Write string
+}
+
+// writers are the statements that write a value of a Go type, shown as a
+// GraphQL scalar, exactly as its marshaler does (graph TestPlainWriters).
+var writers = map[[2]string]string{
+	{"string", "String"}:                       "writeString(w, %s)",
+	{"int", "Int"}:                             "writeInt(w, %s)",
+	{"bool", "Boolean"}:                        "writeBool(w, %s)",
+	{"time.Time", "Time"}:                      "scalar.WriteTime(w, %s)",
+	{"github.com/google/uuid.UUID", "ID"}:      "scalar.WriteUUID(w, %s)",
 }
 
 // Name names the plugin in gqlgen's errors.
@@ -68,7 +83,11 @@ func (p *plainFields) GenerateCode(data *codegen.Data) error {
 		po := plainObject{Object: o}
 		for _, f := range o.Fields {
 			if child, ok := isPlain(f); ok {
-				po.Fields = append(po.Fields, &plainField{Field: f, Child: child})
+				pf := &plainField{Field: f, Child: child}
+				if child == "" {
+					pf.Write = writers[[2]string{f.TypeReference.GO.String(), f.TypeReference.Definition.Name}]
+				}
+				po.Fields = append(po.Fields, pf)
 			}
 		}
 		if len(po.Fields) > 0 {
@@ -169,7 +188,9 @@ func newPlainFields(cfg *config.Config) *plainFields {
 
 const plainTemplate = `
 {{ reserveImport "context" }}
+{{ reserveImport "io" }}
 {{ reserveImport "strconv" }}
+{{ reserveImport "github.com/narrate/narrate/graph/scalar" }}
 {{ reserveImport "github.com/99designs/gqlgen/graphql" }}
 
 {{- range $o := . }}
@@ -190,19 +211,24 @@ func (ec *executionContext) plain_{{ $o.Name }}(ctx context.Context, fields []gr
 			return nil
 		}
 	}
-	return &plainObject[{{ $o.Reference | ref }}]{ec: ec, ctx: ctx, fields: fields, obj: obj, value: (*executionContext).plainValue_{{ $o.Name }}}
+	return &plainObject[{{ $o.Reference | ref }}]{ec: ec, ctx: ctx, fields: fields, obj: obj, write: (*executionContext).plainWrite_{{ $o.Name }}}
 }
 
-func (ec *executionContext) plainValue_{{ $o.Name }}(ctx context.Context, field graphql.CollectedField, obj {{ $o.Reference | ref }}) graphql.Marshaler {
+func (ec *executionContext) plainWrite_{{ $o.Name }}(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj {{ $o.Reference | ref }}) {
 	switch field.Name {
 	case "__typename":
-		return graphql.MarshalString({{ $o.Name | quote }})
+		writeString(w, {{ $o.Name | quote }})
 	{{- range $f := $o.Fields }}
 	case {{ $f.Name | quote }}:
-		return ec.plain_{{ $o.Name }}_{{ $f.Name }}(ctx, field, obj)
+		{{- if $f.Write }}
+		{{ printf $f.Write (print "obj." $f.GoFieldName (or (and $f.IsMethod "()") "")) }}
+		{{- else }}
+		ec.plain_{{ $o.Name }}_{{ $f.Name }}(ctx, *field, obj).MarshalGQL(w)
+		{{- end }}
 	{{- end }}
+	default:
+		panic("unknown field " + strconv.Quote(field.Name))
 	}
-	panic("unknown field " + strconv.Quote(field.Name))
 }
 {{- range $f := $o.Fields }}
 

@@ -27,20 +27,23 @@ func badInput(format string, args ...any) error {
 // of IDs and timestamps, and the strings String and strconv.Quote made
 // for each were a measurable share of its allocations.
 func MarshalUUID(id uuid.UUID) graphql.Marshaler {
-	return graphql.WriterFunc(func(w io.Writer) {
-		var b [38]byte
-		b[0], b[37] = '"', '"'
-		hex.Encode(b[1:9], id[0:4])
-		b[9] = '-'
-		hex.Encode(b[10:14], id[4:6])
-		b[14] = '-'
-		hex.Encode(b[15:19], id[6:8])
-		b[19] = '-'
-		hex.Encode(b[20:24], id[8:10])
-		b[24] = '-'
-		hex.Encode(b[25:37], id[10:16])
-		_, _ = w.Write(b[:])
-	})
+	return graphql.WriterFunc(func(w io.Writer) { WriteUUID(w, id) })
+}
+
+// WriteUUID writes what MarshalUUID's marshaler writes.
+func WriteUUID(w io.Writer, id uuid.UUID) {
+	var b [38]byte
+	b[0], b[37] = '"', '"'
+	hex.Encode(b[1:9], id[0:4])
+	b[9] = '-'
+	hex.Encode(b[10:14], id[4:6])
+	b[14] = '-'
+	hex.Encode(b[15:19], id[6:8])
+	b[19] = '-'
+	hex.Encode(b[20:24], id[8:10])
+	b[24] = '-'
+	hex.Encode(b[25:37], id[10:16])
+	_, _ = w.Write(b[:])
 }
 
 // UnmarshalUUID reads an ID. Every ID of this API is a UUID, so anything else
@@ -63,11 +66,13 @@ const timeLayout = "2006-01-02T15:04:05.000000Z07:00"
 // MarshalTime writes a timestamp in UTC with microsecond precision, quoted
 // (the layout has nothing JSON must escape), from a buffer on the stack.
 func MarshalTime(t time.Time) graphql.Marshaler {
-	return graphql.WriterFunc(func(w io.Writer) {
-		var b [40]byte
-		out := append(t.UTC().AppendFormat(append(b[:0], '"'), timeLayout), '"')
-		_, _ = w.Write(out)
-	})
+	return graphql.WriterFunc(func(w io.Writer) { WriteTime(w, t) })
+}
+
+// WriteTime writes what MarshalTime's marshaler writes.
+func WriteTime(w io.Writer, t time.Time) {
+	var b [40]byte
+	_, _ = w.Write(append(t.UTC().AppendFormat(append(b[:0], '"'), timeLayout), '"'))
 }
 
 // FormatTime formats t the way the API shows timestamps.
