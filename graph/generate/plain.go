@@ -62,11 +62,11 @@ type plainField struct {
 // writers are the statements that write a value of a Go type, shown as a
 // GraphQL scalar, exactly as its marshaler does (graph TestPlainWriters).
 var writers = map[[2]string]string{
-	{"string", "String"}:                       "writeString(w, %s)",
-	{"int", "Int"}:                             "writeInt(w, %s)",
-	{"bool", "Boolean"}:                        "writeBool(w, %s)",
-	{"time.Time", "Time"}:                      "scalar.WriteTime(w, %s)",
-	{"github.com/google/uuid.UUID", "ID"}:      "scalar.WriteUUID(w, %s)",
+	{"string", "String"}:                  "writeString(w, %s)",
+	{"int", "Int"}:                        "writeInt(w, %s)",
+	{"bool", "Boolean"}:                   "writeBool(w, %s)",
+	{"time.Time", "Time"}:                 "scalar.WriteTime(w, %s)",
+	{"github.com/google/uuid.UUID", "ID"}: "scalar.WriteUUID(w, %s)",
 }
 
 // Name names the plugin in gqlgen's errors.
