@@ -41,6 +41,12 @@ func (ec *executionContext) plainWrite_GenerationLog(ctx context.Context, w io.W
 	}
 }
 
+// plainWriteObject_GenerationLog writes obj with the fields of a plain
+// selection on it.
+func (ec *executionContext) plainWriteObject_GenerationLog(ctx context.Context, w io.Writer, fields []graphql.CollectedField, obj *db.Log) {
+	writeObject(w, fields, func(i int) { ec.plainWrite_GenerationLog(ctx, w, &fields[i], obj) })
+}
+
 func (ec *executionContext) plain_GenerationLog_id(ctx context.Context, field graphql.CollectedField, obj *db.Log) graphql.Marshaler {
 	return ec.marshalNID2githubᚗcomᚋgoogleᚋuuidᚐUUID(ctx, field.Selections, obj.ID)
 }
@@ -79,12 +85,33 @@ func (ec *executionContext) plainWrite_GenerationLogConnection(ctx context.Conte
 	case "__typename":
 		writeString(w, "GenerationLogConnection")
 	case "edges":
-		ec.plain_GenerationLogConnection_edges(ctx, *field, obj).MarshalGQL(w)
+		ec.plainWriteField_GenerationLogConnection_edges(ctx, w, field, obj)
 	case "nodes":
-		ec.plain_GenerationLogConnection_nodes(ctx, *field, obj).MarshalGQL(w)
+		ec.plainWriteField_GenerationLogConnection_nodes(ctx, w, field, obj)
 	default:
 		panic("unknown field " + strconv.Quote(field.Name))
 	}
+}
+
+// plainWriteObject_GenerationLogConnection writes obj with the fields of a plain
+// selection on it.
+func (ec *executionContext) plainWriteObject_GenerationLogConnection(ctx context.Context, w io.Writer, fields []graphql.CollectedField, obj *model.GenerationLogConnection) {
+	writeObject(w, fields, func(i int) { ec.plainWrite_GenerationLogConnection(ctx, w, &fields[i], obj) })
+}
+
+// plainWriteField_GenerationLogConnection_edges writes the value of a
+// plain selection on edges, its fields collected once.
+func (ec *executionContext) plainWriteField_GenerationLogConnection_edges(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj *model.GenerationLogConnection) {
+	v := obj.Edges
+	fields := graphql.CollectFields(ec.OperationContext, field.Selections, generationLogEdgeImplementors)
+	_, _ = io.WriteString(w, "[")
+	for i := range v {
+		if i > 0 {
+			_, _ = io.WriteString(w, ",")
+		}
+		ec.plainWriteObject_GenerationLogEdge(ctx, w, fields, &v[i])
+	}
+	_, _ = io.WriteString(w, "]")
 }
 
 func (ec *executionContext) plain_GenerationLogConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.GenerationLogConnection) graphql.Marshaler {
@@ -92,6 +119,21 @@ func (ec *executionContext) plain_GenerationLogConnection_edges(ctx context.Cont
 		return ec._GenerationLogConnection_edges(ctx, field, obj)
 	}
 	return ec.marshalNGenerationLogEdge2ᚕgithubᚗcomᚋnarrateᚋnarrateᚋgraphᚋmodelᚐGenerationLogEdgeᚄ(ctx, field.Selections, obj.Edges)
+}
+
+// plainWriteField_GenerationLogConnection_nodes writes the value of a
+// plain selection on nodes, its fields collected once.
+func (ec *executionContext) plainWriteField_GenerationLogConnection_nodes(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj *model.GenerationLogConnection) {
+	v := obj.Nodes
+	fields := graphql.CollectFields(ec.OperationContext, field.Selections, generationLogImplementors)
+	_, _ = io.WriteString(w, "[")
+	for i := range v {
+		if i > 0 {
+			_, _ = io.WriteString(w, ",")
+		}
+		ec.plainWriteObject_GenerationLog(ctx, w, fields, &v[i])
+	}
+	_, _ = io.WriteString(w, "]")
 }
 
 func (ec *executionContext) plain_GenerationLogConnection_nodes(ctx context.Context, field graphql.CollectedField, obj *model.GenerationLogConnection) graphql.Marshaler {
@@ -123,6 +165,12 @@ func (ec *executionContext) plainWrite_GenerationLogEdge(ctx context.Context, w 
 	default:
 		panic("unknown field " + strconv.Quote(field.Name))
 	}
+}
+
+// plainWriteObject_GenerationLogEdge writes obj with the fields of a plain
+// selection on it.
+func (ec *executionContext) plainWriteObject_GenerationLogEdge(ctx context.Context, w io.Writer, fields []graphql.CollectedField, obj *model.GenerationLogEdge) {
+	writeObject(w, fields, func(i int) { ec.plainWrite_GenerationLogEdge(ctx, w, &fields[i], obj) })
 }
 
 func (ec *executionContext) plain_GenerationLogEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.GenerationLogEdge) graphql.Marshaler {
@@ -159,6 +207,12 @@ func (ec *executionContext) plainWrite_GenerationPart(ctx context.Context, w io.
 	default:
 		panic("unknown field " + strconv.Quote(field.Name))
 	}
+}
+
+// plainWriteObject_GenerationPart writes obj with the fields of a plain
+// selection on it.
+func (ec *executionContext) plainWriteObject_GenerationPart(ctx context.Context, w io.Writer, fields []graphql.CollectedField, obj *db.GenerationPart) {
+	writeObject(w, fields, func(i int) { ec.plainWrite_GenerationPart(ctx, w, &fields[i], obj) })
 }
 
 func (ec *executionContext) plain_GenerationPart_index(ctx context.Context, field graphql.CollectedField, obj *db.GenerationPart) graphql.Marshaler {
@@ -207,6 +261,12 @@ func (ec *executionContext) plainWrite_PageInfo(ctx context.Context, w io.Writer
 	}
 }
 
+// plainWriteObject_PageInfo writes obj with the fields of a plain
+// selection on it.
+func (ec *executionContext) plainWriteObject_PageInfo(ctx context.Context, w io.Writer, fields []graphql.CollectedField, obj *model.PageInfo) {
+	writeObject(w, fields, func(i int) { ec.plainWrite_PageInfo(ctx, w, &fields[i], obj) })
+}
+
 func (ec *executionContext) plain_PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) graphql.Marshaler {
 	return ec.marshalNBoolean2bool(ctx, field.Selections, obj.HasNextPage)
 }
@@ -243,6 +303,12 @@ func (ec *executionContext) plainWrite_Profile(ctx context.Context, w io.Writer,
 	default:
 		panic("unknown field " + strconv.Quote(field.Name))
 	}
+}
+
+// plainWriteObject_Profile writes obj with the fields of a plain
+// selection on it.
+func (ec *executionContext) plainWriteObject_Profile(ctx context.Context, w io.Writer, fields []graphql.CollectedField, obj *db.Profile) {
+	writeObject(w, fields, func(i int) { ec.plainWrite_Profile(ctx, w, &fields[i], obj) })
 }
 
 func (ec *executionContext) plain_Profile_userId(ctx context.Context, field graphql.CollectedField, obj *db.Profile) graphql.Marshaler {
@@ -295,6 +361,12 @@ func (ec *executionContext) plainWrite_Story(ctx context.Context, w io.Writer, f
 	}
 }
 
+// plainWriteObject_Story writes obj with the fields of a plain
+// selection on it.
+func (ec *executionContext) plainWriteObject_Story(ctx context.Context, w io.Writer, fields []graphql.CollectedField, obj *db.Story) {
+	writeObject(w, fields, func(i int) { ec.plainWrite_Story(ctx, w, &fields[i], obj) })
+}
+
 func (ec *executionContext) plain_Story_id(ctx context.Context, field graphql.CollectedField, obj *db.Story) graphql.Marshaler {
 	return ec.marshalNID2githubᚗcomᚋgoogleᚋuuidᚐUUID(ctx, field.Selections, obj.ID)
 }
@@ -345,12 +417,33 @@ func (ec *executionContext) plainWrite_StoryConnection(ctx context.Context, w io
 	case "__typename":
 		writeString(w, "StoryConnection")
 	case "edges":
-		ec.plain_StoryConnection_edges(ctx, *field, obj).MarshalGQL(w)
+		ec.plainWriteField_StoryConnection_edges(ctx, w, field, obj)
 	case "nodes":
-		ec.plain_StoryConnection_nodes(ctx, *field, obj).MarshalGQL(w)
+		ec.plainWriteField_StoryConnection_nodes(ctx, w, field, obj)
 	default:
 		panic("unknown field " + strconv.Quote(field.Name))
 	}
+}
+
+// plainWriteObject_StoryConnection writes obj with the fields of a plain
+// selection on it.
+func (ec *executionContext) plainWriteObject_StoryConnection(ctx context.Context, w io.Writer, fields []graphql.CollectedField, obj *model.StoryConnection) {
+	writeObject(w, fields, func(i int) { ec.plainWrite_StoryConnection(ctx, w, &fields[i], obj) })
+}
+
+// plainWriteField_StoryConnection_edges writes the value of a
+// plain selection on edges, its fields collected once.
+func (ec *executionContext) plainWriteField_StoryConnection_edges(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj *model.StoryConnection) {
+	v := obj.Edges
+	fields := graphql.CollectFields(ec.OperationContext, field.Selections, storyEdgeImplementors)
+	_, _ = io.WriteString(w, "[")
+	for i := range v {
+		if i > 0 {
+			_, _ = io.WriteString(w, ",")
+		}
+		ec.plainWriteObject_StoryEdge(ctx, w, fields, &v[i])
+	}
+	_, _ = io.WriteString(w, "]")
 }
 
 func (ec *executionContext) plain_StoryConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.StoryConnection) graphql.Marshaler {
@@ -358,6 +451,21 @@ func (ec *executionContext) plain_StoryConnection_edges(ctx context.Context, fie
 		return ec._StoryConnection_edges(ctx, field, obj)
 	}
 	return ec.marshalNStoryEdge2ᚕgithubᚗcomᚋnarrateᚋnarrateᚋgraphᚋmodelᚐStoryEdgeᚄ(ctx, field.Selections, obj.Edges)
+}
+
+// plainWriteField_StoryConnection_nodes writes the value of a
+// plain selection on nodes, its fields collected once.
+func (ec *executionContext) plainWriteField_StoryConnection_nodes(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj *model.StoryConnection) {
+	v := obj.Nodes
+	fields := graphql.CollectFields(ec.OperationContext, field.Selections, storyImplementors)
+	_, _ = io.WriteString(w, "[")
+	for i := range v {
+		if i > 0 {
+			_, _ = io.WriteString(w, ",")
+		}
+		ec.plainWriteObject_Story(ctx, w, fields, &v[i])
+	}
+	_, _ = io.WriteString(w, "]")
 }
 
 func (ec *executionContext) plain_StoryConnection_nodes(ctx context.Context, field graphql.CollectedField, obj *model.StoryConnection) graphql.Marshaler {
@@ -389,6 +497,12 @@ func (ec *executionContext) plainWrite_StoryEdge(ctx context.Context, w io.Write
 	default:
 		panic("unknown field " + strconv.Quote(field.Name))
 	}
+}
+
+// plainWriteObject_StoryEdge writes obj with the fields of a plain
+// selection on it.
+func (ec *executionContext) plainWriteObject_StoryEdge(ctx context.Context, w io.Writer, fields []graphql.CollectedField, obj *model.StoryEdge) {
+	writeObject(w, fields, func(i int) { ec.plainWrite_StoryEdge(ctx, w, &fields[i], obj) })
 }
 
 func (ec *executionContext) plain_StoryEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.StoryEdge) graphql.Marshaler {
@@ -427,6 +541,12 @@ func (ec *executionContext) plainWrite_StoryGeneration(ctx context.Context, w io
 	default:
 		panic("unknown field " + strconv.Quote(field.Name))
 	}
+}
+
+// plainWriteObject_StoryGeneration writes obj with the fields of a plain
+// selection on it.
+func (ec *executionContext) plainWriteObject_StoryGeneration(ctx context.Context, w io.Writer, fields []graphql.CollectedField, obj *db.Generation) {
+	writeObject(w, fields, func(i int) { ec.plainWrite_StoryGeneration(ctx, w, &fields[i], obj) })
 }
 
 func (ec *executionContext) plain_StoryGeneration_id(ctx context.Context, field graphql.CollectedField, obj *db.Generation) graphql.Marshaler {
@@ -479,12 +599,33 @@ func (ec *executionContext) plainWrite_StoryGenerationConnection(ctx context.Con
 	case "__typename":
 		writeString(w, "StoryGenerationConnection")
 	case "edges":
-		ec.plain_StoryGenerationConnection_edges(ctx, *field, obj).MarshalGQL(w)
+		ec.plainWriteField_StoryGenerationConnection_edges(ctx, w, field, obj)
 	case "nodes":
-		ec.plain_StoryGenerationConnection_nodes(ctx, *field, obj).MarshalGQL(w)
+		ec.plainWriteField_StoryGenerationConnection_nodes(ctx, w, field, obj)
 	default:
 		panic("unknown field " + strconv.Quote(field.Name))
 	}
+}
+
+// plainWriteObject_StoryGenerationConnection writes obj with the fields of a plain
+// selection on it.
+func (ec *executionContext) plainWriteObject_StoryGenerationConnection(ctx context.Context, w io.Writer, fields []graphql.CollectedField, obj *model.StoryGenerationConnection) {
+	writeObject(w, fields, func(i int) { ec.plainWrite_StoryGenerationConnection(ctx, w, &fields[i], obj) })
+}
+
+// plainWriteField_StoryGenerationConnection_edges writes the value of a
+// plain selection on edges, its fields collected once.
+func (ec *executionContext) plainWriteField_StoryGenerationConnection_edges(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj *model.StoryGenerationConnection) {
+	v := obj.Edges
+	fields := graphql.CollectFields(ec.OperationContext, field.Selections, storyGenerationEdgeImplementors)
+	_, _ = io.WriteString(w, "[")
+	for i := range v {
+		if i > 0 {
+			_, _ = io.WriteString(w, ",")
+		}
+		ec.plainWriteObject_StoryGenerationEdge(ctx, w, fields, &v[i])
+	}
+	_, _ = io.WriteString(w, "]")
 }
 
 func (ec *executionContext) plain_StoryGenerationConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.StoryGenerationConnection) graphql.Marshaler {
@@ -492,6 +633,21 @@ func (ec *executionContext) plain_StoryGenerationConnection_edges(ctx context.Co
 		return ec._StoryGenerationConnection_edges(ctx, field, obj)
 	}
 	return ec.marshalNStoryGenerationEdge2ᚕgithubᚗcomᚋnarrateᚋnarrateᚋgraphᚋmodelᚐStoryGenerationEdgeᚄ(ctx, field.Selections, obj.Edges)
+}
+
+// plainWriteField_StoryGenerationConnection_nodes writes the value of a
+// plain selection on nodes, its fields collected once.
+func (ec *executionContext) plainWriteField_StoryGenerationConnection_nodes(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj *model.StoryGenerationConnection) {
+	v := obj.Nodes
+	fields := graphql.CollectFields(ec.OperationContext, field.Selections, storyGenerationImplementors)
+	_, _ = io.WriteString(w, "[")
+	for i := range v {
+		if i > 0 {
+			_, _ = io.WriteString(w, ",")
+		}
+		ec.plainWriteObject_StoryGeneration(ctx, w, fields, &v[i])
+	}
+	_, _ = io.WriteString(w, "]")
 }
 
 func (ec *executionContext) plain_StoryGenerationConnection_nodes(ctx context.Context, field graphql.CollectedField, obj *model.StoryGenerationConnection) graphql.Marshaler {
@@ -525,6 +681,12 @@ func (ec *executionContext) plainWrite_StoryGenerationEdge(ctx context.Context, 
 	}
 }
 
+// plainWriteObject_StoryGenerationEdge writes obj with the fields of a plain
+// selection on it.
+func (ec *executionContext) plainWriteObject_StoryGenerationEdge(ctx context.Context, w io.Writer, fields []graphql.CollectedField, obj *model.StoryGenerationEdge) {
+	writeObject(w, fields, func(i int) { ec.plainWrite_StoryGenerationEdge(ctx, w, &fields[i], obj) })
+}
+
 func (ec *executionContext) plain_StoryGenerationEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.StoryGenerationEdge) graphql.Marshaler {
 	return ec.marshalNString2string(ctx, field.Selections, obj.Cursor)
 }
@@ -551,6 +713,12 @@ func (ec *executionContext) plainWrite_User(ctx context.Context, w io.Writer, fi
 	default:
 		panic("unknown field " + strconv.Quote(field.Name))
 	}
+}
+
+// plainWriteObject_User writes obj with the fields of a plain
+// selection on it.
+func (ec *executionContext) plainWriteObject_User(ctx context.Context, w io.Writer, fields []graphql.CollectedField, obj *db.User) {
+	writeObject(w, fields, func(i int) { ec.plainWrite_User(ctx, w, &fields[i], obj) })
 }
 
 func (ec *executionContext) plain_User_id(ctx context.Context, field graphql.CollectedField, obj *db.User) graphql.Marshaler {
@@ -589,6 +757,12 @@ func (ec *executionContext) plainWrite_VoiceSample(ctx context.Context, w io.Wri
 	default:
 		panic("unknown field " + strconv.Quote(field.Name))
 	}
+}
+
+// plainWriteObject_VoiceSample writes obj with the fields of a plain
+// selection on it.
+func (ec *executionContext) plainWriteObject_VoiceSample(ctx context.Context, w io.Writer, fields []graphql.CollectedField, obj *db.VoiceSample) {
+	writeObject(w, fields, func(i int) { ec.plainWrite_VoiceSample(ctx, w, &fields[i], obj) })
 }
 
 func (ec *executionContext) plain_VoiceSample_id(ctx context.Context, field graphql.CollectedField, obj *db.VoiceSample) graphql.Marshaler {

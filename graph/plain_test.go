@@ -144,3 +144,35 @@ func TestPlainWriters(t *testing.T) {
 		}
 	}
 }
+
+// TestPlainConnection: a connection whose nodes' selection is plain is
+// written whole, its nodes' fields collected once; an empty list is [].
+func TestPlainConnection(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	conn := &model.GenerationLogConnection{Nodes: []db.Log{
+		{ID: uuid.MustParse("00000000-0000-4000-8000-000000000001"), Event: "queued", OccurredAt: at},
+		{ID: uuid.MustParse("00000000-0000-4000-8000-000000000002"), Event: `chunk "1"`, OccurredAt: at.Add(time.Second)},
+	}}
+	const query = `{ viewer { generations { nodes { logs { __typename nodes { event at: occurredAt ...L } } } } } } fragment L on GenerationLog { id event }`
+	for _, tt := range []struct {
+		conn *model.GenerationLogConnection
+		want string
+	}{
+		{conn, `{"__typename":"GenerationLogConnection","nodes":[` +
+			`{"event":"queued","at":"2025-01-02T03:04:05.000000Z","id":"00000000-0000-4000-8000-000000000001"},` +
+			`{"event":"chunk \"1\"","at":"2025-01-02T03:04:06.000000Z","id":"00000000-0000-4000-8000-000000000002"}]}`},
+		{&model.GenerationLogConnection{}, `{"__typename":"GenerationLogConnection","nodes":[]}`},
+	} {
+		ctx, ec, sel := selection(t, query, "viewer", "generations", "nodes", "logs")
+		m := ec._GenerationLogConnection(ctx, sel, tt.conn)
+		if _, ok := m.(*plainObject[*model.GenerationLogConnection]); !ok {
+			t.Fatalf("marshaled by %T, want *plainObject", m)
+		}
+		var buf bytes.Buffer
+		m.MarshalGQL(&buf)
+		if buf.String() != tt.want {
+			t.Errorf("got  %s\nwant %s", buf.String(), tt.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/99designs/gqlgen/codegen"
@@ -57,6 +58,9 @@ type plainField struct {
 	// the value (its %s) as JSON without allocating; the others are written
 	// through their gqlgen marshalers.
 	Write string
+	// List: the value is a list of Child objects; Ptr: the value, or the
+	// list's elements, are pointers.
+	List, Ptr bool
 }
 
 // writers are the statements that write a value of a Go type, shown as a
@@ -83,7 +87,10 @@ func (p *plainFields) GenerateCode(data *codegen.Data) error {
 		po := plainObject{Object: o}
 		for _, f := range o.Fields {
 			if child, ok := isPlain(f); ok {
-				pf := &plainField{Field: f, Child: child}
+				pf := &plainField{Field: f, Child: child, List: f.TypeReference.IsSlice(), Ptr: f.TypeReference.IsPtr()}
+				if pf.List {
+					pf.Ptr = f.TypeReference.Elem().IsPtr()
+				}
 				if child == "" {
 					pf.Write = writers[[2]string{f.TypeReference.GO.String(), f.TypeReference.Definition.Name}]
 				}
@@ -94,6 +101,7 @@ func (p *plainFields) GenerateCode(data *codegen.Data) error {
 			p.objects = append(p.objects, po)
 		}
 	}
+	p.dropOrphans()
 	return templates.Render(templates.Options{
 		PackageName:     p.pkg,
 		Filename:        p.filename,
@@ -103,6 +111,28 @@ func (p *plainFields) GenerateCode(data *codegen.Data) error {
 		Data:            p.objects,
 		Packages:        data.Config.Packages,
 	})
+}
+
+// dropOrphans drops the fields whose object type has no plain fields of
+// its own, which a selection on them can never be plain for: the
+// generated code writes such values through the object's plain writer.
+func (p *plainFields) dropOrphans() {
+	for changed := true; changed; {
+		changed = false
+		has := map[string]bool{}
+		for _, o := range p.objects {
+			has[o.Name] = true
+		}
+		var kept []plainObject
+		for _, o := range p.objects {
+			fields := slices.DeleteFunc(o.Fields, func(f *plainField) bool { return f.Child != "" && !has[f.Child] })
+			changed = changed || len(fields) != len(o.Fields)
+			if o.Fields = fields; len(fields) > 0 {
+				kept = append(kept, o)
+			}
+		}
+		p.objects = kept
+	}
 }
 
 // isPlain reports whether a field is plain (see plainFields), and for one
@@ -222,6 +252,8 @@ func (ec *executionContext) plainWrite_{{ $o.Name }}(ctx context.Context, w io.W
 	case {{ $f.Name | quote }}:
 		{{- if $f.Write }}
 		{{ printf $f.Write (print "obj." $f.GoFieldName (or (and $f.IsMethod "()") "")) }}
+		{{- else if $f.Child }}
+		ec.plainWriteField_{{ $o.Name }}_{{ $f.Name }}(ctx, w, field, obj)
 		{{- else }}
 		ec.plain_{{ $o.Name }}_{{ $f.Name }}(ctx, *field, obj).MarshalGQL(w)
 		{{- end }}
@@ -230,7 +262,48 @@ func (ec *executionContext) plainWrite_{{ $o.Name }}(ctx context.Context, w io.W
 		panic("unknown field " + strconv.Quote(field.Name))
 	}
 }
+
+// plainWriteObject_{{ $o.Name }} writes obj with the fields of a plain
+// selection on it.
+func (ec *executionContext) plainWriteObject_{{ $o.Name }}(ctx context.Context, w io.Writer, fields []graphql.CollectedField, obj {{ $o.Reference | ref }}) {
+	writeObject(w, fields, func(i int) { ec.plainWrite_{{ $o.Name }}(ctx, w, &fields[i], obj) })
+}
 {{- range $f := $o.Fields }}
+{{- if $f.Child }}
+
+// plainWriteField_{{ $o.Name }}_{{ $f.Name }} writes the value of a
+// plain selection on {{ $f.Name }}, its fields collected once.
+func (ec *executionContext) plainWriteField_{{ $o.Name }}_{{ $f.Name }}(ctx context.Context, w io.Writer, field *graphql.CollectedField, obj {{ $o.Reference | ref }}) {
+	v := obj.{{ $f.GoFieldName }}{{ if $f.IsMethod }}(){{ end }}
+	fields := graphql.CollectFields(ec.OperationContext, field.Selections, {{ $f.Child | lcFirst }}Implementors)
+	{{- if $f.List }}
+	_, _ = io.WriteString(w, "[")
+	for i := range v {
+		if i > 0 {
+			_, _ = io.WriteString(w, ",")
+		}
+		{{- if $f.Ptr }}
+		if v[i] == nil {
+			_, _ = io.WriteString(w, "null")
+			continue
+		}
+		ec.plainWriteObject_{{ $f.Child }}(ctx, w, fields, v[i])
+		{{- else }}
+		ec.plainWriteObject_{{ $f.Child }}(ctx, w, fields, &v[i])
+		{{- end }}
+	}
+	_, _ = io.WriteString(w, "]")
+	{{- else if $f.Ptr }}
+	if v == nil {
+		_, _ = io.WriteString(w, "null")
+		return
+	}
+	ec.plainWriteObject_{{ $f.Child }}(ctx, w, fields, v)
+	{{- else }}
+	ec.plainWriteObject_{{ $f.Child }}(ctx, w, fields, &v)
+	{{- end }}
+}
+{{- end }}
 
 func (ec *executionContext) plain_{{ $o.Name }}_{{ $f.Name }}(ctx context.Context, field graphql.CollectedField, obj {{ $o.Reference | ref }}) graphql.Marshaler {
 	{{- if $f.Child }}
