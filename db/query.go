@@ -196,13 +196,7 @@ func (d *DB) GenerationsByOwner(ctx context.Context, s Session, keys []OwnerKey,
 	var where conditions
 	where.and("g.user_id = k.user_id")
 	where.and("(k.story_id = '00000000-0000-0000-0000-000000000000' OR g.story_id = k.story_id)")
-	if f.Status != nil {
-		where.and("g.status = " + q.arg(string(*f.Status)) + "::generation_status")
-	}
-	if p.After != nil {
-		at, id := q.arg(p.After.CreatedAt), q.arg([16]byte(p.After.ID))
-		where.and("(g.created_at < " + at + " OR (g.created_at = " + at + " AND g.id > " + id + "))")
-	}
+	pageConditions(&q, &where, f, p.After)
 	return query(ctx, d, s, keyed(keyedGenerations, p.Columns), `
 		SELECT k.ord - 1 AS key_index, g.*
 		FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS k(user_id, story_id, ord)
@@ -212,6 +206,19 @@ func (d *DB) GenerationsByOwner(ctx context.Context, s Session, keys []OwnerKey,
 		  LIMIT `+q.arg(p.Limit)+`
 		) g
 		ORDER BY k.ord, g.created_at DESC, g.id`, q.args...)
+}
+
+// pageConditions adds to where what selects a page of generations (alias
+// g) whoever its owner: the filter and the keyset position after which the
+// page starts, newest first.
+func pageConditions(q *statement, where *conditions, f GenerationFilter, after *GenerationKey) {
+	if f.Status != nil {
+		where.and("g.status = " + q.arg(string(*f.Status)) + "::generation_status")
+	}
+	if after != nil {
+		at, id := q.arg(after.CreatedAt), q.arg([16]byte(after.ID))
+		where.and("(g.created_at < " + at + " OR (g.created_at = " + at + " AND g.id > " + id + "))")
+	}
 }
 
 // GenerationPage is one owner's page of generations as GenerationsByOwner
@@ -233,13 +240,7 @@ func (p GenerationPage) sql(q *statement, cols string, limit int) string {
 	if p.Owner.StoryID != uuid.Nil {
 		where.and("g.story_id = " + q.arg([16]byte(p.Owner.StoryID)))
 	}
-	if p.Filter.Status != nil {
-		where.and("g.status = " + q.arg(string(*p.Filter.Status)) + "::generation_status")
-	}
-	if p.Page.After != nil {
-		at, id := q.arg(p.Page.After.CreatedAt), q.arg([16]byte(p.Page.After.ID))
-		where.and("(g.created_at < " + at + " OR (g.created_at = " + at + " AND g.id > " + id + "))")
-	}
+	pageConditions(q, &where, p.Filter, p.Page.After)
 	return `SELECT ` + cols + ` FROM story_generations g` + where.String() + `
 		ORDER BY g.created_at DESC, g.id LIMIT ` + q.arg(limit)
 }
@@ -267,19 +268,9 @@ func (r *Reads) StoriesOfPage(p GenerationPage, nodes int, cols Columns, out *[]
 func (r *Reads) LogsOfPage(p GenerationPage, nodes int, lp PageParams[LogKey], out *[]Keyed[Log]) {
 	var q statement
 	page := p.sql(&q, "g.id, row_number() OVER (ORDER BY g.created_at DESC, g.id) AS ord", nodes)
-	var where conditions
-	where.and("l.generation_id = k.id")
-	if lp.After != nil {
-		where.and("(l.occurred_at, l.id) > (" + q.arg(lp.After.OccurredAt) + "::timestamptz, " + q.arg([16]byte(lp.After.ID)) + "::uuid)")
-	}
 	queueRead(r, keyed(keyedLogs, lp.Columns), out, `
 		SELECT k.ord - 1 AS key_index, l.*
-		FROM (`+page+`) k
-		CROSS JOIN LATERAL (
-		  SELECT `+logs.list(lp.Columns, "")+` FROM generation_logs l`+where.String()+`
-		  ORDER BY l.occurred_at, l.id
-		  LIMIT `+q.arg(lp.Limit)+`
-		) l
+		FROM (`+page+`) k`+logsOf(&q, "k.id", lp)+`
 		ORDER BY k.ord, l.occurred_at, l.id`, q.args...)
 }
 
@@ -369,20 +360,27 @@ func (d *DB) LogsByGeneration(ctx context.Context, s Session, ids []uuid.UUID, p
 // LogsByGeneration queues DB.LogsByGeneration, into out.
 func (r *Reads) LogsByGeneration(ids []uuid.UUID, p PageParams[LogKey], out *[]Keyed[Log]) {
 	q := statement{args: []any{uuidsArg(ids)}}
+	queueRead(r, keyed(keyedLogs, p.Columns), out, `
+		SELECT k.ord - 1 AS key_index, l.*
+		FROM unnest($1::uuid[]) WITH ORDINALITY AS k(generation_id, ord)`+
+		logsOf(&q, "k.generation_id", p)+`
+		ORDER BY k.ord, l.occurred_at, l.id`, q.args...)
+}
+
+// logsOf is the lateral join (alias l) of the page p of the logs of the
+// generation whose id is the expression generation, oldest first.
+func logsOf(q *statement, generation string, p PageParams[LogKey]) string {
 	var where conditions
-	where.and("l.generation_id = k.generation_id")
+	where.and("l.generation_id = " + generation)
 	if p.After != nil {
 		where.and("(l.occurred_at, l.id) > (" + q.arg(p.After.OccurredAt) + "::timestamptz, " + q.arg([16]byte(p.After.ID)) + "::uuid)")
 	}
-	queueRead(r, keyed(keyedLogs, p.Columns), out, `
-		SELECT k.ord - 1 AS key_index, l.*
-		FROM unnest($1::uuid[]) WITH ORDINALITY AS k(generation_id, ord)
+	return `
 		CROSS JOIN LATERAL (
-		  SELECT `+logs.list(p.Columns, "")+` FROM generation_logs l`+where.String()+`
+		  SELECT ` + logs.list(p.Columns, "") + ` FROM generation_logs l` + where.String() + `
 		  ORDER BY l.occurred_at, l.id
-		  LIMIT `+q.arg(p.Limit)+`
-		) l
-		ORDER BY k.ord, l.occurred_at, l.id`, q.args...)
+		  LIMIT ` + q.arg(p.Limit) + `
+		) l`
 }
 
 // GenerationPart is a stored audio part of a generation.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -565,18 +564,12 @@ func testGenerationPageNested(t *testing.T, tdb *testDB) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ids := func(rows []db.Generation) []uuid.UUID {
-				out := []uuid.UUID{}
-				for _, g := range rows {
-					out = append(out, g.ID)
-				}
-				return out
+			genID := func(g db.Generation) uuid.UUID { return g.ID }
+			wantRows := make([]db.Generation, len(want))
+			for i, k := range want {
+				wantRows[i] = k.Row
 			}
-			var wantRows []db.Generation
-			for _, k := range want {
-				wantRows = append(wantRows, k.Row)
-			}
-			if got, want := ids(page), ids(wantRows); !slices.Equal(got, want) || len(got) == 0 {
+			if got, want := idsOf(page, genID), idsOf(wantRows, genID); !slices.Equal(got, want) || len(got) == 0 {
 				t.Fatalf("page %v, want %v (not empty)", got, want)
 			}
 			shown := page[:min(len(page), nodes)]
@@ -585,19 +578,15 @@ func testGenerationPageNested(t *testing.T, tdb *testDB) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sortStories := func(s []db.Story) []uuid.UUID {
-				out := []uuid.UUID{}
-				for _, st := range s {
-					out = append(out, st.ID)
-				}
-				slices.SortFunc(out, func(a, b uuid.UUID) int { return strings.Compare(a.String(), b.String()) })
-				return out
-			}
-			if got, want := sortStories(stories), sortStories(wantStories); !slices.Equal(got, want) {
-				t.Errorf("stories %v, want %v", got, want)
+			storyID := func(s db.Story) uuid.UUID { return s.ID }
+			got, wantIDs := idsOf(stories, storyID), idsOf(wantStories, storyID)
+			slices.SortFunc(got, compareIDs)
+			slices.SortFunc(wantIDs, compareIDs)
+			if !slices.Equal(got, wantIDs) {
+				t.Errorf("stories %v, want %v", got, wantIDs)
 			}
 
-			wantLogs, err := d.LogsByGeneration(ctx, tc.session, ids(shown), logPage)
+			wantLogs, err := d.LogsByGeneration(ctx, tc.session, idsOf(shown, genID), logPage)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -615,6 +604,17 @@ func testGenerationPageNested(t *testing.T, tdb *testDB) {
 		})
 	}
 }
+
+// idsOf is the id of each row, in order.
+func idsOf[T any](rows []T, id func(T) uuid.UUID) []uuid.UUID {
+	out := make([]uuid.UUID, len(rows))
+	for i, r := range rows {
+		out[i] = id(r)
+	}
+	return out
+}
+
+func compareIDs(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) }
 
 // distinctStories are the stories rows narrate, each once.
 func distinctStories(rows []db.Generation) []uuid.UUID {

@@ -132,18 +132,15 @@ func NewLoaders(d *db.DB, s db.Session, cols columns) *Loaders {
 
 // generationPages reads a page of generations for each owner.
 func (l *Loaders) generationPages(ctx context.Context, owners []db.OwnerKey, limit int, after string, status generation.Status) ([]db.Keyed[db.Generation], error) {
-	key, err := decodeCursor[db.GenerationKey](cursorGeneration, nonEmpty(after))
+	p, err := l.page(pageKey[db.OwnerKey]{Limit: limit, After: after, Status: status})
 	if err != nil {
 		return nil, err
 	}
-	var f db.GenerationFilter
-	if status != "" {
-		f.Status = &status
-	}
-	return l.db.GenerationsByOwner(ctx, l.session, owners, f, db.PageParams[db.GenerationKey]{Limit: limit, After: key, Columns: l.cols.generation})
+	return l.db.GenerationsByOwner(ctx, l.session, owners, p.Filter, p.Page)
 }
 
-// page is the page k asks for, as the database reads it.
+// page is the page k asks for, as the database reads it (k.Parent is its
+// owner).
 func (l *Loaders) page(k pageKey[db.OwnerKey]) (db.GenerationPage, error) {
 	after, err := decodeCursor[db.GenerationKey](cursorGeneration, nonEmpty(k.After))
 	if err != nil {

@@ -56,15 +56,7 @@ func TestPlainObject(t *testing.T) {
 				}
 				return
 			}
-			m := ec._Story(ctx, sel, story)
-			if _, ok := m.(*plainObject[*db.Story]); !ok {
-				t.Fatalf("marshaled by %T, want *plainObject", m)
-			}
-			var buf bytes.Buffer
-			m.MarshalGQL(&buf)
-			if buf.String() != tt.want {
-				t.Errorf("got  %s\nwant %s", buf.String(), tt.want)
-			}
+			wantPlain[*db.Story](t, ec._Story(ctx, sel, story), tt.want)
 		})
 	}
 }
@@ -87,6 +79,19 @@ func TestPlainNullableFields(t *testing.T) {
 		if buf.String() != tt.want {
 			t.Errorf("got %s, want %s", buf.String(), tt.want)
 		}
+	}
+}
+
+// wantPlain checks that m is a plainObject of T and writes want.
+func wantPlain[T any](t *testing.T, m graphql.Marshaler, want string) {
+	t.Helper()
+	if _, ok := m.(*plainObject[T]); !ok {
+		t.Fatalf("marshaled by %T, want *plainObject", m)
+	}
+	var buf bytes.Buffer
+	m.MarshalGQL(&buf)
+	if buf.String() != want {
+		t.Errorf("got  %s\nwant %s", buf.String(), want)
 	}
 }
 
@@ -165,14 +170,27 @@ func TestPlainConnection(t *testing.T) {
 		{&model.GenerationLogConnection{}, `{"__typename":"GenerationLogConnection","nodes":[]}`},
 	} {
 		ctx, ec, sel := selection(t, query, "viewer", "generations", "nodes", "logs")
-		m := ec._GenerationLogConnection(ctx, sel, tt.conn)
-		if _, ok := m.(*plainObject[*model.GenerationLogConnection]); !ok {
-			t.Fatalf("marshaled by %T, want *plainObject", m)
-		}
-		var buf bytes.Buffer
-		m.MarshalGQL(&buf)
-		if buf.String() != tt.want {
-			t.Errorf("got  %s\nwant %s", buf.String(), tt.want)
+		wantPlain[*model.GenerationLogConnection](t, ec._GenerationLogConnection(ctx, sel, tt.conn), tt.want)
+	}
+}
+
+// TestPlainSelection: a selection is plain only when every field it asks
+// for, at every depth and through fragments, is plain.
+func TestPlainSelection(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		query string
+		want  bool
+	}{
+		{`{ stories { nodes { id title } } }`, true},
+		{`{ stories { __typename nodes { ...S } } } fragment S on Story { slug version }`, true},
+		{`{ stories { nodes { title myGenerations { nodes { id } } } } }`, false},
+		{`{ stories { nodes { ... on Story { myGenerations { nodes { id } } } } } }`, false},
+		{`{ stories { pageInfo { hasNextPage } } }`, false}, // a non-null pointer: not plain
+	} {
+		_, _, sel := selection(t, tt.query, "stories")
+		if got := plainSelection(sel); got != tt.want {
+			t.Errorf("plainSelection(%s) = %v, want %v", tt.query, got, tt.want)
 		}
 	}
 }
