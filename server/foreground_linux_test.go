@@ -41,7 +41,13 @@ func TestMakeRunExitsZeroAfterCtrlC(t *testing.T) {
 	// make starts in the terminal's foreground, as from a shell.
 	run.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	out := &dbtest.Buffer{}
-	go func() { _, _ = io.Copy(out, master) }()
+	// The copy ends when the last holder of the terminal's other end has
+	// closed it: a read of the master side then fails with EIO.
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		_, _ = io.Copy(out, master)
+	}()
 	if err := run.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +65,7 @@ func TestMakeRunExitsZeroAfterCtrlC(t *testing.T) {
 	if _, err := master.Write([]byte{3}); err != nil { // Ctrl-C
 		t.Fatal(err)
 	}
-	wantCleanExit(t, exited, 60*time.Second, "Ctrl-C (make run)", out)
+	wantCleanExit(t, exited, 60*time.Second, "Ctrl-C (make run)", out, drained)
 }
 
 // openPTY opens a pseudo-terminal pair.

@@ -252,12 +252,16 @@ func serveEndToEnd(t *testing.T, tmp, dataDir string) {
 	if err := srv.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	wantCleanExit(t, exited, 30*time.Second, "SIGTERM", logs)
+	wantCleanExit(t, exited, 30*time.Second, "SIGTERM", logs, nil)
 }
 
 // wantCleanExit waits up to limit for a process that was told to stop
 // (by what) to exit with status 0, having stopped its local PostgreSQL.
-func wantCleanExit(t *testing.T, exited <-chan error, limit time.Duration, what string, output *dbtest.Buffer) {
+// drained, when not nil, is closed once everything the process wrote has
+// been copied into output: a terminal's output is read by a goroutine of
+// the test, which may still hold the last lines when the process has
+// already exited. (exec's Wait drains a pipe itself, so a pipe needs none.)
+func wantCleanExit(t *testing.T, exited <-chan error, limit time.Duration, what string, output *dbtest.Buffer, drained <-chan struct{}) {
 	t.Helper()
 	select {
 	case err := <-exited:
@@ -266,6 +270,13 @@ func wantCleanExit(t *testing.T, exited <-chan error, limit time.Duration, what 
 		}
 	case <-time.After(limit):
 		t.Fatalf("no exit within %v of %s", limit, what)
+	}
+	if drained != nil {
+		select {
+		case <-drained:
+		case <-time.After(10 * time.Second):
+			t.Error("the terminal's output was not closed within 10s of the exit: a child still holds it")
+		}
 	}
 	if !strings.Contains(output.String(), "postgres stopped") {
 		t.Error("the local PostgreSQL was not stopped")
