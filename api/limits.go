@@ -41,10 +41,11 @@ const maxHeaderBytes = 256 << 10
 // deadline instead of holding a connection and a goroutine forever. gqlgen
 // reads the whole body before doing anything anyway, so reading it here
 // costs one copy of at most MaxBodyBytes. Multipart uploads are the upload
-// transport's, which applies its own limits.
+// transport's, which applies its own limits, and a body of another type
+// is refused unread.
 func readBody(l limit.Settings, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || isMultipart(r) || isWebsocket(r) {
+		if r.Method != http.MethodPost || !isJSON(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -82,6 +83,14 @@ func readBody(l limit.Settings, next http.Handler) http.Handler {
 		r.ContentLength = int64(len(body))
 		next.ServeHTTP(w, r)
 	})
+}
+
+// isJSON reports whether the request's body is JSON, by its media type
+// alone, without allocating: it runs on every request. (The JSON transport
+// checks the parameters too.)
+func isJSON(r *http.Request) bool {
+	mediaType, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
+	return strings.EqualFold(strings.TrimSpace(mediaType), mediaJSON)
 }
 
 func isMultipart(r *http.Request) bool {

@@ -149,8 +149,10 @@ type requestErrorBody struct {
 // application/json), with extensions.code, so that clients which read
 // error bodies (Apollo Client, graphql-sse's NetworkError response) can
 // tell UNAUTHENTICATED from RATE_LIMITED. Every refusal made before
-// GraphQL runs (authentication, methods, limits) is written here.
+// GraphQL runs (authentication, methods, limits) is written here, and
+// closes the connection of a request that has a body.
 func WriteError(w http.ResponseWriter, r *http.Request, status int, code, message string) {
+	closeUnlessBodyless(w, r)
 	writeRequestErrors(w, responseType(r), status, gqlerror.List{{
 		Message: message, Extensions: map[string]any{"code": code},
 	}})

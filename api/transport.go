@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -115,6 +116,9 @@ func respond(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor,
 		return
 	}
 	w.Header().Set("Content-Type", responseType(r))
+	// With its length known, net/http sends the body as it is, not in
+	// chunks: a write to the socket fewer per response of more than 2 KB.
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	_, _ = w.Write(b)
 }
 

@@ -111,6 +111,22 @@ func TestResponseTypeFollowsAccept(t *testing.T) {
 	}
 }
 
+// TestResponseLength: a JSON response declares its length, so net/http
+// sends a large one as it is rather than in chunks.
+func TestResponseLength(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.Exec(`INSERT INTO stories (title, slug, content) VALUES ('Long', 'long', repeat('x', 10000))`)
+	res := rawPost(t, e.URL, nil, `{ story(slug: "long") { content } }`, nil)
+	raw, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK || len(raw) < 10000 {
+		t.Fatalf("HTTP %d, %d bytes", res.StatusCode, len(raw))
+	}
+	if res.ContentLength != int64(len(raw)) || len(res.TransferEncoding) > 0 {
+		t.Errorf("Content-Length %d, Transfer-Encoding %v for a body of %d bytes", res.ContentLength, res.TransferEncoding, len(raw))
+	}
+}
+
 // TestUnsupportedRequests: what no transport takes is a GraphQL error in
 // the accepted type, with the status that says why.
 func TestUnsupportedRequests(t *testing.T) {
@@ -366,5 +382,26 @@ func TestMultipartSubscriptionEndsAtTokenExpiry(t *testing.T) {
 	}
 	if p := receive(t, parts, "part"); p != "end" {
 		t.Fatalf("got %s, want the closing boundary", p)
+	}
+}
+
+// TestRefusalsDoNotWaitForTheBody: a request refused before its body is
+// read is answered at once, its body unfinished, and its connection
+// closed; net/http would otherwise read the body first.
+func TestRefusalsDoNotWaitForTheBody(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, tc := range []struct {
+		name, token, contentType string
+		status                   int
+	}{
+		{"bad token", "not-a-token", "application/json", http.StatusUnauthorized},
+		{"unsupported type", "", "text/plain", http.StatusUnsupportedMediaType},
+		{"anonymous upload", "", "multipart/form-data; boundary=b", http.StatusUnauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			hold(t, e.URL, tc.token, tc.contentType, "{").wantAnswered(t, tc.status)
+		})
 	}
 }

@@ -307,38 +307,19 @@ func TestConcurrentUploadsPerUser(t *testing.T) {
 	alice := e.NewUser("alice@example.com", false)
 	bob := e.NewUser("bob@example.com", false)
 
-	// Two uploads that have sent their first bytes and hang there.
-	var holds []*io.PipeWriter
-	var wg sync.WaitGroup
-	results := make(chan int, 2)
-	for range 2 {
-		pr, pw := io.Pipe()
-		holds = append(holds, pw)
-		req, _ := http.NewRequest(http.MethodPost, e.URL+"/graphql", pr)
-		req.Header.Set("Content-Type", "multipart/form-data; boundary=b")
-		req.Header.Set("Authorization", "Bearer "+alice.Token)
-		wg.Go(func() {
-			res, err := http.DefaultClient.Do(req)
-			if err == nil {
-				results <- res.StatusCode
-				res.Body.Close()
-			}
-		})
-		if _, err := pw.Write([]byte("--b\r\n")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The third is refused once the server holds both.
-	r := untilRefused(t, func() response { return e.verifySample(alice.Token, audio("p.webm", "audio/webm")) })
+	// Two uploads that have sent their first bytes and hang there; the
+	// third is refused once the server holds both.
+	upload := func() *heldRequest { return hold(t, e.URL, alice.Token, "multipart/form-data; boundary=b", "--b\r\n") }
+	r, release := refusedWhileHeld(t, 2, upload, func() response { return e.verifySample(alice.Token, audio("p.webm", "audio/webm")) })
 	if r.Header.Get("Retry-After") == "" {
 		t.Error("no Retry-After")
 	}
+	// An upload over the cap is refused without the server waiting for
+	// its body.
+	upload().wantAnswered(t, http.StatusTooManyRequests)
 	// Other users are not affected.
 	e.verifySample(bob.Token, audio("p.webm", "audio/webm")).WantCode(t, graph.CodeNotFound)
-	for _, pw := range holds {
-		pw.CloseWithError(io.ErrUnexpectedEOF)
-	}
-	wg.Wait()
+	release()
 	// Released once the server has seen them go: alice may upload again.
 	var last response
 	dbtest.WaitFor(t, 0, func() bool {
@@ -393,43 +374,97 @@ func TestSlowBodies(t *testing.T) {
 	}
 }
 
-// holdRequest sends a JSON request whose body never finishes, so the
-// server holds it (inside the body timeout) until release is called.
-func holdRequest(t *testing.T, url, token string) (release func()) {
+// heldRequest is a request that has sent the start of its body and waits
+// to send the rest, holding whatever place the server counts it in.
+type heldRequest struct {
+	body     *io.PipeWriter
+	answered chan struct{}
+	status   int // once answered; 0 when the request failed
+}
+
+// hold sends a request whose body starts with start and never finishes.
+func hold(t *testing.T, url, token, contentType, start string) *heldRequest {
 	t.Helper()
 	pr, pw := io.Pipe()
 	req, _ := http.NewRequest(http.MethodPost, url+"/graphql", pr)
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	done := make(chan struct{})
+	h := &heldRequest{body: pw, answered: make(chan struct{})}
 	go func() {
-		defer close(done)
+		defer close(h.answered)
 		if res, err := http.DefaultClient.Do(req); err == nil {
+			h.status = res.StatusCode
 			res.Body.Close()
 		}
 	}()
-	if _, err := pw.Write([]byte(`{"query":`)); err != nil {
+	if _, err := pw.Write([]byte(start)); err != nil {
 		t.Fatal(err)
 	}
-	return func() {
-		pw.CloseWithError(io.ErrUnexpectedEOF)
-		<-done
+	t.Cleanup(h.release)
+	return h
+}
+
+// holdRequest holds a JSON request.
+func holdRequest(t *testing.T, url, token string) *heldRequest {
+	t.Helper()
+	return hold(t, url, token, "application/json", `{"query":`)
+}
+
+// release ends the body with an error and waits for the request to end.
+func (h *heldRequest) release() {
+	h.body.CloseWithError(io.ErrUnexpectedEOF)
+	<-h.answered
+}
+
+// isAnswered reports whether the server has answered (or the request has
+// failed).
+func (h *heldRequest) isAnswered() bool {
+	select {
+	case <-h.answered:
+		return true
+	default:
+		return false
 	}
 }
 
-// untilRefused sends requests until one is refused with 429, within a
-// bounded time: the held requests are admitted asynchronously.
-func untilRefused(t *testing.T, send func() response) response {
+// wantAnswered expects the server to answer the held request with status,
+// its body still unfinished: a refusal must not wait for the body.
+func (h *heldRequest) wantAnswered(t *testing.T, status int) {
 	t.Helper()
-	var r response
+	dbtest.WaitFor(t, 0, h.isAnswered, "the server did not answer before the body was finished")
+	if h.status != status {
+		t.Errorf("answered %d, want %d", h.status, status)
+	}
+}
+
+// refusedWhileHeld keeps n requests that hold (made by hold) in flight,
+// and sends requests until one is refused with 429. A hold may reach the
+// server after a request sent by send has taken the last place, and is
+// then refused itself; such a hold is replaced, so at the refusal the n
+// holds are what fills the cap. release ends the holds.
+func refusedWhileHeld(t *testing.T, n int, hold func() *heldRequest, send func() response) (r response, release func()) {
+	t.Helper()
+	holds := make([]*heldRequest, n)
+	release = func() {
+		for _, h := range holds {
+			if h != nil {
+				h.release()
+			}
+		}
+	}
 	dbtest.WaitFor(t, 0, func() bool {
+		for i, h := range holds {
+			if h == nil || h.isAnswered() {
+				holds[i] = hold()
+			}
+		}
 		r = send()
 		return r.Status == http.StatusTooManyRequests
 	}, "a request over the cap was never refused")
 	r.WantCode(t, graph.CodeRateLimited)
-	return r
+	return r, release
 }
 
 func TestConcurrentRequestCaps(t *testing.T) {
@@ -439,13 +474,15 @@ func TestConcurrentRequestCaps(t *testing.T) {
 		e := newEnv(t, withLimits(func(l *limit.Settings) { l.RequestsPerUser = 2 }))
 		alice := e.NewUser("alice@example.com", false)
 		bob := e.NewUser("bob@example.com", false)
-		for range 2 {
-			defer holdRequest(t, e.URL, alice.Token)()
-		}
-		r := untilRefused(t, func() response { return e.Post(alice.Token, `{ viewer { id } }`, nil) })
+		held := func() *heldRequest { return holdRequest(t, e.URL, alice.Token) }
+		r, release := refusedWhileHeld(t, 2, held, func() response { return e.Post(alice.Token, `{ viewer { id } }`, nil) })
+		defer release()
 		if !strings.Contains(r.Errors[0].Message, "account") {
 			t.Errorf("message %q", r.Errors[0].Message)
 		}
+		// A request over the cap is refused without the server waiting for
+		// its body.
+		held().wantAnswered(t, http.StatusTooManyRequests)
 		e.Post(bob.Token, `{ viewer { id } }`, nil).Decode(t, &map[string]any{})
 		e.Post("", `{ viewer { id } }`, nil).Decode(t, &map[string]any{})
 	})
@@ -453,10 +490,9 @@ func TestConcurrentRequestCaps(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t, withLimits(func(l *limit.Settings) { l.RequestsPerAddress = 3 }))
 		alice := e.NewUser("alice@example.com", false)
-		for range 3 {
-			defer holdRequest(t, e.URL, "")()
-		}
-		r := untilRefused(t, func() response { return e.Post(alice.Token, `{ viewer { id } }`, nil) })
+		held := func() *heldRequest { return holdRequest(t, e.URL, "") }
+		r, release := refusedWhileHeld(t, 3, held, func() response { return e.Post(alice.Token, `{ viewer { id } }`, nil) })
+		defer release()
 		if !strings.Contains(r.Errors[0].Message, "address") {
 			t.Errorf("message %q", r.Errors[0].Message)
 		}
