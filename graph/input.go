@@ -111,7 +111,7 @@ func (r *Resolver) generations(ctx context.Context, owner db.OwnerKey, first *in
 		}
 		return generationConnection(rows, size, sh), nil
 	}
-	rows, err := r.loaders(ctx).generations.Load(ctx, key)()
+	rows, err := r.loaders(ctx).generations.Get(ctx, key)
 	if err != nil {
 		return nil, err
 	}

@@ -73,11 +73,17 @@ func (l *Loaders) isPrimed(fc *graphql.FieldContext) bool {
 
 // lazyLoader makes its dataloader on first use: most responses use one or
 // two of the loaders, and a subscription keeps its response's loaders for
-// as long as it waits for the next event.
+// as long as it waits for the next event. Values read ahead of their
+// fields (nested.prime) are kept beside the dataloader and served without
+// it: its thunk, cache entry and tracer cost a few allocations for each
+// field, and a page of generations asks for two such fields per node.
 type lazyLoader[K comparable, V any] struct {
 	batch  dataloader.BatchFunc[K, V]
 	once   sync.Once
 	loader *dataloader.Loader[K, V]
+
+	primedMu sync.RWMutex
+	primed   map[K]V
 }
 
 func (z *lazyLoader[K, V]) get() *dataloader.Loader[K, V] {
@@ -85,9 +91,30 @@ func (z *lazyLoader[K, V]) get() *dataloader.Loader[K, V] {
 	return z.loader
 }
 
-// Load loads key, batched with the other keys asked for meanwhile.
-func (z *lazyLoader[K, V]) Load(ctx context.Context, key K) dataloader.Thunk[V] {
-	return z.get().Load(ctx, key)
+// Get returns the value primed for key, or loads it, batched with the
+// other keys asked for meanwhile.
+func (z *lazyLoader[K, V]) Get(ctx context.Context, key K) (V, error) {
+	z.primedMu.RLock()
+	v, ok := z.primed[key]
+	z.primedMu.RUnlock()
+	if ok {
+		return v, nil
+	}
+	return z.get().Load(ctx, key)()
+}
+
+// Prime records v for key, so that Get finds it without loading; n is how
+// many keys are about to be primed (the map's first size). A key primed
+// already keeps its value, as with the dataloader's Prime.
+func (z *lazyLoader[K, V]) Prime(key K, v V, n int) {
+	z.primedMu.Lock()
+	defer z.primedMu.Unlock()
+	if z.primed == nil {
+		z.primed = make(map[K]V, n)
+	}
+	if _, ok := z.primed[key]; !ok {
+		z.primed[key] = v
+	}
 }
 
 // NewLoaders makes the loaders of one response, reading the columns cols

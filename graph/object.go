@@ -7,6 +7,8 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/narrate/narrate/graph/scalar"
 )
 
 // plainObject marshals an object whose selection asks for plain fields only
@@ -149,8 +151,11 @@ func writeString(w io.Writer, s string) {
 
 // writeInt writes n as graphql.MarshalInt does.
 func writeInt(w io.Writer, n int) {
-	var b [20]byte
-	_, _ = w.Write(strconv.AppendInt(b[:0], int64(n), 10))
+	b := scalar.Scratch(w, 20)
+	if b == nil {
+		b = make([]byte, 0, 20)
+	}
+	_, _ = w.Write(strconv.AppendInt(b, int64(n), 10))
 }
 
 // writeBool writes b as graphql.MarshalBoolean does.

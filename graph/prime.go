@@ -165,19 +165,21 @@ func (r *Resolver) planNested(ctx context.Context) (n nested, ok bool) {
 func (n *nested) prime(ctx context.Context, l *Loaders, rows []db.Generation) {
 	if n.stories {
 		found := index(n.storyRows, storyID)
-		for _, id := range distinct(rows, func(g db.Generation) uuid.UUID { return g.StoryID }) {
-			l.story.get().Prime(ctx, id, found[id])
+		ids := distinct(rows, func(g db.Generation) uuid.UUID { return g.StoryID })
+		for _, id := range ids {
+			l.story.Prime(id, found[id], len(ids))
 		}
 	}
 	for _, p := range n.logPages {
 		for i, page := range byKeyIndex(p.rows, len(rows)) {
-			l.logs.get().Prime(ctx, pageKey[uuid.UUID]{Parent: rows[i].ID, Limit: p.size + 1, After: p.after}, page)
+			l.logs.Prime(pageKey[uuid.UUID]{Parent: rows[i].ID, Limit: p.size + 1, After: p.after}, page, len(rows)*len(n.logPages))
 		}
 	}
 	if n.emails {
 		found := emailsByID(n.emailRows)
-		for _, id := range distinct(rows, func(g db.Generation) uuid.UUID { return g.UserID }) {
-			l.email.get().Prime(ctx, id, found[id])
+		ids := distinct(rows, func(g db.Generation) uuid.UUID { return g.UserID })
+		for _, id := range ids {
+			l.email.Prime(id, found[id], len(ids))
 		}
 	}
 	l.markPrimed(n.fc)

@@ -195,7 +195,7 @@ func (r *queryResolver) Story(ctx context.Context, id *uuid.UUID, slug *string) 
 	case (id == nil) == (slug == nil):
 		return nil, badInput("give exactly one of id and slug")
 	case id != nil:
-		return r.loaders(ctx).story.Load(ctx, *id)()
+		return r.loaders(ctx).story.Get(ctx, *id)
 	}
 	s, err := r.DB.StoryBySlug(ctx, ViewerFrom(ctx).Session, *slug, columnsOf(ctx).story)
 	if errors.Is(err, db.ErrNotFound) {
@@ -214,7 +214,7 @@ func (r *queryResolver) Generation(ctx context.Context, id uuid.UUID) (*db.Gener
 		// read the table at all: asking would fail with permission denied.
 		return nil, nil
 	}
-	return r.loaders(ctx).generation.Load(ctx, id)()
+	return r.loaders(ctx).generation.Get(ctx, id)
 }
 
 // MyGenerations is the resolver for the myGenerations field.
@@ -234,7 +234,7 @@ func (r *storyGenerationResolver) ResultURL(ctx context.Context, obj *db.Generat
 
 // Story is the resolver for the story field.
 func (r *storyGenerationResolver) Story(ctx context.Context, obj *db.Generation) (*db.Story, error) {
-	s, err := r.loaders(ctx).story.Load(ctx, obj.StoryID)()
+	s, err := r.loaders(ctx).story.Get(ctx, obj.StoryID)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +255,7 @@ func (r *storyGenerationResolver) Logs(ctx context.Context, obj *db.Generation, 
 	if err != nil {
 		return nil, err
 	}
-	rows, err := r.loaders(ctx).logs.Load(ctx, pageKey[uuid.UUID]{Parent: obj.ID, Limit: size + 1, After: deref(after)})()
+	rows, err := r.loaders(ctx).logs.Get(ctx, pageKey[uuid.UUID]{Parent: obj.ID, Limit: size + 1, After: deref(after)})
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +264,7 @@ func (r *storyGenerationResolver) Logs(ctx context.Context, obj *db.Generation, 
 
 // Parts is the resolver for the parts field.
 func (r *storyGenerationResolver) Parts(ctx context.Context, obj *db.Generation) ([]db.GenerationPart, error) {
-	parts, err := r.loaders(ctx).parts.Load(ctx, obj.ID)()
+	parts, err := r.loaders(ctx).parts.Get(ctx, obj.ID)
 	if parts == nil && err == nil {
 		parts = []db.GenerationPart{}
 	}
@@ -283,17 +283,17 @@ func (r *subscriptionResolver) ViewerGenerations(ctx context.Context) (<-chan *d
 
 // Email is the resolver for the email field.
 func (r *userResolver) Email(ctx context.Context, obj *db.User) (*string, error) {
-	return r.loaders(ctx).email.Load(ctx, obj.ID)()
+	return r.loaders(ctx).email.Get(ctx, obj.ID)
 }
 
 // Profile is the resolver for the profile field.
 func (r *userResolver) Profile(ctx context.Context, obj *db.User) (*db.Profile, error) {
-	return r.loaders(ctx).profile.Load(ctx, obj.ID)()
+	return r.loaders(ctx).profile.Get(ctx, obj.ID)
 }
 
 // VoiceSample is the resolver for the voiceSample field.
 func (r *userResolver) VoiceSample(ctx context.Context, obj *db.User) (*db.VoiceSample, error) {
-	return r.loaders(ctx).voiceSample.Load(ctx, obj.ID)()
+	return r.loaders(ctx).voiceSample.Get(ctx, obj.ID)
 }
 
 // Generations is the resolver for the generations field.

@@ -3,6 +3,7 @@
 package scalar
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -23,27 +24,44 @@ func badInput(format string, args ...any) error {
 }
 
 // MarshalUUID writes an ID in its canonical textual form. It is encoded
-// into a buffer on the stack, quotes included: a listing writes hundreds
-// of IDs and timestamps, and the strings String and strconv.Quote made
-// for each were a measurable share of its allocations.
+// straight into the response (Scratch), quotes included: a listing writes
+// hundreds of IDs and timestamps, and the strings String and
+// strconv.Quote made for each were a measurable share of its allocations.
 func MarshalUUID(id uuid.UUID) graphql.Marshaler {
 	return graphql.WriterFunc(func(w io.Writer) { WriteUUID(w, id) })
 }
 
 // WriteUUID writes what MarshalUUID's marshaler writes.
 func WriteUUID(w io.Writer, id uuid.UUID) {
-	var b [38]byte
-	b[0], b[37] = '"', '"'
-	hex.Encode(b[1:9], id[0:4])
-	b[9] = '-'
-	hex.Encode(b[10:14], id[4:6])
-	b[14] = '-'
-	hex.Encode(b[15:19], id[6:8])
-	b[19] = '-'
-	hex.Encode(b[20:24], id[8:10])
-	b[24] = '-'
-	hex.Encode(b[25:37], id[10:16])
-	_, _ = w.Write(b[:])
+	b := Scratch(w, 38)
+	if b == nil {
+		b = make([]byte, 0, 38)
+	}
+	b = append(b, '"')
+	b = hex.AppendEncode(b, id[0:4])
+	b = append(b, '-')
+	b = hex.AppendEncode(b, id[4:6])
+	b = append(b, '-')
+	b = hex.AppendEncode(b, id[6:8])
+	b = append(b, '-')
+	b = hex.AppendEncode(b, id[8:10])
+	b = append(b, '-')
+	b = hex.AppendEncode(b, id[10:16])
+	_, _ = w.Write(append(b, '"'))
+}
+
+// Scratch returns room for at least n bytes past the end of w's contents
+// when w is a *bytes.Buffer, as it is when gqlgen marshals a response,
+// and nil otherwise. A value appended there and written back costs no
+// allocation; the same bytes in an array on the stack would, since
+// w.Write through an interface makes them escape, and a response writes
+// hundreds of IDs, numbers and timestamps.
+func Scratch(w io.Writer, n int) []byte {
+	if buf, ok := w.(*bytes.Buffer); ok {
+		buf.Grow(n)
+		return buf.AvailableBuffer()
+	}
+	return nil
 }
 
 // UnmarshalUUID reads an ID. Every ID of this API is a UUID, so anything else
@@ -64,15 +82,18 @@ func UnmarshalUUID(v any) (uuid.UUID, error) {
 const timeLayout = "2006-01-02T15:04:05.000000Z07:00"
 
 // MarshalTime writes a timestamp in UTC with microsecond precision, quoted
-// (the layout has nothing JSON must escape), from a buffer on the stack.
+// (the layout has nothing JSON must escape), straight into the response.
 func MarshalTime(t time.Time) graphql.Marshaler {
 	return graphql.WriterFunc(func(w io.Writer) { WriteTime(w, t) })
 }
 
 // WriteTime writes what MarshalTime's marshaler writes.
 func WriteTime(w io.Writer, t time.Time) {
-	var b [40]byte
-	_, _ = w.Write(append(t.UTC().AppendFormat(append(b[:0], '"'), timeLayout), '"'))
+	b := Scratch(w, 40)
+	if b == nil {
+		b = make([]byte, 0, 40)
+	}
+	_, _ = w.Write(append(t.UTC().AppendFormat(append(b, '"'), timeLayout), '"'))
 }
 
 // FormatTime formats t the way the API shows timestamps.
