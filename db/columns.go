@@ -58,6 +58,10 @@ type column[T any] struct {
 	// types are ones pgx scans without reflection: *[16]byte for uuid.UUID
 	// ids, *string for enums, *[]byte for jsonb, pgtype wrappers for NULLs.
 	dest func(row *T, n *nulls) any
+	// zero is the SQL value read in place of NULL when the row comes from
+	// the outer side of an outer join (see table.joinedList); empty for a
+	// table never read so.
+	zero string
 }
 
 // nulls holds the nullable columns of one row while it is scanned; set
@@ -112,6 +116,23 @@ func (t *table[T]) list(cols Columns, alias string) string {
 			b.WriteByte('.')
 		}
 		b.WriteString(c.name)
+	}
+	return b.String()
+}
+
+// joinedList is list for a table on the outer side of a LEFT JOIN: each
+// column reads its zero value where the join found no row, so that the
+// row scans into the same destinations, with a zero key.
+func (t *table[T]) joinedList(cols Columns, alias string) string {
+	var b strings.Builder
+	for _, c := range t.columns {
+		if c.opt != 0 && cols&c.opt == 0 {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("coalesce(" + alias + "." + c.name + ", " + c.zero + ")")
 	}
 	return b.String()
 }
@@ -275,13 +296,13 @@ func txOne[T any](ctx context.Context, q Querier, sc scanner[T], sql string, arg
 }
 
 var stories = &table[Story]{columns: []column[Story]{
-	{name: "id", dest: func(r *Story, _ *nulls) any { return (*[16]byte)(&r.ID) }},
-	{name: "title", dest: func(r *Story, _ *nulls) any { return &r.Title }},
-	{name: "slug", opt: StorySlug, dest: func(r *Story, _ *nulls) any { return &r.Slug }},
-	{name: "content", opt: StoryContent, dest: func(r *Story, _ *nulls) any { return &r.Content }},
-	{name: "version", opt: StoryVersion, dest: func(r *Story, _ *nulls) any { return &r.Version }},
-	{name: "created_at", opt: StoryCreatedAt, dest: func(r *Story, _ *nulls) any { return &r.CreatedAt }},
-	{name: "updated_at", opt: StoryUpdatedAt, dest: func(r *Story, _ *nulls) any { return &r.UpdatedAt }},
+	{name: "id", zero: "'00000000-0000-0000-0000-000000000000'", dest: func(r *Story, _ *nulls) any { return (*[16]byte)(&r.ID) }},
+	{name: "title", zero: "''", dest: func(r *Story, _ *nulls) any { return &r.Title }},
+	{name: "slug", opt: StorySlug, zero: "''", dest: func(r *Story, _ *nulls) any { return &r.Slug }},
+	{name: "content", opt: StoryContent, zero: "''", dest: func(r *Story, _ *nulls) any { return &r.Content }},
+	{name: "version", opt: StoryVersion, zero: "0", dest: func(r *Story, _ *nulls) any { return &r.Version }},
+	{name: "created_at", opt: StoryCreatedAt, zero: "'epoch'", dest: func(r *Story, _ *nulls) any { return &r.CreatedAt }},
+	{name: "updated_at", opt: StoryUpdatedAt, zero: "'epoch'", dest: func(r *Story, _ *nulls) any { return &r.UpdatedAt }},
 }}
 
 // Generations always carry status and updated_at: the realtime stream

@@ -253,13 +253,41 @@ func (r *Reads) GenerationPage(p GenerationPage, out *[]Generation) {
 		p.sql(&q, generations.list(p.Page.Columns, "g"), p.Page.Limit), q.args...)
 }
 
-// StoriesOfPage queues the columns cols of the stories the page's first
-// nodes generations narrate, in no particular order, into out.
-func (r *Reads) StoriesOfPage(p GenerationPage, nodes int, cols Columns, out *[]Story) {
+// GenerationPageStories is GenerationPage reading as well, in the same
+// statement, the columns cols of the story each generation narrates: into
+// found, the distinct ones the caller may see, in no particular order.
+// A separate statement would select the page again.
+func (r *Reads) GenerationPageStories(p GenerationPage, out *[]Generation, cols Columns, found *[]Story) {
 	var q statement
-	queueRead(r, scanner[Story]{t: stories, cols: cols}, out, `
-		SELECT `+stories.list(cols, "")+` FROM stories
-		WHERE id IN (SELECT g.story_id FROM (`+p.sql(&q, "g.story_id", nodes)+`) g)`, q.args...)
+	sql := `SELECT ` + generations.list(p.Page.Columns, "g") + `, ` + stories.joinedList(cols, "s") + `
+		FROM (` + p.sql(&q, generations.list(p.Page.Columns, "g"), p.Page.Limit) + `) g
+		LEFT JOIN stories s ON s.id = g.story_id
+		ORDER BY g.created_at DESC, g.id`
+	r.b.Queue(sql, q.args...).Query(func(rows pgx.Rows) error {
+		defer rows.Close()
+		var (
+			n    nulls
+			s    Story
+			buf  = make([]any, 0, len(generations.columns)+len(stories.columns))
+			seen = make(map[uuid.UUID]bool)
+		)
+		for rows.Next() {
+			*out = append(*out, Generation{})
+			g := &(*out)[len(*out)-1]
+			n, s = nulls{}, Story{}
+			buf = stories.dests(cols, &s, &n, generations.dests(p.Page.Columns, g, &n, buf[:0]))
+			if err := rows.Scan(buf...); err != nil {
+				return err
+			}
+			generations.set(g, &n)
+			// A story the caller may not see reads as zeros (joinedList).
+			if s.ID != uuid.Nil && !seen[s.ID] {
+				seen[s.ID] = true
+				*found = append(*found, s)
+			}
+		}
+		return rows.Err()
+	})
 }
 
 // LogsOfPage queues the page lp of the logs of each of the page's first

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -494,7 +495,7 @@ func testUpsertProfile(t *testing.T, tdb *testDB) {
 
 // testGenerationPageNested: a page read with GenerationPage is the page
 // GenerationsByOwner reads, and the reads nested under it by position
-// (StoriesOfPage, LogsOfPage) are what StoriesByID and LogsByGeneration
+// (GenerationPageStories, LogsOfPage) are what StoriesByID and LogsByGeneration
 // read for the page's first nodes generations, under the caller's
 // row-level security, all in one round trip.
 func testGenerationPageNested(t *testing.T, tdb *testDB) {
@@ -546,13 +547,17 @@ func testGenerationPageNested(t *testing.T, tdb *testDB) {
 				stories []db.Story
 				logs    []db.Keyed[db.Log]
 			)
+			var withStories []db.Generation
 			err := d.ReadSnapshot(ctx, tc.session, func(q *db.Reads) {
 				q.GenerationPage(tc.page, &page)
-				q.StoriesOfPage(tc.page, nodes, db.AllColumns, &stories)
+				q.GenerationPageStories(tc.page, &withStories, db.AllColumns, &stories)
 				q.LogsOfPage(tc.page, nodes, logPage, &logs)
 			})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(withStories, page) {
+				t.Errorf("the page read with its stories %v, want %v", withStories, page)
 			}
 			if tc.empty {
 				if len(page)+len(stories)+len(logs) > 0 {
@@ -574,7 +579,7 @@ func testGenerationPageNested(t *testing.T, tdb *testDB) {
 			}
 			shown := page[:min(len(page), nodes)]
 
-			wantStories, err := d.StoriesByID(ctx, tc.session, distinctStories(shown), db.AllColumns)
+			wantStories, err := d.StoriesByID(ctx, tc.session, distinctStories(page), db.AllColumns)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -584,6 +589,11 @@ func testGenerationPageNested(t *testing.T, tdb *testDB) {
 			slices.SortFunc(wantIDs, compareIDs)
 			if !slices.Equal(got, wantIDs) {
 				t.Errorf("stories %v, want %v", got, wantIDs)
+			}
+			for _, s := range stories {
+				if i := slices.IndexFunc(wantStories, func(w db.Story) bool { return w.ID == s.ID }); i < 0 || !reflect.DeepEqual(s, wantStories[i]) {
+					t.Errorf("story read with the page %+v, want the one StoriesByID reads", s)
+				}
 			}
 
 			wantLogs, err := d.LogsByGeneration(ctx, tc.session, idsOf(shown, genID), logPage)

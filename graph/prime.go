@@ -78,9 +78,10 @@ func (r *Resolver) generationPageNested(ctx context.Context, page db.GenerationP
 	var rows []db.Generation
 	nodes := page.Page.Limit - 1
 	err := l.db.ReadSnapshot(ctx, l.session, func(q *db.Reads) {
-		q.GenerationPage(page, &rows)
 		if n.stories {
-			q.StoriesOfPage(page, nodes, l.cols.story, &n.storyRows)
+			q.GenerationPageStories(page, &rows, l.cols.story, &n.storyRows)
+		} else {
+			q.GenerationPage(page, &rows)
 		}
 		for _, p := range n.logPages {
 			q.LogsOfPage(page, nodes, db.PageParams[db.LogKey]{Limit: p.size + 1, After: p.key, Columns: l.cols.log}, &p.rows)
