@@ -58,7 +58,7 @@ func (r *Resolver) primeGenerations(ctx context.Context, rows []db.Generation) {
 		// error if it persists.
 		return
 	}
-	n.prime(ctx, l, rows)
+	n.prime(l, rows)
 }
 
 // generationPageNested reads one owner's page of generations (the first
@@ -93,7 +93,7 @@ func (r *Resolver) generationPageNested(ctx context.Context, page db.GenerationP
 	if err != nil {
 		return nil, err
 	}
-	n.prime(ctx, l, rows[:min(len(rows), nodes)])
+	n.prime(l, rows[:min(len(rows), nodes)])
 	return rows, nil
 }
 
@@ -163,7 +163,7 @@ func (r *Resolver) planNested(ctx context.Context) (n nested, ok bool) {
 // prime caches the rows read for the nodes rows in the response's loaders,
 // and marks the connection primed. The logs pages are keyed by the nodes'
 // positions.
-func (n *nested) prime(ctx context.Context, l *Loaders, rows []db.Generation) {
+func (n *nested) prime(l *Loaders, rows []db.Generation) {
 	if n.stories {
 		found := index(n.storyRows, storyID)
 		ids := distinct(rows, func(g db.Generation) uuid.UUID { return g.StoryID })
