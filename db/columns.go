@@ -103,27 +103,28 @@ func nested[P, T any](t *table[T], field func(*P) *T) *table[P] {
 // list is the select list of the columns in cols, each prefixed with
 // alias and a dot when alias is not empty.
 func (t *table[T]) list(cols Columns, alias string) string {
-	var b strings.Builder
-	for _, c := range t.columns {
-		if c.opt != 0 && cols&c.opt == 0 {
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteString(", ")
-		}
+	return t.each(cols, func(b *strings.Builder, c column[T]) {
 		if alias != "" {
 			b.WriteString(alias)
 			b.WriteByte('.')
 		}
 		b.WriteString(c.name)
-	}
-	return b.String()
+	})
 }
 
 // joinedList is list for a table on the outer side of a LEFT JOIN: each
 // column reads its zero value where the join found no row, so that the
 // row scans into the same destinations, with a zero key.
 func (t *table[T]) joinedList(cols Columns, alias string) string {
+	return t.each(cols, func(b *strings.Builder, c column[T]) {
+		b.WriteString("coalesce(" + alias + "." + c.name + ", " + c.zero + ")")
+	})
+}
+
+// each writes, comma-separated, what item writes for each column in cols.
+// The statements are built on every request: item writes into b rather
+// than returning a string to copy.
+func (t *table[T]) each(cols Columns, item func(b *strings.Builder, c column[T])) string {
 	var b strings.Builder
 	for _, c := range t.columns {
 		if c.opt != 0 && cols&c.opt == 0 {
@@ -132,7 +133,7 @@ func (t *table[T]) joinedList(cols Columns, alias string) string {
 		if b.Len() > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString("coalesce(" + alias + "." + c.name + ", " + c.zero + ")")
+		item(&b, c)
 	}
 	return b.String()
 }
@@ -155,6 +156,9 @@ type scanner[T any] struct {
 	cols Columns
 	// extra, when set, is the destination of a column before the table's.
 	extra func(row *T) any
+	// after, when set, appends the destinations of columns after the
+	// table's.
+	after func(row *T, buf []any) []any
 }
 
 // collect reads every row into a new T, positionally and without
@@ -175,7 +179,11 @@ func (s scanner[T]) collect(rows pgx.Rows) ([]T, error) {
 			buf = append(buf, s.extra(row))
 		}
 		n = nulls{}
-		if err := rows.Scan(s.t.dests(s.cols, row, &n, buf)...); err != nil {
+		buf = s.t.dests(s.cols, row, &n, buf)
+		if s.after != nil {
+			buf = s.after(row, buf)
+		}
+		if err := rows.Scan(buf...); err != nil {
 			return nil, err
 		}
 		if s.t.set != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -259,36 +260,34 @@ func (r *Reads) GenerationPage(p GenerationPage, out *[]Generation) {
 // A separate statement would select the page again.
 func (r *Reads) GenerationPageStories(p GenerationPage, out *[]Generation, cols Columns, found *[]Story) {
 	var q statement
-	sql := `SELECT ` + generations.list(p.Page.Columns, "g") + `, ` + stories.joinedList(cols, "s") + `
-		FROM (` + p.sql(&q, generations.list(p.Page.Columns, "g"), p.Page.Limit) + `) g
+	sc := scanner[pageRow]{t: pageRows, cols: p.Page.Columns, after: func(row *pageRow, buf []any) []any {
+		// No column of stories is nullable: it needs no nulls.
+		return stories.dests(cols, &row.story, nil, buf)
+	}}
+	r.b.Queue(`SELECT `+generations.list(p.Page.Columns, "g")+`, `+stories.joinedList(cols, "s")+`
+		FROM (`+p.sql(&q, generations.list(p.Page.Columns, "g"), p.Page.Limit)+`) g
 		LEFT JOIN stories s ON s.id = g.story_id
-		ORDER BY g.created_at DESC, g.id`
-	r.b.Queue(sql, q.args...).Query(func(rows pgx.Rows) error {
-		defer rows.Close()
-		var (
-			n    nulls
-			s    Story
-			buf  = make([]any, 0, len(generations.columns)+len(stories.columns))
-			seen = make(map[uuid.UUID]bool)
-		)
-		for rows.Next() {
-			*out = append(*out, Generation{})
-			g := &(*out)[len(*out)-1]
-			n, s = nulls{}, Story{}
-			buf = stories.dests(cols, &s, &n, generations.dests(p.Page.Columns, g, &n, buf[:0]))
-			if err := rows.Scan(buf...); err != nil {
-				return err
-			}
-			generations.set(g, &n)
+		ORDER BY g.created_at DESC, g.id`, q.args...).Query(func(rows pgx.Rows) error {
+		page, err := sc.collect(rows)
+		*out = slices.Grow(*out, len(page))
+		for i := range page {
+			*out = append(*out, page[i].Generation)
 			// A story the caller may not see reads as zeros (joinedList).
-			if s.ID != uuid.Nil && !seen[s.ID] {
-				seen[s.ID] = true
-				*found = append(*found, s)
+			if id := page[i].story.ID; id != uuid.Nil && slices.IndexFunc(*found, func(f Story) bool { return f.ID == id }) < 0 {
+				*found = append(*found, page[i].story)
 			}
 		}
-		return rows.Err()
+		return err
 	})
 }
+
+// pageRow is a generation read with its story (GenerationPageStories).
+type pageRow struct {
+	Generation
+	story Story
+}
+
+var pageRows = nested(generations, func(r *pageRow) *Generation { return &r.Generation })
 
 // LogsOfPage queues the page lp of the logs of each of the page's first
 // nodes generations into out, keyed by the generation's position in the
